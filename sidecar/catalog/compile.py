@@ -1,0 +1,327 @@
+"""Check a decoded catalog's references and amounts, and compile it into exact integers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sidecar.catalog.model import (
+    MODEL_UNIT_KINDS,
+    Catalog,
+    Contract,
+    CreditType,
+    Feature,
+    Grant,
+    Plan,
+    PlanFeature,
+    RateLimit,
+)
+from sidecar.catalog.spec import CatalogSpec, ContractSpec, PlanSpec
+from sidecar.errors import CatalogError, InvalidInput
+from sidecar.ids import ID_RULE, is_id
+from sidecar.money import parse_credits, parse_price
+
+__all__ = ["compile_catalog", "compile_overrides"]
+
+
+class _Checker:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: str, problem: str, fix: str) -> CatalogError:
+        return CatalogError(self.file, path, problem, fix)
+
+    def ref(self, path: str, value: str, known: Iterable[str], what: str) -> None:
+        known = sorted(known)
+        if value not in known:
+            raise self.fail(
+                path,
+                f"unknown {what} {value!r}",
+                f"use one of {', '.join(known) or '(none declared)'} or declare it",
+            )
+
+    def unique(self, path: str, values: list[str]) -> None:
+        seen: set[str] = set()
+        for index, value in enumerate(values):
+            if value in seen:
+                raise self.fail(f"{path}[{index}]", f"duplicate {value!r}", "list it once")
+            seen.add(value)
+
+    def price(self, path: str, text: str, *, per_million: bool) -> int:
+        if isinstance(text, str) and text.startswith("-"):
+            raise self.fail(path, f"negative price {text!r}", "prices must be >= 0")
+        try:
+            return parse_price(text, path, per_million=per_million)
+        except InvalidInput as error:
+            limit = "9 fractional digits per million units" if per_million else "15 per unit"
+            raise self.fail(
+                path,
+                f"{error.message}; prices finer than a nano-credit per million units "
+                "cannot be represented exactly",
+                f"write an exact decimal string with at most {limit}",
+            ) from None
+
+    def credits(self, path: str, text: str, *, positive: bool) -> int:
+        if isinstance(text, str) and text.startswith("-"):
+            raise self.fail(path, f"negative amount {text!r}", "amounts must be >= 0")
+        try:
+            nanos = parse_credits(text, path)
+        except InvalidInput as error:
+            raise self.fail(
+                path, error.message, 'write credits as a decimal string, e.g. "12.5"'
+            ) from None
+        if positive and nanos == 0:
+            raise self.fail(path, "amount is zero", "use an amount above 0")
+        return nanos
+
+    def non_negative(self, path: str, value: int) -> None:
+        if value < 0:
+            raise self.fail(path, f"negative value {value}", "use a value >= 0")
+
+    def prices(
+        self, per_million: tuple[str, dict[str, str]], per_unit: tuple[str, dict[str, str]]
+    ) -> dict[str, int]:
+        """Femto-credits per unit by kind, from a (path, table) per million and one per unit."""
+        out: dict[str, int] = {}
+        for (path, table), million in ((per_million, True), (per_unit, False)):
+            for kind, text in table.items():
+                where = f"{path}.{kind}"
+                self.ref(where, kind, MODEL_UNIT_KINDS, "unit kind")
+                if kind in out:
+                    raise self.fail(
+                        where, f"{kind} is priced both per unit and per million", "keep one"
+                    )
+                out[kind] = self.price(where, text, per_million=million)
+        return out
+
+
+def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
+    """Validate every reference and amount of ``spec``; raise CatalogError naming the fix."""
+    check = _Checker(file)
+    for section in ("credit_types", "models", "outcomes", "features", "plans", "contracts"):
+        for key in getattr(spec, section):
+            if not is_id(key):
+                raise check.fail(f"{section}.{key}", f"invalid id {key!r}", f"use {ID_RULE}")
+    models = list(spec.models)
+
+    credit_types = {}
+    for type_id, credit_type in spec.credit_types.items():
+        path = f"credit_types.{type_id}"
+        check.non_negative(f"{path}.priority", credit_type.priority)
+        if credit_type.models is not None:
+            check.unique(f"{path}.models", credit_type.models)
+            for index, model in enumerate(credit_type.models):
+                check.ref(f"{path}.models[{index}]", model, models, "model")
+        credit_types[type_id] = CreditType(
+            id=type_id,
+            priority=credit_type.priority,
+            models=frozenset(credit_type.models) if credit_type.models is not None else None,
+        )
+
+    prices = {
+        model: check.prices(
+            (f"models.{model}.prices_per_million", model_spec.prices_per_million),
+            (f"models.{model}.prices", model_spec.prices),
+        )
+        for model, model_spec in spec.models.items()
+    }
+
+    outcome_prices = {}
+    for outcome, outcome_spec in spec.outcomes.items():
+        path = f"outcomes.{outcome}"
+        if outcome in MODEL_UNIT_KINDS:
+            raise check.fail(path, f"{outcome!r} is a model unit kind", "name the outcome apart")
+        outcome_prices[outcome] = check.price(
+            f"{path}.price", outcome_spec.price, per_million=False
+        )
+    unit_kinds = (*MODEL_UNIT_KINDS, *spec.outcomes)
+
+    features = {}
+    for feature_id, feature in spec.features.items():
+        path = f"features.{feature_id}"
+        if feature.type == "metered":
+            if not feature.unit:
+                raise check.fail(f"{path}.unit", "metered feature has no unit", "add unit: tokens")
+            if not feature.counts:
+                raise check.fail(
+                    f"{path}.counts",
+                    "metered feature counts no unit kind",
+                    f"list the unit kinds it counts, from {', '.join(unit_kinds)}",
+                )
+            check.unique(f"{path}.counts", feature.counts)
+            for index, kind in enumerate(feature.counts):
+                check.ref(f"{path}.counts[{index}]", kind, unit_kinds, "unit kind")
+        elif feature.unit is not None or feature.counts is not None:
+            raise check.fail(
+                path,
+                f"unit and counts apply to metered features, not {feature.type}",
+                "remove unit and counts, or make the feature metered",
+            )
+        features[feature_id] = Feature(
+            id=feature_id,
+            type=feature.type,
+            counts=tuple(feature.counts or ()),
+        )
+
+    plans = {
+        plan_id: _plan(check, plan_id, plan, features, models, credit_types)
+        for plan_id, plan in spec.plans.items()
+    }
+
+    metered = [f for f, feature in features.items() if feature.type == "metered"]
+    contracts = {
+        customer: _contract(
+            check, f"contracts.{customer}", contract, models, spec.outcomes, metered
+        )
+        for customer, contract in spec.contracts.items()
+    }
+
+    return Catalog(
+        version=version,
+        name=spec.name,
+        credit_types=credit_types,
+        prices_femtos=prices,
+        outcome_prices_femtos=outcome_prices,
+        features=features,
+        plans=plans,
+        contracts=contracts,
+    )
+
+
+def _plan(
+    check: _Checker,
+    plan_id: str,
+    plan: PlanSpec,
+    features: dict[str, Feature],
+    models: Iterable[str],
+    credit_types: Iterable[str],
+) -> Plan:
+    path = f"plans.{plan_id}"
+    plan_features = {}
+    for feature_id, entry in plan.features.items():
+        where = f"{path}.features.{feature_id}"
+        check.ref(where, feature_id, features, "feature")
+        kind = features[feature_id].type
+        if entry.limit is not None:
+            if kind != "metered":
+                raise check.fail(
+                    f"{where}.limit",
+                    f"limit applies to metered features, {feature_id} is {kind}",
+                    "remove the limit",
+                )
+            check.non_negative(f"{where}.limit", entry.limit)
+        if kind == "config" and entry.value is None:
+            raise check.fail(f"{where}.value", "config feature has no value", "add value: ...")
+        if kind != "config" and entry.value is not None:
+            raise check.fail(
+                f"{where}.value",
+                f"value applies to config features, {feature_id} is {kind}",
+                "remove the value",
+            )
+        plan_features[feature_id] = PlanFeature(
+            limit=entry.limit, period=entry.period, value=entry.value
+        )
+    check.unique(f"{path}.models", plan.models)
+    for index, model in enumerate(plan.models):
+        check.ref(f"{path}.models[{index}]", model, models, "model")
+    grants = []
+    for index, grant in enumerate(plan.grants):
+        where = f"{path}.grants[{index}]"
+        check.ref(f"{where}.credit_type", grant.credit_type, credit_types, "credit type")
+        grants.append(
+            Grant(
+                credit_type=grant.credit_type,
+                amount_nanos=check.credits(f"{where}.amount", grant.amount, positive=True),
+            )
+        )
+    rate_limits = []
+    for index, limit in enumerate(plan.rate_limits):
+        where = f"{path}.rate_limits[{index}]"
+        if limit.requests_per_minute is None and limit.tokens_per_minute is None:
+            raise check.fail(
+                where, "rate limit sets no limit", "set requests_per_minute or tokens_per_minute"
+            )
+        for field in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(limit, field)
+            if value is not None and value <= 0:
+                raise check.fail(f"{where}.{field}", f"must be > 0, got {value}", "use 1 or more")
+        rate_limits.append(
+            RateLimit(
+                scope=limit.scope,
+                requests_per_minute=limit.requests_per_minute,
+                tokens_per_minute=limit.tokens_per_minute,
+            )
+        )
+    session_budget = None
+    if plan.session_budget is not None:
+        session_budget = check.credits(f"{path}.session_budget", plan.session_budget, positive=True)
+    exhausted = plan.on_credits_exhausted
+    where = f"{path}.on_credits_exhausted"
+    overage_cap = 0
+    if exhausted.action == "overage":
+        if exhausted.cap is None:
+            raise check.fail(f"{where}.cap", "overage has no cap", 'add cap: "100" (credits)')
+        overage_cap = check.credits(f"{where}.cap", exhausted.cap, positive=True)
+    elif exhausted.cap is not None:
+        raise check.fail(f"{where}.cap", "cap applies to action: overage", "remove the cap")
+    return Plan(
+        id=plan_id,
+        features=plan_features,
+        models=frozenset(plan.models),
+        grants=tuple(grants),
+        rate_limits=tuple(rate_limits),
+        session_budget_nanos=session_budget,
+        overage_cap_nanos=overage_cap,
+    )
+
+
+def _contract(
+    check: _Checker,
+    path: str,
+    contract: ContractSpec,
+    models: Iterable[str],
+    outcomes: Iterable[str],
+    metered: Iterable[str],
+) -> Contract:
+    models, outcomes, metered = list(models), list(outcomes), list(metered)
+    for field in ("prices_per_million", "prices"):
+        for model in getattr(contract, field):
+            check.ref(f"{path}.{field}.{model}", model, models, "model")
+    outcome_prices = {}
+    for outcome, text in contract.outcome_prices.items():
+        where = f"{path}.outcome_prices.{outcome}"
+        check.ref(where, outcome, outcomes, "outcome")
+        outcome_prices[outcome] = check.price(where, text, per_million=False)
+    for feature_id, limit in contract.limits.items():
+        where = f"{path}.limits.{feature_id}"
+        check.ref(where, feature_id, metered, "metered feature")
+        check.non_negative(where, limit)
+    return Contract(
+        prices_femtos={
+            model: check.prices(
+                (f"{path}.prices_per_million.{model}", contract.prices_per_million.get(model, {})),
+                (f"{path}.prices.{model}", contract.prices.get(model, {})),
+            )
+            for model in sorted({*contract.prices_per_million, *contract.prices})
+        },
+        outcome_prices_femtos=outcome_prices,
+        limits=dict(contract.limits),
+    )
+
+
+def compile_overrides(spec: ContractSpec, catalog: Catalog) -> Contract:
+    """Compile a customer's contract overrides sent through the admin API.
+
+    Raises InvalidInput naming the field (``overrides.prices_per_million.gpt-4o``) and the fix.
+    """
+    metered = [f for f, feature in catalog.features.items() if feature.type == "metered"]
+    try:
+        return _contract(
+            _Checker("request"),
+            "overrides",
+            spec,
+            catalog.prices_femtos,
+            catalog.outcome_prices_femtos,
+            metered,
+        )
+    except CatalogError as error:
+        raise InvalidInput(error.path, f"{error.problem}; fix: {error.fix}") from None

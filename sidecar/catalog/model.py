@@ -1,0 +1,89 @@
+"""The compiled catalog: immutable, exact integers, shaped for lookups on the hot path."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "MODEL_UNIT_KINDS",
+    "TOKEN_UNIT_KINDS",
+    "Catalog",
+    "Contract",
+    "CreditType",
+    "Feature",
+    "Grant",
+    "Period",
+    "Plan",
+    "PlanFeature",
+    "RateLimit",
+]
+
+Period = Literal["day", "month", "lifetime"]
+TOKEN_UNIT_KINDS = ("input_tokens", "cached_input_tokens", "output_tokens")
+MODEL_UNIT_KINDS = (*TOKEN_UNIT_KINDS, "requests")
+
+
+class _Model(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class CreditType(_Model):
+    id: str
+    priority: int
+    models: frozenset[str] | None
+
+
+class Feature(_Model):
+    id: str
+    type: Literal["boolean", "config", "metered"]
+    counts: tuple[str, ...]
+
+
+class PlanFeature(_Model):
+    limit: int | None
+    period: Period
+    value: int | str | None
+
+
+class Grant(_Model):
+    credit_type: str
+    amount_nanos: int
+
+
+class RateLimit(_Model):
+    scope: Literal["customer", "team", "user", "agent"]
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+
+
+class Plan(_Model):
+    id: str
+    features: dict[str, PlanFeature]
+    models: frozenset[str]
+    grants: tuple[Grant, ...]
+    rate_limits: tuple[RateLimit, ...]
+    session_budget_nanos: int | None
+    overage_cap_nanos: int
+    """Credits per month that may be consumed past the balance; 0 denies when credits run out."""
+
+
+class Contract(_Model):
+    prices_femtos: dict[str, dict[str, int]]
+    outcome_prices_femtos: dict[str, int]
+    limits: dict[str, int]
+
+
+class Catalog(_Model):
+    """A whole catalog; a reload builds a new one and swaps it in whole."""
+
+    version: str
+    name: str
+    credit_types: dict[str, CreditType]
+    prices_femtos: dict[str, dict[str, int]]
+    """Model -> unit kind -> femto-credits per unit."""
+    outcome_prices_femtos: dict[str, int]
+    features: dict[str, Feature]
+    plans: dict[str, Plan]
+    contracts: dict[str, Contract]

@@ -1,0 +1,123 @@
+"""The catalog file's schema, exactly as written in YAML.
+
+Decoded with unknown fields forbidden; amounts and prices stay strings here and become exact
+integers in ``compile.py``. Ids are the mapping keys, so an id cannot be declared twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "CatalogSpec",
+    "ContractSpec",
+    "CreditTypeSpec",
+    "ExhaustedSpec",
+    "FeatureSpec",
+    "GrantSpec",
+    "ModelSpec",
+    "OutcomeSpec",
+    "PlanFeatureSpec",
+    "PlanSpec",
+    "RateLimitSpec",
+]
+
+Period = Literal["day", "month", "lifetime"]
+Scope = Literal["customer", "team", "user", "agent"]
+
+
+class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class CreditTypeSpec(_Spec):
+    priority: int
+    """Lower burns first; ties break on earliest expiry, then oldest grant."""
+    models: list[str] | None = None
+    """When set, credits of this type pay only for these models."""
+    description: str = ""
+
+
+class ModelSpec(_Spec):
+    prices_per_million: dict[str, str] = {}
+    """Credits per million units, by unit kind (input_tokens, output_tokens, ...)."""
+    prices: dict[str, str] = {}
+    """Credits per single unit, by unit kind (typically requests)."""
+    description: str = ""
+
+
+class OutcomeSpec(_Spec):
+    price: str
+    """Credits per outcome (a resolved ticket, a finished task)."""
+    description: str = ""
+
+
+class FeatureSpec(_Spec):
+    type: Literal["boolean", "config", "metered"]
+    description: str = ""
+    unit: str | None = None
+    """Metered features: the name of what is counted (tokens, steps, tickets)."""
+    counts: list[str] | None = None
+    """Metered features: the unit kinds that count toward the limit."""
+
+
+class PlanFeatureSpec(_Spec):
+    limit: int | None = None
+    """Metered features: units allowed per period; absent means unlimited."""
+    period: Period = "month"
+    value: int | str | None = None
+    """Config features: the value this plan gets."""
+
+
+class GrantSpec(_Spec):
+    credit_type: str
+    amount: str
+    every: Literal["month"] = "month"
+    """Recurring: issued at the start of each calendar month (UTC) and expiring at its end."""
+
+
+class RateLimitSpec(_Spec):
+    scope: Scope = "customer"
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+class ExhaustedSpec(_Spec):
+    action: Literal["deny", "overage"] = "deny"
+    cap: str | None = None
+    """Overage only: credits that may be consumed past the balance per calendar month."""
+
+
+class PlanSpec(_Spec):
+    features: dict[str, PlanFeatureSpec]
+    models: list[str] = []
+    grants: list[GrantSpec] = []
+    rate_limits: list[RateLimitSpec] = []
+    session_budget: str | None = None
+    """Default hard budget of one session (an agent run), in credits."""
+    on_credits_exhausted: ExhaustedSpec = ExhaustedSpec()
+    description: str = ""
+
+
+class ContractSpec(_Spec):
+    """Per-customer overrides negotiated in a contract."""
+
+    prices_per_million: dict[str, dict[str, str]] = {}
+    """Model -> unit kind -> credits per million units."""
+    prices: dict[str, dict[str, str]] = {}
+    """Model -> unit kind -> credits per unit."""
+    outcome_prices: dict[str, str] = {}
+    limits: dict[str, int] = {}
+    """Metered feature -> units per period."""
+
+
+class CatalogSpec(_Spec):
+    credit_types: dict[str, CreditTypeSpec]
+    models: dict[str, ModelSpec]
+    features: dict[str, FeatureSpec]
+    plans: dict[str, PlanSpec]
+    outcomes: dict[str, OutcomeSpec] = {}
+    contracts: dict[str, ContractSpec] = {}
+    name: str = ""

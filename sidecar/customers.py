@@ -1,0 +1,83 @@
+"""Customer snapshots held in process: a bounded TTL cache in front of Redis.
+
+A snapshot is the customer's plan and compiled contract overrides, checked against the
+catalog in force. Loading one also issues the plan's recurring grants for the current month
+(idempotent by key, so any number of sidecars may race to do it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from cachetools import TTLCache
+
+from sidecar.catalog.compile import compile_overrides
+from sidecar.catalog.model import Catalog, Contract
+from sidecar.catalog.spec import ContractSpec
+from sidecar.engine.customer import CustomerSnapshot
+from sidecar.engine.periods import month_end_ms, period_ids
+from sidecar.errors import CreditgateError
+from sidecar.store.redis_store import RedisStore
+
+__all__ = ["CustomerDirectory"]
+
+log = logging.getLogger(__name__)
+
+
+class CustomerDirectory:
+    def __init__(self, store: RedisStore, *, max_entries: int = 100_000, ttl_s: float = 30.0):
+        self.store = store
+        self._cache: TTLCache[str, tuple[str, CustomerSnapshot]] = TTLCache(max_entries, ttl_s)
+
+    def invalidate(self, customer: str) -> None:
+        self._cache.pop(customer, None)
+
+    async def get(self, customer: str, catalog: Catalog, now_ms: int) -> CustomerSnapshot | None:
+        """The customer's snapshot, or None when no such customer exists."""
+        cached = self._cache.get(customer)
+        if cached is not None and cached[0] == catalog.version:
+            return cached[1]
+        stored = await self.store.get_customer(customer)
+        if stored is None:
+            return None
+        month = period_ids(now_ms).month
+        if stored.granted_month != month and stored.plan in catalog.plans:
+            await self.issue_plan_grants(customer, stored.plan, catalog, now_ms)
+        overrides = self._overrides(customer, stored.overrides, catalog)
+        snapshot = CustomerSnapshot(id=customer, plan=stored.plan, overrides=overrides)
+        self._cache[customer] = (catalog.version, snapshot)
+        return snapshot
+
+    @staticmethod
+    def _overrides(customer: str, text: str, catalog: Catalog) -> Contract | None:
+        if not text:
+            return None
+        try:
+            return compile_overrides(msgspec.json.decode(text, type=ContractSpec), catalog)
+        except CreditgateError as error:
+            log.warning(
+                "customer %s: overrides no longer fit catalog %s: %s; ignored",
+                customer,
+                catalog.version,
+                error,
+            )
+            return None
+
+    async def issue_plan_grants(
+        self, customer: str, plan_id: str, catalog: Catalog, now_ms: int
+    ) -> None:
+        """Issue this month's recurring grants of the plan; a retry issues nothing twice."""
+        month = period_ids(now_ms).month
+        for index, grant in enumerate(catalog.plans[plan_id].grants):
+            await self.store.grant(
+                customer,
+                idempotency_key=f"plan:{plan_id}:{index}:{month}",
+                credit_type=grant.credit_type,
+                amount_nanos=grant.amount_nanos,
+                priority=catalog.credit_types[grant.credit_type].priority,
+                expires_at_ms=month_end_ms(now_ms),
+                now_ms=now_ms,
+                reason="plan",
+            )
+        await self.store.mark_granted(customer, month)

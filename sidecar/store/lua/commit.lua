@@ -1,0 +1,87 @@
+-- commit: settle one hold at the actual cost, burn buckets in order, append the event.
+-- KEYS[1]  cg:{c:<customer>}:customer
+-- ARGV[1]  JSON: rid, now (ms), whole (nano-credits of the exact cost, string), rem
+--          (sub-nano remainder in femto-credits, 0..999999), units (actual, by kind),
+--          quota_units (actual units counted by the feature's quota), catalog_version
+-- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
+-- engine/pricing.py. Cost above the hold is charged and reported as overage; cost that no
+-- eligible, unexpired bucket covers is recorded as overage used this month (uncovered).
+-- Returns the JSON answer; a second commit returns the first with already_committed.
+local p = cjson.decode(ARGV[1])
+local now = p.now
+local raw = redis.call('HGET', K('holds'), p.rid)
+if not raw then return cjson.encode({result = 'not_found'}) end
+local rec = cjson.decode(raw)
+if rec.s == 'committed' then
+  rec.r.result = 'already_committed'
+  return cjson.encode(rec.r)
+end
+if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
+purge(now)
+rec = cjson.decode(redis.call('HGET', K('holds'), p.rid))
+local held = ZERO
+if rec.s == 'held' then
+  held = N(rec.a)
+  unhold(rec)
+end
+
+local charge = N(p.whole)
+local frac = tonumber(redis.call('HGET', K('balance'), 'frac') or 0) + p.rem
+if frac >= 1000000 then
+  frac = frac - 1000000
+  charge = add(charge, {0, 1})
+end
+redis.call('HSET', K('balance'), 'frac', string.format('%d', frac))
+
+-- Burn in key order (the burn order); expired buckets never spend and are written off.
+local eligible = {}
+for _, t in ipairs(rec.types) do eligible[t] = true end
+local left, burned = charge, {}
+local members = redis.call('ZRANGE', K('buckets'), 0, -1)
+if #members > 0 then
+  local amounts = redis.call('HMGET', K('bucket'), unpack(members))
+  for i, member in ipairs(members) do
+    local expires, credit_type, grant_id = bucket_fields(member)
+    local amount = N(amounts[i])
+    if expires <= now then
+      redis.call('HDEL', K('bucket'), member)
+      redis.call('ZREM', K('buckets'), member)
+      append_event({'kind', 'expiry', 'event_id', 'x:' .. grant_id, 'customer', rec.ev.customer,
+        'grant_id', grant_id, 'credit_type', credit_type, 'amount', S(amount), 'ts', now})
+    elseif eligible[credit_type] and cmp(left, ZERO) > 0 then
+      local take = minimum(amount, left)
+      left = sub(left, take)
+      if cmp(take, amount) == 0 then
+        redis.call('HDEL', K('bucket'), member)
+        redis.call('ZREM', K('buckets'), member)
+      else
+        redis.call('HINCRBY', K('bucket'), member, '-' .. S(take))
+      end
+      burned[#burned + 1] = {grant_id = grant_id, credit_type = credit_type, amount = S(take)}
+    end
+  end
+end
+local cost = S(charge)
+if cmp(left, ZERO) > 0 then redis.call('HINCRBY', rec.month, 'overage|used', S(left)) end
+if cost ~= '0' then
+  for _, c in ipairs(rec.money) do redis.call('HINCRBY', c[1], c[2], cost) end
+end
+if rec.quota and p.quota_units > 0 then
+  redis.call('HINCRBY', rec.quota[1], rec.quota[2], string.format('%d', p.quota_units))
+end
+
+local overage, released = ZERO, ZERO
+if cmp(charge, held) > 0 then overage = sub(charge, held) else released = sub(held, charge) end
+local ev = rec.ev
+append_event({'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
+  'team', ev.team or '', 'user', ev.user or '', 'agent', ev.agent or '',
+  'session', ev.session or '', 'feature', ev.feature, 'model', ev.model or '',
+  'units', cjson.encode(p.units), 'cost', cost, 'overage', S(overage), 'uncovered', S(left),
+  'burned', cjson.encode(burned), 'catalog_version', p.catalog_version,
+  'request_id', ev.request_id, 'tags', ev.tags, 'ts', now})
+
+rec.r = {result = 'committed', cost = cost, overage = S(overage), released = S(released),
+  uncovered = S(left), burned = burned}
+rec.s = 'committed'
+resolve(p.rid, rec, now)
+return cjson.encode(rec.r)

@@ -1,0 +1,21 @@
+-- grant: add a bucket of credits; idempotent by key.
+-- KEYS[1]  cg:{c:<customer>}:customer
+-- ARGV[1]  JSON: idem (key name), member (burn key, engine/burn.py), amount (nano-credits,
+--          string), customer, grant_id, credit_type, priority, expires_at (ms or absent),
+--          now (ms), reason (plan or admin)
+-- Returns JSON {result = granted | already_granted}.
+local p = cjson.decode(ARGV[1])
+local prior = redis.call('GET', p.idem)
+if prior then
+  local out = cjson.decode(prior)
+  out.result = 'already_granted'
+  return cjson.encode(out)
+end
+redis.call('HSET', K('bucket'), p.member, p.amount)
+redis.call('ZADD', K('buckets'), 0, p.member)
+append_event({'kind', 'grant', 'event_id', 'g:' .. p.grant_id, 'customer', p.customer,
+  'grant_id', p.grant_id, 'credit_type', p.credit_type, 'amount', p.amount,
+  'priority', p.priority, 'expires_at', p.expires_at or '', 'reason', p.reason, 'ts', p.now})
+local out = cjson.encode({result = 'granted'})
+redis.call('SET', p.idem, out)
+return out

@@ -1,0 +1,137 @@
+-- reserve: check every rate limit, quota, budget and the balance, then place one hold.
+-- KEYS[1]  cg:{c:<customer>}:customer
+-- ARGV[1]  JSON work order from store/redis_store.py:
+--   rid, now (ms), exp (ms, hold expiry), hold (nano-credits, string), idem (key name),
+--   idem_ttl (ms), scopes (list: customer, team:eng, ...), periods {day, month, lifetime}
+--   (counter ids), session?, session_budget? (nanos), quota? {feature, units, limit, period
+--   (counter id)}, rl (list of {scope, rpm?, tpm?}), tokens, minute, types (credit types
+--   that may pay), overage_cap (nanos), month (counter id), ev (attribution for the event)
+-- Returns the JSON answer; a retry with the same idempotency key returns the first answer.
+local p = cjson.decode(ARGV[1])
+local prior = redis.call('GET', p.idem)
+if prior then return prior end
+local now = p.now
+purge(now)
+
+local function answer(out)
+  local text = cjson.encode(out)
+  redis.call('SET', p.idem, text, 'PX', p.idem_ttl)
+  return text
+end
+local function deny(reason, scope)
+  return answer({allowed = false, reason = reason, scope = scope})
+end
+
+-- Rate limits: fixed one-minute windows.
+local rlk = K('rl:' .. p.minute)
+for _, r in ipairs(p.rl) do
+  local used = redis.call('HMGET', rlk, r.scope .. '|r', r.scope .. '|t')
+  if r.rpm and tonumber(used[1] or 0) + 1 > r.rpm then
+    return deny('rate_limited', r.scope .. '/requests_per_minute')
+  end
+  if r.tpm and p.tokens > 0 and tonumber(used[2] or 0) + p.tokens > r.tpm then
+    return deny('rate_limited', r.scope .. '/tokens_per_minute')
+  end
+end
+
+-- Metered feature quota, in units.
+local q = p.quota
+local qkey, qfield
+if q then
+  qkey, qfield = K('u:' .. q.period), 'q:' .. q.feature
+  local used = redis.call('HMGET', qkey, qfield .. '|used', qfield .. '|held')
+  if tonumber(used[1] or 0) + tonumber(used[2] or 0) + q.units > q.limit then
+    return deny('quota_exceeded', 'feature:' .. q.feature .. '/' .. q.period)
+  end
+end
+
+-- Budgets: every node of the subject path, every period, plus the session.
+local hold = N(p.hold)
+local counters = {} -- {key, field prefix, scope, period} for every money counter
+for _, scope in ipairs(p.scopes) do
+  for _, period in ipairs({'day', 'month', 'lifetime'}) do
+    counters[#counters + 1] = {K('u:' .. p.periods[period]), scope .. '|', scope, period}
+  end
+end
+if p.session then
+  counters[#counters + 1] = {K('s:' .. p.session), '', 'session:' .. p.session, 'lifetime'}
+end
+local fields = {}
+for i, c in ipairs(counters) do fields[i] = c[3] .. '|' .. c[4] end
+local defs = redis.call('HMGET', K('budgets'), unpack(fields))
+if p.session and not defs[#counters] and p.session_budget then
+  defs[#counters] = p.session_budget .. '|hard'
+end
+local remaining, soft, worst = {}, {}, nil
+for i, c in ipairs(counters) do
+  if defs[i] then
+    local limit, mode = string.match(defs[i], '^(%d+)|(%a+)$')
+    local used = redis.call('HMGET', c[1], c[2] .. 'used', c[2] .. 'held')
+    local left = sub(sub(N(limit), N(used[1])), N(used[2]))
+    local name = c[3] .. '/' .. c[4]
+    if cmp(hold, left) > 0 then
+      if mode == 'hard' then
+        if not worst or cmp(left, worst[2]) < 0 then worst = {name, left, c[3]} end
+      else
+        soft[#soft + 1] = name
+      end
+    end
+    local kind = string.match(c[3], '^(%a+)')
+    local after = sub(left, hold)
+    if not remaining[kind] or cmp(after, remaining[kind]) < 0 then remaining[kind] = after end
+  end
+end
+if worst then
+  local reason = 'budget_exceeded'
+  if string.sub(worst[3], 1, 8) == 'session:' then reason = 'session_budget_exceeded' end
+  return deny(reason, worst[1])
+end
+
+-- Balance: eligible buckets still valid when the hold expires, plus overage room.
+local eligible = {}
+for _, t in ipairs(p.types) do eligible[t] = true end
+local funds = ZERO
+local members = redis.call('ZRANGE', K('buckets'), 0, -1)
+if #members > 0 then
+  local amounts = redis.call('HMGET', K('bucket'), unpack(members))
+  for i, member in ipairs(members) do
+    local expires, credit_type = bucket_fields(member)
+    if expires > p.exp and eligible[credit_type] then funds = add(funds, N(amounts[i])) end
+  end
+end
+local room = sub(N(p.overage_cap), N(redis.call('HGET', K('u:' .. p.month), 'overage|used')))
+if room[1] < 0 then room = ZERO end
+local available = sub(add(funds, room), N(redis.call('HGET', K('balance'), 'held')))
+if cmp(hold, available) > 0 then return deny('insufficient_credits', 'balance') end
+
+-- Place the hold: every increment is recorded so that release and expiry undo it exactly.
+local h, money = {}, {}
+local function inc(key, field, delta)
+  redis.call('HINCRBY', key, field, delta)
+  h[#h + 1] = {key, field, delta}
+end
+for _, r in ipairs(p.rl) do
+  redis.call('HINCRBY', rlk, r.scope .. '|r', 1)
+  if p.tokens > 0 then redis.call('HINCRBY', rlk, r.scope .. '|t', p.tokens) end
+end
+if #p.rl > 0 then redis.call('PEXPIRE', rlk, 120000) end
+for _, c in ipairs(counters) do
+  if p.hold ~= '0' then inc(c[1], c[2] .. 'held', p.hold) end
+  money[#money + 1] = {c[1], c[2] .. 'used'}
+end
+if q and q.units > 0 then inc(qkey, qfield .. '|held', string.format('%d', q.units)) end
+if p.hold ~= '0' then inc(K('balance'), 'held', p.hold) end
+redis.call('PEXPIRE', K('u:' .. p.periods.day), 3 * 86400000)
+redis.call('PEXPIRE', K('u:' .. p.periods.month), 70 * 86400000)
+if p.session then redis.call('PEXPIRE', K('s:' .. p.session), 30 * 86400000) end
+
+local rec = {s = 'held', a = p.hold, x = p.exp, h = h, money = money, types = p.types,
+  month = K('u:' .. p.month), ev = p.ev}
+if q then rec.quota = {qkey, qfield .. '|used'} end
+redis.call('HSET', K('holds'), p.rid, cjson.encode(rec))
+redis.call('ZADD', K('hold_expiry'), p.exp, p.rid)
+
+local out_remaining = {balance = S(sub(available, hold))}
+for kind, value in pairs(remaining) do out_remaining[kind] = S(value) end
+return answer({allowed = true, reason = 'ok', reservation_id = p.rid, held = p.hold,
+  remaining = out_remaining, soft_limits_hit = soft})

@@ -1,0 +1,13 @@
+-- set_budget: set (replace) the cap of one subject node for one period.
+-- KEYS[1]  cg:{c:<customer>}:customer
+-- ARGV[1]  JSON: customer, scope (customer, team:eng, session:run-1, ...), period (day,
+--          month, lifetime), limit (nano-credits, string), mode (hard, soft), now (ms)
+-- Setting the same budget twice is a no-op apart from its event: idempotent by value.
+local p = cjson.decode(ARGV[1])
+local field = p.scope .. '|' .. p.period
+local value = p.limit .. '|' .. p.mode
+if redis.call('HGET', K('budgets'), field) == value then return 'unchanged' end
+redis.call('HSET', K('budgets'), field, value)
+append_event({'kind', 'budget', 'event_id', 'b:' .. field .. ':' .. p.now, 'customer', p.customer,
+  'scope', p.scope, 'period', p.period, 'limit', p.limit, 'mode', p.mode, 'ts', p.now})
+return 'set'

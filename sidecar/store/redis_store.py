@@ -1,0 +1,232 @@
+"""The store: Redis with Lua. The scripts are the one implementation of the store semantics."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from sidecar.engine.burn import burn_key
+from sidecar.engine.decide import ReservePlan
+from sidecar.engine.periods import minute_id, period_ids
+from sidecar.errors import StoreError
+from sidecar.store.keys import customer_key, idem_key, prefix
+from sidecar.store.scripts import Script, load_scripts
+
+__all__ = ["IDEMPOTENCY_TTL_MS", "RedisStore", "StoredCustomer"]
+
+IDEMPOTENCY_TTL_MS = 86_400_000
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder()
+
+
+class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
+    plan: str
+    overrides: str
+    """JSON text of the admin overrides, empty for none."""
+    granted_month: str
+
+
+class RedisStore:
+    """Async access to one Redis; every driver error leaves here as StoreError."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.scripts = load_scripts()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, timeout_s: float = 1.0, max_connections: int = 256
+    ) -> RedisStore:
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            max_connections=max_connections,
+        )
+        return cls(client)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _call(self, coroutine: Any) -> Any:
+        try:
+            return await coroutine
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StoreError(f"redis: {error}") from error
+
+    async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> Any:
+        key, arg = customer_key(customer), _json.encode(payload)
+        try:
+            return await self._call(self.client.evalsha(script.sha, 1, key, arg))
+        except StoreError as error:
+            if not isinstance(error.__cause__, NoScriptError):
+                raise
+        await self._call(self.client.script_load(script.source))
+        return await self._call(self.client.evalsha(script.sha, 1, key, arg))
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self.client.ping()))
+
+    async def reserve(
+        self,
+        customer: str,
+        plan: ReservePlan,
+        *,
+        reservation_id: str,
+        idempotency_key: str,
+        now_ms: int,
+        attribution: dict[str, str],
+    ) -> dict[str, Any]:
+        periods = period_ids(now_ms)
+        payload: dict[str, Any] = {
+            "rid": reservation_id,
+            "now": now_ms,
+            "exp": plan.expires_at_ms,
+            "hold": str(plan.hold_nanos),
+            "idem": idem_key(customer, "r", idempotency_key),
+            "idem_ttl": IDEMPOTENCY_TTL_MS,
+            "scopes": list(plan.scopes),
+            "periods": {"day": periods.day, "month": periods.month, "lifetime": periods.lifetime},
+            "rl": [
+                {
+                    key: value
+                    for key, value in (
+                        ("scope", limit.scope),
+                        ("rpm", limit.requests_per_minute),
+                        ("tpm", limit.tokens_per_minute),
+                    )
+                    if value is not None
+                }
+                for limit in plan.rate_limits
+            ],
+            "tokens": plan.tokens,
+            "minute": minute_id(now_ms),
+            "types": list(plan.credit_types),
+            "overage_cap": str(plan.overage_cap_nanos),
+            "month": periods.month,
+            "ev": attribution,
+        }
+        if plan.session is not None:
+            payload["session"] = plan.session
+            if plan.session_budget_nanos is not None:
+                payload["session_budget"] = str(plan.session_budget_nanos)
+        if plan.quota is not None:
+            payload["quota"] = {
+                "feature": plan.quota.feature,
+                "units": plan.quota.units,
+                "limit": plan.quota.limit,
+                "period": periods.of(plan.quota.period),
+            }
+        return dict(_decode.decode(await self._run(self.scripts["reserve"], customer, payload)))
+
+    async def commit(
+        self,
+        customer: str,
+        reservation_id: str,
+        *,
+        whole_nanos: int,
+        remainder_femtos: int,
+        units: dict[str, int],
+        quota_units: int,
+        catalog_version: str,
+        now_ms: int,
+    ) -> dict[str, Any]:
+        payload = {
+            "rid": reservation_id,
+            "now": now_ms,
+            "whole": str(whole_nanos),
+            "rem": remainder_femtos,
+            "units": units,
+            "quota_units": quota_units,
+            "catalog_version": catalog_version,
+        }
+        return dict(_decode.decode(await self._run(self.scripts["commit"], customer, payload)))
+
+    async def release(self, customer: str, reservation_id: str, now_ms: int) -> dict[str, Any]:
+        payload = {"rid": reservation_id, "now": now_ms}
+        return dict(_decode.decode(await self._run(self.scripts["release"], customer, payload)))
+
+    async def grant(
+        self,
+        customer: str,
+        *,
+        idempotency_key: str,
+        credit_type: str,
+        amount_nanos: int,
+        priority: int,
+        expires_at_ms: int | None,
+        now_ms: int,
+        reason: str,
+    ) -> tuple[str, str]:
+        """Add a bucket; returns (result, grant_id). The grant id derives from the key."""
+        digest = hashlib.sha256(f"{customer}\0{idempotency_key}".encode()).hexdigest()
+        grant_id = f"g_{digest[:20]}"
+        payload: dict[str, Any] = {
+            "idem": idem_key(customer, "g", idempotency_key),
+            "member": burn_key(priority, expires_at_ms, now_ms, grant_id, credit_type),
+            "amount": str(amount_nanos),
+            "customer": customer,
+            "grant_id": grant_id,
+            "credit_type": credit_type,
+            "priority": priority,
+            "now": now_ms,
+            "reason": reason,
+        }
+        if expires_at_ms is not None:
+            payload["expires_at"] = str(expires_at_ms)
+        out = _decode.decode(await self._run(self.scripts["grant"], customer, payload))
+        return str(out["result"]), grant_id
+
+    async def set_budget(
+        self, customer: str, *, scope: str, period: str, limit_nanos: int, mode: str, now_ms: int
+    ) -> None:
+        payload = {
+            "customer": customer,
+            "scope": scope,
+            "period": period,
+            "limit": str(limit_nanos),
+            "mode": mode,
+            "now": now_ms,
+        }
+        await self._run(self.scripts["set_budget"], customer, payload)
+
+    async def upsert_customer(
+        self, customer: str, *, plan: str, overrides: str, now_ms: int
+    ) -> None:
+        payload = {"customer": customer, "plan": plan, "overrides": overrides, "now": now_ms}
+        await self._run(self.scripts["upsert_customer"], customer, payload)
+
+    async def get_customer(self, customer: str) -> StoredCustomer | None:
+        plan, overrides, granted = await self._call(
+            self.client.hmget(customer_key(customer), "plan", "overrides", "granted_month")
+        )
+        if plan is None:
+            return None
+        return StoredCustomer(
+            plan=plan.decode(),
+            overrides=(overrides or b"").decode(),
+            granted_month=(granted or b"").decode(),
+        )
+
+    async def mark_granted(self, customer: str, month: str) -> None:
+        await self._call(self.client.hset(customer_key(customer), "granted_month", month))
+
+    async def hold_attribution(self, customer: str, reservation_id: str) -> dict[str, Any] | None:
+        """The attribution a hold was placed with, for pricing its commit after a restart."""
+        raw = await self._call(self.client.hget(f"{prefix(customer)}:holds", reservation_id))
+        if raw is None:
+            return None
+        return dict(_decode.decode(raw)["ev"])
+
+    async def counters(self, customer: str, key_name: str, fields: list[str]) -> list[int]:
+        """Integer counter fields of one of the customer's hashes (0 when absent)."""
+        values = await self._call(self.client.hmget(f"{prefix(customer)}:{key_name}", fields))
+        return [int(value) if value is not None else 0 for value in values]
+
+    async def hash_all(self, customer: str, key_name: str) -> dict[str, str]:
+        raw = await self._call(self.client.hgetall(f"{prefix(customer)}:{key_name}"))
+        return {field.decode(): value.decode() for field, value in raw.items()}

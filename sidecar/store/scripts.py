@@ -1,0 +1,30 @@
+"""Lua scripts: package data files, loaded once and called by SHA, reloaded on NOSCRIPT."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+__all__ = ["SCRIPT_NAMES", "Script", "load_scripts"]
+
+SCRIPT_NAMES = ("reserve", "commit", "release", "grant", "set_budget", "upsert_customer")
+
+
+class Script:
+    """One script's full source (shared helpers prepended) and its SHA1."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+def load_scripts() -> dict[str, Script]:
+    folder = resources.files("sidecar.store") / "lua"
+    lib = (folder / "_lib.lua").read_text(encoding="utf-8")
+    return {
+        name: Script(name, lib + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8"))
+        for name in SCRIPT_NAMES
+    }

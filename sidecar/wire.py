@@ -1,0 +1,237 @@
+"""The wire contract (DESIGN.md): request and response types shared by HTTP and gRPC.
+
+Amounts travel as decimal strings of credits; unit counts are integers. Requests decode with
+unknown fields forbidden; semantic checks (ranges, ids, unit kinds) live in ``engine.validate``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from sidecar.catalog.spec import ContractSpec
+
+__all__ = [
+    "REASONS",
+    "BalanceResponse",
+    "BucketState",
+    "BudgetScope",
+    "BudgetState",
+    "BurnedCredits",
+    "CheckRequest",
+    "CheckResponse",
+    "CommitRequest",
+    "CommitResponse",
+    "CustomerResponse",
+    "GrantRequest",
+    "GrantResponse",
+    "Reason",
+    "ReleaseRequest",
+    "ReleaseResponse",
+    "ReserveRequest",
+    "ReserveResponse",
+    "SetBudgetRequest",
+    "SetBudgetResponse",
+    "UpsertCustomerRequest",
+]
+
+Reason = Literal[
+    "ok",
+    "unknown_customer",
+    "unknown_feature",
+    "feature_not_entitled",
+    "model_not_allowed",
+    "insufficient_credits",
+    "budget_exceeded",
+    "session_budget_exceeded",
+    "quota_exceeded",
+    "rate_limited",
+    "store_unavailable",
+]
+REASONS: tuple[Reason, ...] = (
+    "ok",
+    "unknown_customer",
+    "unknown_feature",
+    "feature_not_entitled",
+    "model_not_allowed",
+    "insufficient_credits",
+    "budget_exceeded",
+    "session_budget_exceeded",
+    "quota_exceeded",
+    "rate_limited",
+    "store_unavailable",
+)
+
+
+class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class _Response(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class ReserveRequest(_Request):
+    customer: str
+    feature: str
+    idempotency_key: str
+    team: str | None = None
+    user: str | None = None
+    agent: str | None = None
+    session: str | None = None
+    model: str | None = None
+    units: dict[str, int] | None = None
+    """Worst case the call may consume, by unit kind."""
+    amount: str | None = None
+    """Credits, for features priced outside the catalog; replaces units for pricing."""
+    ttl_ms: int = 60_000
+    tags: dict[str, str] = {}
+
+
+class ReserveResponse(_Response):
+    allowed: bool
+    reason: Reason
+    reservation_id: str | None = None
+    held: str = "0.000000000"
+    remaining: dict[str, str] = {}
+    soft_limits_hit: list[str] = []
+    catalog_version: str = ""
+    scope: str | None = None
+    """The budget or limit that denied, e.g. ``team:eng/month``."""
+
+
+class CommitRequest(_Request):
+    reservation_id: str
+    units: dict[str, int] | None = None
+    """What the call actually consumed, by unit kind."""
+    amount: str | None = None
+
+
+class BurnedCredits(_Response):
+    grant_id: str
+    credit_type: str
+    amount: str
+
+
+class CommitResponse(_Response):
+    result: Literal["committed", "already_committed", "already_released"]
+    cost: str = "0.000000000"
+    overage: str = "0.000000000"
+    """Cost above the hold: charged, never dropped."""
+    released: str = "0.000000000"
+    """Hold not needed by the actual cost, returned to every cap."""
+    uncovered: str = "0.000000000"
+    """Cost no credit bucket covered: billed as overage on the customer."""
+    burned: list[BurnedCredits] = []
+    catalog_version: str = ""
+
+
+class ReleaseRequest(_Request):
+    reservation_id: str
+
+
+class ReleaseResponse(_Response):
+    result: Literal["released", "already_released", "already_committed", "expired"]
+    released: str = "0.000000000"
+
+
+class CheckRequest(_Request):
+    customer: str
+    feature: str
+    team: str | None = None
+    user: str | None = None
+    agent: str | None = None
+    session: str | None = None
+    model: str | None = None
+
+
+class CheckResponse(_Response):
+    allowed: bool
+    reason: Reason
+    value: int | str | None = None
+    """Config features: the value in force for this customer."""
+    remaining: int | None = None
+    """Metered features with a limit: units left in the current period."""
+    catalog_version: str = ""
+
+
+class BucketState(_Response):
+    grant_id: str
+    credit_type: str
+    amount: str
+    priority: int
+    expires_at: str | None
+
+
+class BudgetState(_Response):
+    scope: str
+    period: Literal["day", "month", "lifetime"]
+    limit: str
+    mode: Literal["hard", "soft"]
+    used: str
+    held: str
+    remaining: str
+
+
+class BalanceResponse(_Response):
+    customer: str
+    plan: str
+    balance: str
+    """Credits in unexpired buckets, minus holds in flight."""
+    held: str
+    buckets: list[BucketState]
+    budgets: list[BudgetState]
+    overage_used: str
+    """Credits consumed past the balance this month."""
+
+
+class UpsertCustomerRequest(_Request):
+    plan: str
+    overrides: ContractSpec | None = None
+
+
+class CustomerResponse(_Response):
+    customer: str
+    plan: str
+    result: Literal["upserted"]
+
+
+class GrantRequest(_Request):
+    credit_type: str
+    amount: str
+    idempotency_key: str
+    priority: int | None = None
+    """Defaults to the credit type's priority."""
+    expires_at: str | None = None
+    """RFC 3339 UTC, e.g. ``2027-01-01T00:00:00Z``; absent means never."""
+
+
+class GrantResponse(_Response):
+    result: Literal["granted", "already_granted"]
+    grant_id: str
+    credit_type: str
+    amount: str
+    priority: int
+    expires_at: str | None
+
+
+class BudgetScope(_Request):
+    team: str | None = None
+    user: str | None = None
+    agent: str | None = None
+    session: str | None = None
+
+
+class SetBudgetRequest(_Request):
+    limit: str
+    scope: BudgetScope = BudgetScope()
+    period: Literal["day", "month", "lifetime"] = "month"
+    mode: Literal["hard", "soft"] = "hard"
+
+
+class SetBudgetResponse(_Response):
+    scope: str
+    period: Literal["day", "month", "lifetime"]
+    limit: str
+    mode: Literal["hard", "soft"]

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sidecar.catalog import Catalog, load_catalog
+from sidecar.service import Service
+from sidecar.store.redis_store import RedisStore
+from tests.servers import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "policies" / "example.yaml"
+# 2026-11-19T12:00:00Z: far from any day or month boundary.
+NOON_MS = 1_795_089_600_000
+
+
+class Clock:
+    """A pinned clock that tests move by hand."""
+
+    def __init__(self, now_ms: int = NOON_MS) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog(EXAMPLE)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    """A store on the suite's own server, emptied first (the suite started that server)."""
+    store = RedisStore.from_url(redis_server.url)
+    await store.client.flushall()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def service(store: RedisStore, catalog: Catalog, clock: Clock) -> Service:
+    return Service(store, catalog, clock=clock)
