@@ -39,7 +39,8 @@ def _parse_decimal(text: str, scale_digits: int, field: str, what: str) -> int:
             field,
             f'must be a non-negative decimal string of {what}, like "12.5", got {text!r}',
         )
-    whole, fraction = match.group(1), match.group(2) or ""
+    whole: str = match.group(1)
+    fraction: str = match.group(2) or ""
     if len(fraction) > scale_digits:
         raise InvalidInput(
             field,

@@ -72,7 +72,7 @@ class _Response(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class ReserveRequest(_Request):
+class ReserveRequest(_Request, frozen=True):
     customer: str
     feature: str
     idempotency_key: str
@@ -89,7 +89,7 @@ class ReserveRequest(_Request):
     tags: dict[str, str] = {}
 
 
-class ReserveResponse(_Response):
+class ReserveResponse(_Response, frozen=True):
     allowed: bool
     reason: Reason
     reservation_id: str | None = None
@@ -101,20 +101,20 @@ class ReserveResponse(_Response):
     """The budget or limit that denied, e.g. ``team:eng/month``."""
 
 
-class CommitRequest(_Request):
+class CommitRequest(_Request, frozen=True):
     reservation_id: str
     units: dict[str, int] | None = None
     """What the call actually consumed, by unit kind."""
     amount: str | None = None
 
 
-class BurnedCredits(_Response):
+class BurnedCredits(_Response, frozen=True):
     grant_id: str
     credit_type: str
     amount: str
 
 
-class CommitResponse(_Response):
+class CommitResponse(_Response, frozen=True):
     result: Literal["committed", "already_committed", "already_released"]
     cost: str = "0.000000000"
     overage: str = "0.000000000"
@@ -127,16 +127,16 @@ class CommitResponse(_Response):
     catalog_version: str = ""
 
 
-class ReleaseRequest(_Request):
+class ReleaseRequest(_Request, frozen=True):
     reservation_id: str
 
 
-class ReleaseResponse(_Response):
+class ReleaseResponse(_Response, frozen=True):
     result: Literal["released", "already_released", "already_committed", "expired"]
     released: str = "0.000000000"
 
 
-class CheckRequest(_Request):
+class CheckRequest(_Request, frozen=True):
     customer: str
     feature: str
     team: str | None = None
@@ -146,7 +146,7 @@ class CheckRequest(_Request):
     model: str | None = None
 
 
-class CheckResponse(_Response):
+class CheckResponse(_Response, frozen=True):
     allowed: bool
     reason: Reason
     value: int | str | None = None
@@ -156,7 +156,7 @@ class CheckResponse(_Response):
     catalog_version: str = ""
 
 
-class BucketState(_Response):
+class BucketState(_Response, frozen=True):
     grant_id: str
     credit_type: str
     amount: str
@@ -164,7 +164,7 @@ class BucketState(_Response):
     expires_at: str | None
 
 
-class BudgetState(_Response):
+class BudgetState(_Response, frozen=True):
     scope: str
     period: Literal["day", "month", "lifetime"]
     limit: str
@@ -174,7 +174,7 @@ class BudgetState(_Response):
     remaining: str
 
 
-class BalanceResponse(_Response):
+class BalanceResponse(_Response, frozen=True):
     customer: str
     plan: str
     balance: str
@@ -186,18 +186,18 @@ class BalanceResponse(_Response):
     """Credits consumed past the balance this month."""
 
 
-class UpsertCustomerRequest(_Request):
+class UpsertCustomerRequest(_Request, frozen=True):
     plan: str
     overrides: ContractSpec | None = None
 
 
-class CustomerResponse(_Response):
+class CustomerResponse(_Response, frozen=True):
     customer: str
     plan: str
     result: Literal["upserted"]
 
 
-class GrantRequest(_Request):
+class GrantRequest(_Request, frozen=True):
     credit_type: str
     amount: str
     idempotency_key: str
@@ -207,7 +207,7 @@ class GrantRequest(_Request):
     """RFC 3339 UTC, e.g. ``2027-01-01T00:00:00Z``; absent means never."""
 
 
-class GrantResponse(_Response):
+class GrantResponse(_Response, frozen=True):
     result: Literal["granted", "already_granted"]
     grant_id: str
     credit_type: str
@@ -216,21 +216,21 @@ class GrantResponse(_Response):
     expires_at: str | None
 
 
-class BudgetScope(_Request):
+class BudgetScope(_Request, frozen=True):
     team: str | None = None
     user: str | None = None
     agent: str | None = None
     session: str | None = None
 
 
-class SetBudgetRequest(_Request):
+class SetBudgetRequest(_Request, frozen=True):
     limit: str
     scope: BudgetScope = BudgetScope()
     period: Literal["day", "month", "lifetime"] = "month"
     mode: Literal["hard", "soft"] = "hard"
 
 
-class SetBudgetResponse(_Response):
+class SetBudgetResponse(_Response, frozen=True):
     scope: str
     period: Literal["day", "month", "lifetime"]
     limit: str

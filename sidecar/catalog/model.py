@@ -29,36 +29,36 @@ class _Model(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class CreditType(_Model):
+class CreditType(_Model, frozen=True):
     id: str
     priority: int
     models: frozenset[str] | None
 
 
-class Feature(_Model):
+class Feature(_Model, frozen=True):
     id: str
     type: Literal["boolean", "config", "metered"]
     counts: tuple[str, ...]
 
 
-class PlanFeature(_Model):
+class PlanFeature(_Model, frozen=True):
     limit: int | None
     period: Period
     value: int | str | None
 
 
-class Grant(_Model):
+class Grant(_Model, frozen=True):
     credit_type: str
     amount_nanos: int
 
 
-class RateLimit(_Model):
+class RateLimit(_Model, frozen=True):
     scope: Literal["customer", "team", "user", "agent"]
     requests_per_minute: int | None
     tokens_per_minute: int | None
 
 
-class Plan(_Model):
+class Plan(_Model, frozen=True):
     id: str
     features: dict[str, PlanFeature]
     models: frozenset[str]
@@ -69,13 +69,13 @@ class Plan(_Model):
     """Credits per month that may be consumed past the balance; 0 denies when credits run out."""
 
 
-class Contract(_Model):
+class Contract(_Model, frozen=True):
     prices_femtos: dict[str, dict[str, int]]
     outcome_prices_femtos: dict[str, int]
     limits: dict[str, int]
 
 
-class Catalog(_Model):
+class Catalog(_Model, frozen=True):
     """A whole catalog; a reload builds a new one and swaps it in whole."""
 
     version: str

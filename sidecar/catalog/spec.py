@@ -32,7 +32,7 @@ class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     pass
 
 
-class CreditTypeSpec(_Spec):
+class CreditTypeSpec(_Spec, frozen=True):
     priority: int
     """Lower burns first; ties break on earliest expiry, then oldest grant."""
     models: list[str] | None = None
@@ -40,7 +40,7 @@ class CreditTypeSpec(_Spec):
     description: str = ""
 
 
-class ModelSpec(_Spec):
+class ModelSpec(_Spec, frozen=True):
     prices_per_million: dict[str, str] = {}
     """Credits per million units, by unit kind (input_tokens, output_tokens, ...)."""
     prices: dict[str, str] = {}
@@ -48,13 +48,13 @@ class ModelSpec(_Spec):
     description: str = ""
 
 
-class OutcomeSpec(_Spec):
+class OutcomeSpec(_Spec, frozen=True):
     price: str
     """Credits per outcome (a resolved ticket, a finished task)."""
     description: str = ""
 
 
-class FeatureSpec(_Spec):
+class FeatureSpec(_Spec, frozen=True):
     type: Literal["boolean", "config", "metered"]
     description: str = ""
     unit: str | None = None
@@ -63,7 +63,7 @@ class FeatureSpec(_Spec):
     """Metered features: the unit kinds that count toward the limit."""
 
 
-class PlanFeatureSpec(_Spec):
+class PlanFeatureSpec(_Spec, frozen=True):
     limit: int | None = None
     """Metered features: units allowed per period; absent means unlimited."""
     period: Period = "month"
@@ -71,26 +71,26 @@ class PlanFeatureSpec(_Spec):
     """Config features: the value this plan gets."""
 
 
-class GrantSpec(_Spec):
+class GrantSpec(_Spec, frozen=True):
     credit_type: str
     amount: str
     every: Literal["month"] = "month"
     """Recurring: issued at the start of each calendar month (UTC) and expiring at its end."""
 
 
-class RateLimitSpec(_Spec):
+class RateLimitSpec(_Spec, frozen=True):
     scope: Scope = "customer"
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
 
 
-class ExhaustedSpec(_Spec):
+class ExhaustedSpec(_Spec, frozen=True):
     action: Literal["deny", "overage"] = "deny"
     cap: str | None = None
     """Overage only: credits that may be consumed past the balance per calendar month."""
 
 
-class PlanSpec(_Spec):
+class PlanSpec(_Spec, frozen=True):
     features: dict[str, PlanFeatureSpec]
     models: list[str] = []
     grants: list[GrantSpec] = []
@@ -101,7 +101,7 @@ class PlanSpec(_Spec):
     description: str = ""
 
 
-class ContractSpec(_Spec):
+class ContractSpec(_Spec, frozen=True):
     """Per-customer overrides negotiated in a contract."""
 
     prices_per_million: dict[str, dict[str, str]] = {}
@@ -113,7 +113,7 @@ class ContractSpec(_Spec):
     """Metered feature -> units per period."""
 
 
-class CatalogSpec(_Spec):
+class CatalogSpec(_Spec, frozen=True):
     credit_types: dict[str, CreditTypeSpec]
     models: dict[str, ModelSpec]
     features: dict[str, FeatureSpec]
