@@ -46,7 +46,7 @@ def _parse_decimal(text: str, scale_digits: int, field: str, what: str) -> int:
             field,
             f"has {len(fraction)} fractional digits, at most {scale_digits} are exact: {text!r}",
         )
-    return int(whole) * 10**scale_digits + int(fraction.ljust(scale_digits, "0") or "0")
+    return int(whole + fraction.ljust(scale_digits, "0"))
 
 
 def parse_credits(text: str, field: str, *, maximum: int = MAX_AMOUNT_NANOS) -> int:
