@@ -1,34 +1,69 @@
-"""The few typed errors Creditgate raises; transports map them to status codes in one place."""
+"""The few typed errors Creditgate raises; transports map ``code`` to a status in one place each.
+
+Every request error names the field at fault and says how to fix it; none of them has moved
+anything.
+"""
 
 from __future__ import annotations
 
-__all__ = ["CatalogError", "CreditgateError", "InvalidInput", "NotFound", "StoreError"]
+__all__ = [
+    "CatalogError",
+    "CreditgateError",
+    "InvalidInput",
+    "NotFound",
+    "PermissionDenied",
+    "RequestError",
+    "StoreError",
+    "Unauthenticated",
+]
 
 
 class CreditgateError(Exception):
     """Base of every error Creditgate raises on purpose."""
 
 
-class InvalidInput(CreditgateError):
+class RequestError(CreditgateError):
+    """An error answered to a caller: a closed ``code``, the ``field`` at fault, a message."""
+
+    code = "invalid_request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+class InvalidInput(RequestError):
     """A request field is missing, malformed or out of range; nothing was moved."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    code = "invalid_request"
 
 
-class NotFound(CreditgateError):
+class NotFound(RequestError):
     """The named object (a reservation, a customer) does not exist."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    code = "not_found"
 
 
-class StoreError(CreditgateError):
+class Unauthenticated(RequestError):
+    """No credentials were sent."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(RequestError):
+    """Credentials were sent and are wrong."""
+
+    code = "permission_denied"
+
+
+class StoreError(RequestError):
     """Redis could not be reached or answered with an error; the one wrapper for driver errors."""
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
 
 
 class CatalogError(CreditgateError):

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from sidecar.catalog import Catalog, load_catalog
+from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
-from tests.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "policies" / "example.yaml"
@@ -30,8 +30,8 @@ class Clock:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
         yield server
 
 
@@ -46,7 +46,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
     """A store on the suite's own server, emptied first (the suite started that server)."""
     store = RedisStore.from_url(redis_server.url)
     await store.client.flushall()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sidecar.catalog.model import (
+    MAX_PRIORITY,
     MODEL_UNIT_KINDS,
     Catalog,
     Contract,
@@ -31,12 +32,13 @@ class _Checker:
         return CatalogError(self.file, path, problem, fix)
 
     def ref(self, path: str, value: str, known: Iterable[str], what: str) -> None:
-        known = sorted(known)
+        known = list(known)
         if value not in known:
+            declare = "" if what == "unit kind" else " or declare it"
             raise self.fail(
                 path,
                 f"unknown {what} {value!r}",
-                f"use one of {', '.join(known) or '(none declared)'} or declare it",
+                f"use one of {', '.join(known) or '(none declared)'}{declare}",
             )
 
     def unique(self, path: str, values: list[str]) -> None:
@@ -107,6 +109,12 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
     for type_id, credit_type in spec.credit_types.items():
         path = f"credit_types.{type_id}"
         check.non_negative(f"{path}.priority", credit_type.priority)
+        if credit_type.priority > MAX_PRIORITY:
+            raise check.fail(
+                f"{path}.priority",
+                f"priority {credit_type.priority} is above {MAX_PRIORITY}",
+                f"use a priority from 0 to {MAX_PRIORITY}",
+            )
         if credit_type.models is not None:
             check.unique(f"{path}.models", credit_type.models)
             for index, model in enumerate(credit_type.models):

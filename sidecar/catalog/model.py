@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "MAX_PRIORITY",
     "MODEL_UNIT_KINDS",
     "TOKEN_UNIT_KINDS",
     "Catalog",
@@ -23,6 +24,8 @@ __all__ = [
 Period = Literal["day", "month", "lifetime"]
 TOKEN_UNIT_KINDS = ("input_tokens", "cached_input_tokens", "output_tokens")
 MODEL_UNIT_KINDS = (*TOKEN_UNIT_KINDS, "requests")
+MAX_PRIORITY = 999_999
+"""Burn keys (``engine/burn.py``) write the priority in 6 digits; a 7th would break their order."""
 
 
 class _Model(msgspec.Struct, frozen=True, kw_only=True):

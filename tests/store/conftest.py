@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from sidecar.catalog import Catalog, load_catalog
+from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 from tests.conftest import Clock
-from tests.servers import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def service(store: RedisStore, store_catalog: Catalog, clock: Clock) -> Service:
 
 @pytest.fixture
 async def sidecars(
-    redis_server: RedisServer, store: RedisStore, store_catalog: Catalog, clock: Clock
+    redis_server: EmbeddedRedis, store: RedisStore, store_catalog: Catalog, clock: Clock
 ) -> AsyncIterator[list[Service]]:
     """Four services, each with its own connection pool: four sidecars on one Redis."""
     stores = [RedisStore.from_url(redis_server.url) for _ in range(4)]
