@@ -1,13 +1,18 @@
-"""The ``creditgate`` command."""
+"""The ``creditgate`` command: ``serve``, ``up`` and ``policy validate``."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
+import uvloop
+
 from sidecar.catalog import load_catalog
 from sidecar.errors import CatalogError
+from sidecar.settings import SettingsError, add_flags, settings_from
 
 __all__ = ["main"]
 
@@ -29,9 +34,39 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from sidecar.server import serve  # noqa: PLC0415 - keeps `policy validate` light
+
+    settings = settings_from(args, os.environ)
+    uvloop.run(serve(settings))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from sidecar.up import up  # noqa: PLC0415 - keeps `policy validate` light
+
+    uvloop.run(up(redis=args.redis, port=int(args.port), admin_port=int(args.admin_port)))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the sidecar")
+    add_flags(serve)
+    serve.set_defaults(run=_serve)
+
+    up = commands.add_parser("up", help="run everything locally on embedded defaults")
+    up.add_argument(
+        "--redis",
+        default=os.environ.get("CREDITGATE_REDIS"),
+        help="use this Redis instead of starting one [env CREDITGATE_REDIS]",
+    )
+    up.add_argument("--port", default=7070, type=int, help="public API port (default 7070)")
+    up.add_argument("--admin-port", default=7071, type=int, help="admin port (default 7071)")
+    up.set_defaults(run=_up)
+
     policy = commands.add_parser("policy", help="work with catalog files")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     validate = policy_commands.add_parser("validate", help="check catalog files; exit 1 on error")
@@ -42,7 +77,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return int(args.run(args))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.run(args))
+    except (SettingsError, CatalogError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ catalog in force. Loading one also issues the plan's recurring grants for the cu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import msgspec
 from cachetools import TTLCache
+from redis.exceptions import RedisError
 
 from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import Catalog, Contract
@@ -20,22 +22,61 @@ from sidecar.engine.periods import month_end_ms, period_ids
 from sidecar.errors import CreditgateError
 from sidecar.store.redis_store import RedisStore
 
-__all__ = ["CustomerDirectory"]
+__all__ = ["CHANNEL", "CustomerDirectory"]
 
 log = logging.getLogger(__name__)
 
 
+CHANNEL = "cg:customers:changed"
+RESUBSCRIBE_DELAY_S = 1.0
+
+
 class CustomerDirectory:
+    """Snapshots cached for at most ``ttl_s``, and dropped at once when any sidecar publishes a
+    change. While the change feed is down the cache is bypassed, so it never lags far behind.
+    """
+
     def __init__(self, store: RedisStore, *, max_entries: int = 100_000, ttl_s: float = 30.0):
         self.store = store
         self._cache: TTLCache[str, tuple[str, CustomerSnapshot]] = TTLCache(max_entries, ttl_s)
+        self._trusted = True
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def invalidate(self, customer: str) -> None:
         self._cache.pop(customer, None)
 
+    async def changed(self, customer: str) -> None:
+        """Forget ``customer`` here and tell every other sidecar on this Redis to forget it."""
+        self.invalidate(customer)
+        await self.store.publish(CHANNEL, customer)
+
+    async def follow_changes(self, subscribed: asyncio.Event | None = None) -> None:
+        """Drop snapshots as changes are published, until cancelled; resubscribes on failure."""
+        while True:
+            client = self.store.subscriber()
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self._cache.clear()
+                    self._trusted = True
+                    if subscribed is not None:
+                        subscribed.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.invalidate(message["data"].decode())
+            except (RedisError, OSError) as error:
+                log.warning("customer change feed lost (%s); bypassing the cache", error)
+            finally:
+                self._trusted = False
+                self._cache.clear()
+                await client.aclose()
+            await asyncio.sleep(RESUBSCRIBE_DELAY_S)
+
     async def get(self, customer: str, catalog: Catalog, now_ms: int) -> CustomerSnapshot | None:
         """The customer's snapshot, or None when no such customer exists."""
-        cached = self._cache.get(customer)
+        cached = self._cache.get(customer) if self._trusted else None
         if cached is not None and cached[0] == catalog.version:
             return cached[1]
         stored = await self.store.get_customer(customer)

@@ -17,7 +17,7 @@ import msgspec
 from cachetools import LRUCache
 
 from sidecar.catalog.compile import compile_overrides
-from sidecar.catalog.model import Catalog
+from sidecar.catalog.model import MAX_PRIORITY, Catalog
 from sidecar.customers import CustomerDirectory
 from sidecar.engine.burn import parse_burn_key
 from sidecar.engine.customer import CustomerSnapshot
@@ -27,6 +27,7 @@ from sidecar.engine.decide import (
     plan_check,
     plan_reserve,
     price_usage,
+    subject_scopes,
 )
 from sidecar.engine.periods import period_ids
 from sidecar.engine.pricing import split_femtos
@@ -38,6 +39,7 @@ from sidecar.store.redis_store import RedisStore
 from sidecar.wire import (
     BalanceResponse,
     BucketState,
+    BudgetsResponse,
     BudgetState,
     BurnedCredits,
     CheckRequest,
@@ -59,7 +61,6 @@ from sidecar.wire import (
 __all__ = ["Service", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
-MAX_PRIORITY = 999_999
 LOCAL_HOLDS_MAX = 100_000
 
 
@@ -318,6 +319,29 @@ class Service:
             overage_used=_credits(overage),
         )
 
+    async def budgets(
+        self,
+        customer_id: str,
+        *,
+        team: str | None = None,
+        user: str | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+    ) -> BudgetsResponse:
+        """Budget state of every node on one subject path (all of the customer's when bare)."""
+        subject = {"team": team, "user": user, "agent": agent, "session": session}
+        for field, value in subject.items():
+            if value is not None:
+                check_id(field, value)
+        state = await self.balance(customer_id)
+        budgets = state.budgets
+        if any(value is not None for value in subject.values()):
+            scopes = set(subject_scopes(team, user, agent))
+            if session is not None:
+                scopes.add(f"session:{session}")
+            budgets = [budget for budget in budgets if budget.scope in scopes]
+        return BudgetsResponse(customer=customer_id, budgets=budgets)
+
     async def upsert_customer(
         self, customer_id: str, request: UpsertCustomerRequest
     ) -> CustomerResponse:
@@ -334,7 +358,7 @@ class Service:
         await self.store.upsert_customer(
             customer_id, plan=request.plan, overrides=overrides, now_ms=now
         )
-        self.customers.invalidate(customer_id)
+        await self.customers.changed(customer_id)
         await self.customers.issue_plan_grants(customer_id, request.plan, catalog, now)
         return CustomerResponse(customer=customer_id, plan=request.plan, result="upserted")
 

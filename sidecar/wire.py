@@ -18,6 +18,7 @@ __all__ = [
     "BucketState",
     "BudgetScope",
     "BudgetState",
+    "BudgetsResponse",
     "BurnedCredits",
     "CheckRequest",
     "CheckResponse",
@@ -184,6 +185,11 @@ class BalanceResponse(_Response, frozen=True):
     budgets: list[BudgetState]
     overage_used: str
     """Credits consumed past the balance this month."""
+
+
+class BudgetsResponse(_Response, frozen=True):
+    customer: str
+    budgets: list[BudgetState]
 
 
 class UpsertCustomerRequest(_Request, frozen=True):

@@ -48,7 +48,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
     """A store on the suite's own server, emptied first (the suite started that server)."""
-    store = RedisStore.from_url(redis_server.url)
+    store = RedisStore(redis_server.url)
     await store.client.flushall()
     yield store
     await store.close()

@@ -33,21 +33,15 @@ class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
 class RedisStore:
     """Async access to one Redis; every driver error leaves here as StoreError."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self.scripts = load_scripts()
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, timeout_s: float = 1.0, max_connections: int = 256
-    ) -> RedisStore:
-        client = aioredis.Redis.from_url(
+    def __init__(self, url: str, *, timeout_s: float = 1.0, max_connections: int = 256) -> None:
+        self.url = url
+        self.client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=max_connections,
         )
-        return cls(client)
+        self.scripts = load_scripts()
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -67,6 +61,13 @@ class RedisStore:
                 raise
         await self._call(self.client.script_load(script.source))
         return await self._call(self.client.evalsha(script.sha, 1, key, arg))
+
+    def subscriber(self) -> aioredis.Redis:
+        """A separate client for pub/sub: it waits for messages, so it has no read timeout."""
+        return aioredis.Redis.from_url(self.url, socket_timeout=None, health_check_interval=30)
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._call(self.client.publish(channel, message))
 
     async def ping(self) -> bool:
         return bool(await self._call(self.client.ping()))

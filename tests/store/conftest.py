@@ -28,7 +28,7 @@ async def sidecars(
     redis_server: EmbeddedRedis, store: RedisStore, store_catalog: Catalog, clock: Clock
 ) -> AsyncIterator[list[Service]]:
     """Four services, each with its own connection pool: four sidecars on one Redis."""
-    stores = [RedisStore.from_url(redis_server.url) for _ in range(4)]
+    stores = [RedisStore(redis_server.url) for _ in range(4)]
     yield [Service(s, store_catalog, clock=clock) for s in stores]
     for s in stores:
         await s.close()

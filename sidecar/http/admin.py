@@ -1,0 +1,57 @@
+"""The admin API, on its own listener: customers, grants, budgets. Bearer token required."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.errors import PermissionDenied, Unauthenticated
+from sidecar.http.codec import decode, json_response
+from sidecar.http.errors import Handler, error_middleware
+from sidecar.http.keys import ADMIN_TOKEN, MAX_BODY_BYTES, SERVICE
+from sidecar.service import Service
+from sidecar.wire import GrantRequest, SetBudgetRequest, UpsertCustomerRequest
+
+__all__ = ["admin_app"]
+
+Operation = Callable[[Service, str, Any], Awaitable[Any]]
+
+
+@web.middleware
+async def _require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Authorization", "send Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN]):
+        raise PermissionDenied("Authorization", "the admin token is wrong")
+    return await handler(request)
+
+
+def _change(kind: type[Any], operation: Operation) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        body = decode(await request.read(), kind)
+        customer = request.match_info["customer"]
+        return json_response(await operation(request.app[SERVICE], customer, body))
+
+    return handler
+
+
+async def _state(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICE].balance(request.match_info["customer"]))
+
+
+def admin_app(service: Service, token: str, *, max_body_bytes: int = 65_536) -> web.Application:
+    middlewares: list[Any] = [error_middleware, _require_token]
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
+    app[SERVICE] = service
+    app[ADMIN_TOKEN] = token.encode()
+    app[MAX_BODY_BYTES] = max_body_bytes
+    base = "/admin/v1/customers/{customer}"
+    app.router.add_put(base, _change(UpsertCustomerRequest, Service.upsert_customer))
+    app.router.add_get(base, _state)
+    app.router.add_post(f"{base}/grants", _change(GrantRequest, Service.grant))
+    app.router.add_put(f"{base}/budgets", _change(SetBudgetRequest, Service.set_budget))
+    return app

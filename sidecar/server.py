@@ -1,0 +1,97 @@
+"""A running sidecar: the public listener, the admin listener, the customer change feed.
+
+Shutdown is graceful: stop accepting, let requests in flight finish (up to
+``SHUTDOWN_TIMEOUT_S``), then close Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from sidecar.catalog import load_catalog
+from sidecar.customers import CustomerDirectory
+from sidecar.errors import StoreError
+from sidecar.http import admin_app, api_app
+from sidecar.service import Service
+from sidecar.settings import Settings
+from sidecar.store.redis_store import RedisStore
+
+__all__ = ["SHUTDOWN_TIMEOUT_S", "Sidecar", "serve"]
+
+log = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT_S = 10.0
+FEED_TIMEOUT_S = 5.0
+
+
+class Sidecar:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = RedisStore(settings.redis, timeout_s=settings.redis_timeout_ms / 1000)
+        self.customers = CustomerDirectory(
+            self.store, max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
+        )
+        self.service = Service(self.store, load_catalog(settings.catalog), customers=self.customers)
+        self._runners: list[web.AppRunner] = []
+        self._feed: asyncio.Task[None] | None = None
+        self.port = 0
+        self.admin_port: int | None = None
+
+    async def _listen(self, app: web.Application, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self.settings.host, port).start()
+        return int(runner.addresses[0][1])
+
+    async def start(self) -> None:
+        subscribed = asyncio.Event()
+        self._feed = asyncio.create_task(self.customers.follow_changes(subscribed))
+        waiter = asyncio.create_task(subscribed.wait())
+        await asyncio.wait(
+            {waiter, self._feed}, timeout=FEED_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        if self._feed.done():
+            self._feed.result()  # raises what stopped the feed
+        if not subscribed.is_set():
+            raise StoreError(f"no answer from {self.settings.redis} in {FEED_TIMEOUT_S:.0f} s")
+        settings = self.settings
+        body = settings.max_body_bytes
+        self.port = await self._listen(api_app(self.service, max_body_bytes=body), settings.port)
+        if settings.admin_token is not None:
+            app = admin_app(self.service, settings.admin_token, max_body_bytes=body)
+            self.admin_port = await self._listen(app, settings.admin_port)
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+        await self.store.close()
+
+
+async def serve(
+    settings: Settings, on_ready: Callable[[Sidecar], Awaitable[None]] | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    sidecar = Sidecar(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await sidecar.start()
+        log.info("serving on %s:%d (admin %s)", settings.host, sidecar.port, sidecar.admin_port)
+        if on_ready is not None:
+            await on_ready(sidecar)
+        await stop.wait()
+    finally:
+        await sidecar.stop()

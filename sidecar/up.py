@@ -1,0 +1,104 @@
+"""``creditgate up``: the whole thing locally on embedded defaults, in one command.
+
+The example catalog, a Redis-compatible server started in a temporary folder (unless a URL is
+given), demo customers with grants and budgets, an admin token; prints how to use it, and
+stops everything it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from pathlib import Path
+
+from sidecar.embedded import EmbeddedRedis
+from sidecar.server import Sidecar, serve
+from sidecar.service import Service
+from sidecar.settings import Settings
+from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
+
+__all__ = ["EXAMPLE_CATALOG", "seed_demo", "up"]
+
+EXAMPLE_CATALOG = Path(__file__).resolve().parent.parent / "policies" / "example.yaml"
+
+
+async def seed_demo(service: Service) -> None:
+    """Three demo customers; every step is idempotent, so re-running changes nothing."""
+    await service.upsert_customer("acme", UpsertCustomerRequest(plan="pro"))
+    await service.grant(
+        "acme", GrantRequest(credit_type="paid", amount="100", idempotency_key="demo-acme-paid")
+    )
+    await service.set_budget("acme", SetBudgetRequest(limit="50", period="month"))
+    await service.set_budget(
+        "acme", SetBudgetRequest(limit="10", period="day", scope=BudgetScope(team="eng"))
+    )
+    await service.upsert_customer("globex", UpsertCustomerRequest(plan="enterprise"))
+    await service.grant(
+        "globex", GrantRequest(credit_type="paid", amount="1000", idempotency_key="demo-globex")
+    )
+    await service.upsert_customer("tinyco", UpsertCustomerRequest(plan="free"))
+
+
+def _json(**fields: object) -> str:
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def banner(sidecar: Sidecar, redis_note: str) -> str:
+    api = f"http://127.0.0.1:{sidecar.port}"
+    admin = f"http://127.0.0.1:{sidecar.admin_port}"
+    token = sidecar.settings.admin_token
+    reserve = _json(
+        customer="acme", team="eng", user="u-17", agent="researcher", session="run-1",
+        feature="chat", model="gpt-4o-mini", units={"input_tokens": 1200, "output_tokens": 800},
+        idempotency_key="req-1",
+    )  # fmt: skip
+    commit = _json(
+        reservation_id="PASTE_RESERVATION_ID", units={"input_tokens": 1180, "output_tokens": 312}
+    )
+    denied = _json(customer="acme", feature="chat", model="claude-sonnet-4", idempotency_key="r2")
+    grant = _json(credit_type="promo", amount="5", idempotency_key="tour-1")
+    auth = f"-H 'Authorization: Bearer {token}'"
+    return f"""
+Creditgate is up.
+  API:     {api}
+  Admin:   {admin}   (token: {token})
+  Catalog: {sidecar.settings.catalog} (version {sidecar.service.catalog.version})
+  Redis:   {sidecar.settings.redis} {redis_note}
+  Demo customers: acme (pro, 100 paid credits, 50/month, team eng 10/day), globex
+  (enterprise), tinyco (free)
+
+Reserve before a model call, commit after it:
+curl -s {api}/v1/reserve -d '{reserve}'
+curl -s {api}/v1/commit -d '{commit}'
+A denial (model not in acme's plan), decided without touching Redis:
+curl -s {api}/v1/reserve -d '{denied}'
+The balance, and an admin grant:
+curl -s '{api}/v1/balance?customer=acme'
+curl -s -X POST {admin}/admin/v1/customers/acme/grants {auth} -d '{grant}'
+
+Ctrl-C stops everything this command started.
+"""
+
+
+async def up(*, redis: str | None, port: int, admin_port: int) -> None:
+    server = EmbeddedRedis() if redis is None else None
+    note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
+
+    async def ready(sidecar: Sidecar) -> None:
+        await seed_demo(sidecar.service)
+        print(banner(sidecar, note), flush=True)
+
+    try:
+        settings = Settings(
+            catalog=str(EXAMPLE_CATALOG),
+            redis=server.url if server is not None else str(redis),
+            port=port,
+            admin_port=admin_port,
+            admin_token=secrets.token_urlsafe(24),
+        )
+        await serve(settings, ready)
+    finally:
+        if server is not None:
+            server.stop()
+        print("Creditgate stopped.", file=sys.stderr, flush=True)
