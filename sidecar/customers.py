@@ -40,6 +40,8 @@ class CustomerDirectory:
         self.store = store
         self._cache: TTLCache[str, tuple[str, CustomerSnapshot]] = TTLCache(max_entries, ttl_s)
         self._trusted = True
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -78,7 +80,9 @@ class CustomerDirectory:
         """The customer's snapshot, or None when no such customer exists."""
         cached = self._cache.get(customer) if self._trusted else None
         if cached is not None and cached[0] == catalog.version:
+            self.hits += 1
             return cached[1]
+        self.misses += 1
         stored = await self.store.get_customer(customer)
         if stored is None:
             return None

@@ -63,6 +63,20 @@ async def _readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready", "catalog_version": service.catalog.version})
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: what the benchmarks and operators need to see the cache work."""
+    customers = request.app[SERVICE].customers
+    lines = [
+        "# TYPE creditgate_customer_cache_hits_total counter",
+        f"creditgate_customer_cache_hits_total {customers.hits}",
+        "# TYPE creditgate_customer_cache_misses_total counter",
+        f"creditgate_customer_cache_misses_total {customers.misses}",
+        "# TYPE creditgate_customer_cache_entries gauge",
+        f"creditgate_customer_cache_entries {len(customers)}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 def api_app(service: Service, *, max_body_bytes: int = 65_536) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
     app[SERVICE] = service
@@ -73,4 +87,5 @@ def api_app(service: Service, *, max_body_bytes: int = 65_536) -> web.Applicatio
     app.router.add_get("/v1/budgets", _budgets)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
     return app

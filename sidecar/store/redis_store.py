@@ -35,12 +35,17 @@ class RedisStore:
 
     def __init__(self, url: str, *, timeout_s: float = 1.0, max_connections: int = 256) -> None:
         self.url = url
-        self.client = aioredis.Redis.from_url(
+        # A blocking pool: past max_connections a caller waits (up to the timeout) for a free
+        # connection instead of failing at once, so a burst queues rather than errors.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=max_connections,
+            timeout=timeout_s,
         )
+        # from_pool: the client owns the pool, so aclose() also closes its connections.
+        self.client = aioredis.Redis.from_pool(pool)
         self.scripts = load_scripts()
 
     async def close(self) -> None:

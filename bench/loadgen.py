@@ -1,0 +1,143 @@
+"""Open-loop load: send times are fixed by the schedule, never by the previous reply.
+
+Each request's latency is measured from the time the schedule *intended* to send it, so a
+slow reply that delays later sends shows up in their latency too (no coordinated omission).
+The generator runs in its own process, apart from the server it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+import uvloop
+
+from bench.bodies import make_body
+from bench.stats import new_histogram, summarize
+
+__all__ = ["Load", "run_load"]
+
+
+class Load:
+    """What to send: a sequence of dependent operations per call, at a rate, for a time."""
+
+    def __init__(
+        self,
+        base_url: str,
+        steps: list[tuple[str, str]],
+        *,
+        rate: float,
+        duration_s: float,
+        warmup_s: float = 1.0,
+        connections: int = 64,
+        max_in_flight: int = 2_000,
+        body_kind: str = "check",
+        customer: str = "acme",
+        customers: int = 1,
+        zipf_s: float = 0.0,
+    ) -> None:
+        self.base_url = base_url
+        self.steps = steps
+        self.rate = rate
+        self.duration_s = duration_s
+        self.warmup_s = warmup_s
+        self.connections = connections
+        self.max_in_flight = max_in_flight
+        self.body_kind = body_kind
+        self.customer = customer
+        self.customers = customers
+        self.zipf_s = zipf_s
+
+
+async def _drive(load: Load) -> dict[str, Any]:
+    make = make_body(
+        load.body_kind, customer=load.customer, customers=load.customers, zipf_s=load.zipf_s
+    )
+    histograms = {name: new_histogram() for name, _ in load.steps}
+    total = new_histogram()
+    errors: dict[str, int] = {}
+    denials: dict[str, int] = {}
+    counts = {"sent": 0, "measured": 0, "dropped": 0}
+    clock = time.perf_counter  # uvloop's clock() only ticks in milliseconds
+    in_flight = 0
+    connector = aiohttp.TCPConnector(limit=load.connections)
+    async with aiohttp.ClientSession(base_url=load.base_url, connector=connector) as session:
+
+        async def call(i: int, intended: float, measured: bool) -> None:
+            nonlocal in_flight
+            context: dict[str, Any] = {}
+            try:
+                step_start = intended
+                for name, path in load.steps:
+                    body = make(i, name, context)
+                    async with session.post(path, data=body) as response:
+                        payload = await response.read()
+                    now = clock()
+                    if response.status != 200:
+                        key = f"{name}:{response.status}"
+                        errors[key] = errors.get(key, 0) + 1
+                        return
+                    if b'"allowed":false' in payload:
+                        reason = msgspec.json.decode(payload)["reason"]
+                        denials[reason] = denials.get(reason, 0) + 1
+                        return
+                    context[name] = payload
+                    if measured:
+                        histograms[name].record_value(max(1, int((now - step_start) * 1e6)))
+                    step_start = now
+                if measured:
+                    total.record_value(max(1, int((clock() - intended) * 1e6)))
+                    counts["measured"] += 1
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                key = type(error).__name__
+                errors[key] = errors.get(key, 0) + 1
+            finally:
+                in_flight -= 1
+
+        calls = int(load.rate * (load.warmup_s + load.duration_s))
+        start = clock() + 0.1
+        measure_from = start + load.warmup_s
+        tasks = set()
+        for i in range(calls):
+            intended = start + i / load.rate
+            delay = intended - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if in_flight >= load.max_in_flight:
+                counts["dropped"] += 1
+                continue
+            in_flight += 1
+            counts["sent"] += 1
+            task = asyncio.create_task(call(i, intended, intended >= measure_from))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        elapsed = clock() - measure_from
+    out: dict[str, Any] = {
+        "offered_rate": load.rate,
+        "achieved_rate": counts["measured"] / max(elapsed, 1e-9),
+        "errors": errors,
+        "denials": denials,
+        **counts,
+        "total": summarize(total),
+        "steps": {name: summarize(h) for name, h in histograms.items()},
+    }
+    return out
+
+
+def _child(load: Load) -> dict[str, Any]:
+    return uvloop.run(_drive(load))
+
+
+def run_load(load: Load) -> dict[str, Any]:
+    """Run ``load`` in a separate process and return its measurements."""
+    context = multiprocessing.get_context("spawn")
+    started = time.monotonic()
+    with context.Pool(1) as pool:
+        result = pool.apply(_child, (load,))
+    result["wall_s"] = time.monotonic() - started
+    return dict(result)

@@ -1,0 +1,178 @@
+"""Results: one JSON file per run, a markdown summary, PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+__all__ = ["markdown", "plot", "write"]
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def _rows(result: dict[str, Any]) -> list[list[str]]:
+    name = result["scenario"]
+    if name == "engine":
+        d = result["decision"]
+        return [
+            [
+                name,
+                "decision + pricing p50 / p99",
+                f"{d['p50_ns'] / 1000:.1f} / {d['p99_ns'] / 1000:.1f} µs",
+                "-",
+                "-",
+            ]
+        ]
+    if name in ("check", "reserve-commit"):
+        half = result["half_rate"]
+        pct = "p99" if name == "check" else "p95"
+        unit = "calls/s (reserve+commit)" if name == "reserve-commit" else "req/s"
+        rows = [
+            [
+                name,
+                f"saturation, {unit}",
+                f"{result['sidecar']['saturation_rate']:.0f}",
+                f"{result['baseline']['saturation_rate']:.0f}",
+                f"{result['ratios']['saturation']:.2f}",
+            ],
+            [
+                name,
+                f"{pct} at {half['rate']:.0f}/s",
+                _ms(half["sidecar"]["total"][f"{pct}_us"]),
+                _ms(half["baseline"]["total"][f"{pct}_us"]),
+                f"{result['ratios'][f'{pct}_at_half']:.2f}",
+            ],
+        ]
+        for step, s in half["sidecar"]["steps"].items():
+            rows.append(
+                [
+                    name,
+                    f"{step} p50 / p95 / p99 at {half['rate']:.0f}/s",
+                    f"{_ms(s['p50_us'])} / {_ms(s['p95_us'])} / {_ms(s['p99_us'])}",
+                    "-",
+                    "-",
+                ]
+            )
+        return rows
+    if name == "contention":
+        return [
+            [
+                name,
+                f"{r['callers']} callers at {r['offered_rate']:.0f}/s",
+                f"admitted {r['admitted']}, denied {r['denied']}, settled {r['settled']}, "
+                f"held {r['held']}, cap {r['cap']}, overspend {r['overspend']}",
+                "-",
+                "-",
+            ]
+            for r in result["runs"]
+        ]
+    if name == "many-customers":
+        return [
+            [
+                name,
+                f"{result['customers']} customers: hit ratio (Zipf 1.1, cold)",
+                f"{result['hit_ratio']:.3f}",
+                "-",
+                "-",
+            ],
+            [
+                name,
+                f"RSS, {result['cached_entries']} cached",
+                f"{result['rss_full_bytes'] / 2**20:.0f} MB "
+                f"({result['bytes_per_cached_customer']:.0f} B per customer; "
+                f"{result['rss_empty_bytes'] / 2**20:.0f} MB empty)",
+                "-",
+                "-",
+            ],
+        ]
+    return []
+
+
+def markdown(results: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        f"Command: `{command}`",
+        "",
+        "| scenario | measure | sidecar | baseline | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for result in results:
+        lines += ["| " + " | ".join(row) + " |" for row in _rows(result)]
+    lines += ["", "| scenario | target | met |", "|---|---|---|"]
+    for result in results:
+        for target, met in result.get("targets", {}).items():
+            lines.append(f"| {result['scenario']} | {target} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, Any]], folder: Path) -> list[Path]:
+    written = []
+    compared = [r for r in results if r["scenario"] in ("check", "reserve-commit")]
+    if compared:
+        figure, axes = plt.subplots(
+            1, len(compared), figsize=(6 * len(compared), 4.5), squeeze=False
+        )
+        for axis, result in zip(axes[0], compared, strict=True):
+            half = result["half_rate"]
+            for label, run in (("sidecar", half["sidecar"]), ("baseline", half["baseline"])):
+                spectrum = run["total"]["spectrum"]
+                xs = [1 / (1 - p / 100) if p < 100 else 1e5 for p, _ in spectrum]
+                axis.plot(xs, [v / 1000 for _, v in spectrum], marker="o", label=label)
+            axis.set_xscale("log")
+            axis.set_xticks([1, 2, 10, 100, 1000, 10000])
+            axis.set_xticklabels(["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+            axis.set_ylabel("latency, ms")
+            axis.set_title(f"{result['scenario']} at {half['rate']:.0f}/s")
+            axis.legend()
+        path = folder / "spectrum.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+        figure, axes = plt.subplots(
+            1, len(compared), figsize=(6 * len(compared), 4.5), squeeze=False
+        )
+        for axis, result in zip(axes[0], compared, strict=True):
+            for label in ("sidecar", "baseline"):
+                runs = result[label]["runs"]
+                rates = [r["offered_rate"] for r in runs]
+                axis.plot(
+                    rates,
+                    [r["total"]["p50_us"] / 1000 for r in runs],
+                    marker="o",
+                    label=f"{label} p50",
+                )
+                axis.plot(
+                    rates,
+                    [r["total"]["p99_us"] / 1000 for r in runs],
+                    marker="x",
+                    linestyle="--",
+                    label=f"{label} p99",
+                )
+            axis.set_yscale("log")
+            axis.set_xlabel("offered rate, /s")
+            axis.set_ylabel("latency, ms")
+            axis.set_title(f"{result['scenario']}: latency vs offered rate")
+            axis.legend()
+        path = folder / "latency-vs-rate.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def write(results: list[dict[str, Any]], folder: Path, command: str, stamp: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"run-{stamp}.json"
+    path.write_text(json.dumps({"command": command, "results": results}, indent=1))
+    (folder / "summary.md").write_text(markdown(results, command))
+    plot(results, folder)
+    return path

@@ -1,0 +1,92 @@
+"""What the harness measures, started by the harness: Redis, the sidecar, the baselines.
+
+Every process listens on loopback only and is stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sidecar.embedded import free_port
+
+__all__ = ["CATALOG", "ROOT", "Process", "rss_bytes", "start_baseline", "start_sidecar"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG = ROOT / "bench" / "catalog.yaml"
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, if only to say no
+    except OSError:
+        return False
+
+
+class Process:
+    """A child process serving HTTP on a loopback port."""
+
+    def __init__(self, command: list[str], port: int, ready_path: str, admin_url: str = "") -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.admin_url = admin_url
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{command} exited: {self.process.stderr.read().decode()}")
+            if _answers(self.url + ready_path):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{command} did not answer on {self.url}{ready_path}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def start_sidecar(redis_url: str, *, cache_max_entries: int = 100_000) -> Process:
+    port, admin_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "sidecar.cli", "serve",
+        "--catalog", str(CATALOG), "--redis", redis_url,
+        "--port", str(port), "--admin-port", str(admin_port), "--admin-token", ADMIN_TOKEN,
+        "--cache-max-entries", str(cache_max_entries),
+    ]  # fmt: skip
+    return Process(command, port, "/readyz", admin_url=f"http://127.0.0.1:{admin_port}")
+
+
+def start_baseline(redis_url: str) -> Process:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.baseline", "--port", str(port), "--redis", redis_url]
+    return Process(command, port, "/nothing-here")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc (the harness runs on Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
