@@ -28,6 +28,8 @@ from sidecar.engine.decide import (
     plan_reserve,
     price_usage,
     subject_scopes,
+    validate_check,
+    validate_reserve,
 )
 from sidecar.engine.periods import period_ids
 from sidecar.engine.pricing import split_femtos
@@ -104,7 +106,8 @@ class Service:
         self.store = store
         self.catalog = catalog
         self.clock = clock
-        self.customers = customers or CustomerDirectory(store)
+        # Not `customers or ...`: an empty directory has len 0, so it is falsy.
+        self.customers = customers if customers is not None else CustomerDirectory(store)
         # Attribution of holds placed here, so that their commit needs no extra read.
         self._holds: LRUCache[str, dict[str, str]] = LRUCache(LOCAL_HOLDS_MAX)
 
@@ -129,6 +132,7 @@ class Service:
                 allowed=False, reason="store_unavailable", catalog_version=version
             )
         if customer is None:
+            validate_reserve(catalog, request)  # bad input is an error even for no customer
             return ReserveResponse(
                 allowed=False, reason="unknown_customer", catalog_version=version
             )
@@ -236,6 +240,7 @@ class Service:
         except StoreError:
             return CheckResponse(allowed=False, reason="store_unavailable", catalog_version=version)
         if customer is None:
+            validate_check(request)
             return CheckResponse(allowed=False, reason="unknown_customer", catalog_version=version)
         decision = plan_check(catalog, customer, request)
         if decision.reason != "ok":

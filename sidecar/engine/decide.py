@@ -33,6 +33,8 @@ __all__ = [
     "plan_reserve",
     "price_usage",
     "subject_scopes",
+    "validate_check",
+    "validate_reserve",
 ]
 
 MAX_UNITS = 10**12
@@ -171,10 +173,8 @@ def _quota(
     return Quota(feature=feature, units=counted, limit=limit, period=period)
 
 
-def plan_reserve(
-    catalog: Catalog, customer: CustomerSnapshot, request: ReserveRequest, now_ms: int
-) -> Denial | ReservePlan:
-    """Decide locally, or return what the store must check and hold; raise InvalidInput."""
+def validate_reserve(catalog: Catalog, request: ReserveRequest) -> None:
+    """Every check of a reserve request's form that needs no customer; raise InvalidInput."""
     for field in ("team", "user", "agent", "session"):
         _optional_id(field, getattr(request, field))
     check_idempotency_key("idempotency_key", request.idempotency_key)
@@ -185,6 +185,21 @@ def plan_reserve(
     for key, value in request.tags.items():
         if not 1 <= len(key) <= 64 or len(value) > 256:
             raise InvalidInput(f"tags.{key}", "keys are 1-64 characters, values at most 256")
+    _units(request.units, catalog, "units")
+    if request.amount is not None:
+        parse_credits(request.amount, "amount")
+
+
+def validate_check(request: CheckRequest) -> None:
+    for field in ("team", "user", "agent", "session"):
+        _optional_id(field, getattr(request, field))
+
+
+def plan_reserve(
+    catalog: Catalog, customer: CustomerSnapshot, request: ReserveRequest, now_ms: int
+) -> Denial | ReservePlan:
+    """Decide locally, or return what the store must check and hold; raise InvalidInput."""
+    validate_reserve(catalog, request)
     reason = _entitlement(catalog, customer, request.feature, request.model)
     if reason != "ok":
         return Denial(reason)
@@ -226,8 +241,7 @@ def plan_check(
     catalog: Catalog, customer: CustomerSnapshot, request: CheckRequest
 ) -> CheckDecision:
     """Entitlement, config value and the quota to read; never moves anything."""
-    for field in ("team", "user", "agent", "session"):
-        _optional_id(field, getattr(request, field))
+    validate_check(request)
     reason = _entitlement(catalog, customer, request.feature, request.model)
     if reason != "ok":
         return CheckDecision(reason=reason)
