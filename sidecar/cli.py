@@ -16,6 +16,8 @@ from sidecar.settings import SettingsError, add_flags, settings_from
 
 __all__ = ["main"]
 
+PORTS = {"port": 7070, "admin_port": 7071, "grpc_port": 7072, "grpc_admin_port": 7073}
+
 
 def _validate(args: argparse.Namespace) -> int:
     failed = 0
@@ -45,7 +47,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from sidecar.up import up  # noqa: PLC0415 - keeps `policy validate` light
 
-    uvloop.run(up(redis=args.redis, port=int(args.port), admin_port=int(args.admin_port)))
+    ports = {name: getattr(args, name) for name in PORTS}
+    uvloop.run(up(redis=args.redis, **ports))
     return 0
 
 
@@ -63,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("CREDITGATE_REDIS"),
         help="use this Redis instead of starting one [env CREDITGATE_REDIS]",
     )
-    up.add_argument("--port", default=7070, type=int, help="public API port (default 7070)")
-    up.add_argument("--admin-port", default=7071, type=int, help="admin port (default 7071)")
+    for name, default in PORTS.items():
+        flag = "--" + name.replace("_", "-")
+        up.add_argument(flag, default=default, type=int, help=f"(default {default}; 0: any free)")
     up.set_defaults(run=_up)
 
     policy = commands.add_parser("policy", help="work with catalog files")

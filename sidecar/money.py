@@ -22,6 +22,7 @@ __all__ = [
     "format_credits",
     "parse_credits",
     "parse_price",
+    "parse_signed_credits",
 ]
 
 NANOS_PER_CREDIT = 10**9
@@ -55,6 +56,13 @@ def parse_credits(text: str, field: str, *, maximum: int = MAX_AMOUNT_NANOS) -> 
     if nanos > maximum:
         raise InvalidInput(field, f"must be at most {format_credits(maximum)} credits, got {text}")
     return nanos
+
+
+def parse_signed_credits(text: str, field: str) -> int:
+    """Parse a credit amount that may be negative (a remaining past its cap), into nano-credits."""
+    if text.startswith("-"):
+        return -parse_credits(text[1:], field, maximum=2**63)
+    return parse_credits(text, field, maximum=2**63)
 
 
 def parse_price(text: str, field: str, *, per_million: bool) -> int:

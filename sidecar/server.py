@@ -1,4 +1,4 @@
-"""A running sidecar: the public listener, the admin listener, the customer change feed.
+"""A running sidecar: HTTP and gRPC listeners on one event loop, and the customer change feed.
 
 Shutdown is graceful: stop accepting, let requests in flight finish (up to
 ``SHUTDOWN_TIMEOUT_S``), then close Redis.
@@ -12,12 +12,14 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+import grpc
 from aiohttp import web
 
 from sidecar.catalog import load_catalog
 from sidecar.customers import CustomerDirectory
 from sidecar.errors import StoreError
 from sidecar.http import admin_app, api_app
+from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
 from sidecar.settings import Settings
 from sidecar.store.redis_store import RedisStore
@@ -38,9 +40,12 @@ class Sidecar:
         )
         self.service = Service(self.store, load_catalog(settings.catalog), customers=self.customers)
         self._runners: list[web.AppRunner] = []
+        self._grpc_servers: list[grpc.aio.Server] = []
         self._feed: asyncio.Task[None] | None = None
-        self.port = 0
+        self.port: int | None = None
         self.admin_port: int | None = None
+        self.grpc_port: int | None = None
+        self.grpc_admin_port: int | None = None
 
     async def _listen(self, app: web.Application, port: int) -> int:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -62,13 +67,32 @@ class Sidecar:
         if not subscribed.is_set():
             raise StoreError(f"no answer from {self.settings.redis} in {FEED_TIMEOUT_S:.0f} s")
         settings = self.settings
-        body = settings.max_body_bytes
-        self.port = await self._listen(api_app(self.service, max_body_bytes=body), settings.port)
-        if settings.admin_token is not None:
-            app = admin_app(self.service, settings.admin_token, max_body_bytes=body)
-            self.admin_port = await self._listen(app, settings.admin_port)
+        body, host, token = settings.max_body_bytes, settings.host, settings.admin_token
+        if settings.http:
+            self.port = await self._listen(
+                api_app(self.service, max_body_bytes=body), settings.port
+            )
+            if token is not None:
+                app = admin_app(self.service, token, max_body_bytes=body)
+                self.admin_port = await self._listen(app, settings.admin_port)
+        if settings.grpc:
+            server, self.grpc_port = await start_public(
+                self.service, host, settings.grpc_port, max_message_bytes=body
+            )
+            self._grpc_servers.append(server)
+            if token is not None:
+                server, self.grpc_admin_port = await start_admin(
+                    self.service,
+                    host,
+                    settings.grpc_admin_port,
+                    token=token,
+                    max_message_bytes=body,
+                )
+                self._grpc_servers.append(server)
 
     async def stop(self) -> None:
+        for server in self._grpc_servers:
+            await server.stop(SHUTDOWN_TIMEOUT_S)
         for runner in self._runners:
             await runner.cleanup()
         if self._feed is not None:
@@ -89,7 +113,14 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         await sidecar.start()
-        log.info("serving on %s:%d (admin %s)", settings.host, sidecar.port, sidecar.admin_port)
+        log.info(
+            "serving on %s: http %s (admin %s), grpc %s (admin %s)",
+            settings.host,
+            sidecar.port,
+            sidecar.admin_port,
+            sidecar.grpc_port,
+            sidecar.grpc_admin_port,
+        )
         if on_ready is not None:
             await on_ready(sidecar)
         await stop.wait()

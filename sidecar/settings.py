@@ -23,8 +23,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 7070
     admin_port: int = 7071
+    grpc_port: int = 7072
+    grpc_admin_port: int = 7073
+    http: bool = True
+    """Serve HTTP (the public API, and the admin API when a token is set)."""
+    grpc: bool = True
+    """Serve gRPC (the public service, and the admin service when a token is set)."""
     admin_token: str | None = None
-    """The admin listener runs only when a token is set."""
+    """The admin listeners run only when a token is set."""
     cache_max_entries: int = 100_000
     cache_ttl_s: int = 30
     redis_timeout_ms: int = 250
@@ -37,6 +43,10 @@ _HELP = {
     "host": "address to bind (default 127.0.0.1)",
     "port": "public API port (default 7070; 0 picks a free one)",
     "admin_port": "admin API port (default 7071; runs only with an admin token)",
+    "grpc_port": "gRPC port (default 7072; 0 picks a free one)",
+    "grpc_admin_port": "gRPC admin port (default 7073; runs only with an admin token)",
+    "http": "serve HTTP: true or false (default true)",
+    "grpc": "serve gRPC: true or false (default true)",
     "admin_token": "bearer token the admin API requires",
     "cache_max_entries": "customers cached in process (default 100000)",
     "cache_ttl_s": "seconds a cached customer lives without an invalidation (default 30)",
@@ -84,10 +94,13 @@ def settings_from(
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as error:
         field = str(error).rpartition("$.")[2].rstrip("`")
+        kind = "true or false" if field in ("http", "grpc") else "an integer"
         raise SettingsError(
-            f"{_flag(field)} (or {_variable(field)}): must be an integer, got {raw[field]!r}"
+            f"{_flag(field)} (or {_variable(field)}): must be {kind}, got {raw[field]!r}"
         ) from None
-    for field in ("port", "admin_port"):
+    if not settings.http and not settings.grpc:
+        raise SettingsError("--http and --grpc are both false: nothing would be served")
+    for field in ("port", "admin_port", "grpc_port", "grpc_admin_port"):
         if not 0 <= getattr(settings, field) <= 65_535:
             raise SettingsError(f"{_flag(field)} (or {_variable(field)}): must be 0 to 65535")
     for field in ("cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes"):

@@ -63,6 +63,7 @@ def banner(sidecar: Sidecar, redis_note: str) -> str:
 Creditgate is up.
   API:     {api}
   Admin:   {admin}   (token: {token})
+  gRPC:    127.0.0.1:{sidecar.grpc_port}   (admin 127.0.0.1:{sidecar.grpc_admin_port}, same token)
   Catalog: {sidecar.settings.catalog} (version {sidecar.service.catalog.version})
   Redis:   {sidecar.settings.redis} {redis_note}
   Demo customers: acme (pro, 100 paid credits, 50/month, team eng 10/day), globex
@@ -81,7 +82,8 @@ Ctrl-C stops everything this command started.
 """
 
 
-async def up(*, redis: str | None, port: int, admin_port: int) -> None:
+async def up(*, redis: str | None, **ports: int) -> None:
+    """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port (0: any)."""
     server = EmbeddedRedis() if redis is None else None
     note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
 
@@ -93,8 +95,10 @@ async def up(*, redis: str | None, port: int, admin_port: int) -> None:
         settings = Settings(
             catalog=str(EXAMPLE_CATALOG),
             redis=server.url if server is not None else str(redis),
-            port=port,
-            admin_port=admin_port,
+            port=ports["port"],
+            admin_port=ports["admin_port"],
+            grpc_port=ports["grpc_port"],
+            grpc_admin_port=ports["grpc_admin_port"],
             admin_token=secrets.token_urlsafe(24),
         )
         await serve(settings, ready)

@@ -162,7 +162,7 @@ class BucketState(_Response, frozen=True):
     credit_type: str
     amount: str
     priority: int
-    expires_at: str | None
+    expires_at: str | None = None
 
 
 class BudgetState(_Response, frozen=True):
@@ -219,7 +219,7 @@ class GrantResponse(_Response, frozen=True):
     credit_type: str
     amount: str
     priority: int
-    expires_at: str | None
+    expires_at: str | None = None
 
 
 class BudgetScope(_Request, frozen=True):

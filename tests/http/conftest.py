@@ -209,6 +209,8 @@ async def start_sidecar(
                 redis=redis_server.url,
                 port=0,
                 admin_port=0,
+                grpc_port=0,
+                grpc_admin_port=0,
                 admin_token=ADMIN_TOKEN,
             )
         )

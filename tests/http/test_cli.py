@@ -88,6 +88,7 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
     errors = (tmp_path / "stderr.txt").open("wb")
     process = await asyncio.create_subprocess_exec(
         *COMMAND, "up", "--port", "0", "--admin-port", "0",
+        "--grpc-port", "0", "--grpc-admin-port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=errors, cwd=ROOT, env=_environ(),
     )  # fmt: skip
     assert process.stdout is not None

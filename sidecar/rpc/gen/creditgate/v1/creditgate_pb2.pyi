@@ -1,0 +1,475 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REASON_UNSPECIFIED: _ClassVar[Reason]
+    REASON_OK: _ClassVar[Reason]
+    REASON_UNKNOWN_CUSTOMER: _ClassVar[Reason]
+    REASON_UNKNOWN_FEATURE: _ClassVar[Reason]
+    REASON_FEATURE_NOT_ENTITLED: _ClassVar[Reason]
+    REASON_MODEL_NOT_ALLOWED: _ClassVar[Reason]
+    REASON_INSUFFICIENT_CREDITS: _ClassVar[Reason]
+    REASON_BUDGET_EXCEEDED: _ClassVar[Reason]
+    REASON_SESSION_BUDGET_EXCEEDED: _ClassVar[Reason]
+    REASON_QUOTA_EXCEEDED: _ClassVar[Reason]
+    REASON_RATE_LIMITED: _ClassVar[Reason]
+    REASON_STORE_UNAVAILABLE: _ClassVar[Reason]
+
+class CommitResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMMIT_RESULT_UNSPECIFIED: _ClassVar[CommitResult]
+    COMMIT_RESULT_COMMITTED: _ClassVar[CommitResult]
+    COMMIT_RESULT_ALREADY_COMMITTED: _ClassVar[CommitResult]
+    COMMIT_RESULT_ALREADY_RELEASED: _ClassVar[CommitResult]
+
+class ReleaseResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RELEASE_RESULT_UNSPECIFIED: _ClassVar[ReleaseResult]
+    RELEASE_RESULT_RELEASED: _ClassVar[ReleaseResult]
+    RELEASE_RESULT_ALREADY_RELEASED: _ClassVar[ReleaseResult]
+    RELEASE_RESULT_ALREADY_COMMITTED: _ClassVar[ReleaseResult]
+    RELEASE_RESULT_EXPIRED: _ClassVar[ReleaseResult]
+
+class Period(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PERIOD_UNSPECIFIED: _ClassVar[Period]
+    PERIOD_DAY: _ClassVar[Period]
+    PERIOD_MONTH: _ClassVar[Period]
+    PERIOD_LIFETIME: _ClassVar[Period]
+
+class BudgetMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_MODE_UNSPECIFIED: _ClassVar[BudgetMode]
+    BUDGET_MODE_HARD: _ClassVar[BudgetMode]
+    BUDGET_MODE_SOFT: _ClassVar[BudgetMode]
+
+class GrantResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GRANT_RESULT_UNSPECIFIED: _ClassVar[GrantResult]
+    GRANT_RESULT_GRANTED: _ClassVar[GrantResult]
+    GRANT_RESULT_ALREADY_GRANTED: _ClassVar[GrantResult]
+REASON_UNSPECIFIED: Reason
+REASON_OK: Reason
+REASON_UNKNOWN_CUSTOMER: Reason
+REASON_UNKNOWN_FEATURE: Reason
+REASON_FEATURE_NOT_ENTITLED: Reason
+REASON_MODEL_NOT_ALLOWED: Reason
+REASON_INSUFFICIENT_CREDITS: Reason
+REASON_BUDGET_EXCEEDED: Reason
+REASON_SESSION_BUDGET_EXCEEDED: Reason
+REASON_QUOTA_EXCEEDED: Reason
+REASON_RATE_LIMITED: Reason
+REASON_STORE_UNAVAILABLE: Reason
+COMMIT_RESULT_UNSPECIFIED: CommitResult
+COMMIT_RESULT_COMMITTED: CommitResult
+COMMIT_RESULT_ALREADY_COMMITTED: CommitResult
+COMMIT_RESULT_ALREADY_RELEASED: CommitResult
+RELEASE_RESULT_UNSPECIFIED: ReleaseResult
+RELEASE_RESULT_RELEASED: ReleaseResult
+RELEASE_RESULT_ALREADY_RELEASED: ReleaseResult
+RELEASE_RESULT_ALREADY_COMMITTED: ReleaseResult
+RELEASE_RESULT_EXPIRED: ReleaseResult
+PERIOD_UNSPECIFIED: Period
+PERIOD_DAY: Period
+PERIOD_MONTH: Period
+PERIOD_LIFETIME: Period
+BUDGET_MODE_UNSPECIFIED: BudgetMode
+BUDGET_MODE_HARD: BudgetMode
+BUDGET_MODE_SOFT: BudgetMode
+GRANT_RESULT_UNSPECIFIED: GrantResult
+GRANT_RESULT_GRANTED: GrantResult
+GRANT_RESULT_ALREADY_GRANTED: GrantResult
+
+class CheckRequest(_message.Message):
+    __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    feature: str
+    team: str
+    user: str
+    agent: str
+    session: str
+    model: str
+    def __init__(self, customer: _Optional[str] = ..., feature: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., session: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class CheckResponse(_message.Message):
+    __slots__ = ("allowed", "reason", "int_value", "string_value", "remaining", "catalog_version")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: Reason
+    int_value: int
+    string_value: str
+    remaining: int
+    catalog_version: str
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., int_value: _Optional[int] = ..., string_value: _Optional[str] = ..., remaining: _Optional[int] = ..., catalog_version: _Optional[str] = ...) -> None: ...
+
+class ReserveRequest(_message.Message):
+    __slots__ = ("customer", "feature", "idempotency_key", "team", "user", "agent", "session", "model", "units", "amount_nanos", "ttl_ms", "tags")
+    class UnitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    feature: str
+    idempotency_key: str
+    team: str
+    user: str
+    agent: str
+    session: str
+    model: str
+    units: _containers.ScalarMap[str, int]
+    amount_nanos: int
+    ttl_ms: int
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, customer: _Optional[str] = ..., feature: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., session: _Optional[str] = ..., model: _Optional[str] = ..., units: _Optional[_Mapping[str, int]] = ..., amount_nanos: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ReserveResponse(_message.Message):
+    __slots__ = ("allowed", "reason", "reservation_id", "held_nanos", "remaining_nanos", "soft_limits_hit", "catalog_version", "scope")
+    class RemainingNanosEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_NANOS_FIELD_NUMBER: _ClassVar[int]
+    SOFT_LIMITS_HIT_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: Reason
+    reservation_id: str
+    held_nanos: int
+    remaining_nanos: _containers.ScalarMap[str, int]
+    soft_limits_hit: _containers.RepeatedScalarFieldContainer[str]
+    catalog_version: str
+    scope: str
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[_Mapping[str, int]] = ..., soft_limits_hit: _Optional[_Iterable[str]] = ..., catalog_version: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("reservation_id", "units", "amount_nanos")
+    class UnitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    units: _containers.ScalarMap[str, int]
+    amount_nanos: int
+    def __init__(self, reservation_id: _Optional[str] = ..., units: _Optional[_Mapping[str, int]] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
+
+class BurnedCredits(_message.Message):
+    __slots__ = ("grant_id", "credit_type", "amount_nanos")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    def __init__(self, grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("result", "cost_nanos", "overage_nanos", "released_nanos", "uncovered_nanos", "burned", "catalog_version")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    UNCOVERED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    BURNED_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    result: CommitResult
+    cost_nanos: int
+    overage_nanos: int
+    released_nanos: int
+    uncovered_nanos: int
+    burned: _containers.RepeatedCompositeFieldContainer[BurnedCredits]
+    catalog_version: str
+    def __init__(self, result: _Optional[_Union[CommitResult, str]] = ..., cost_nanos: _Optional[int] = ..., overage_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., uncovered_nanos: _Optional[int] = ..., burned: _Optional[_Iterable[_Union[BurnedCredits, _Mapping]]] = ..., catalog_version: _Optional[str] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("reservation_id",)
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    def __init__(self, reservation_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ("result", "released_nanos")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    result: ReleaseResult
+    released_nanos: int
+    def __init__(self, result: _Optional[_Union[ReleaseResult, str]] = ..., released_nanos: _Optional[int] = ...) -> None: ...
+
+class GetBalanceRequest(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    def __init__(self, customer: _Optional[str] = ...) -> None: ...
+
+class Bucket(_message.Message):
+    __slots__ = ("grant_id", "credit_type", "amount_nanos", "priority", "expires_at")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    priority: int
+    expires_at: str
+    def __init__(self, grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., priority: _Optional[int] = ..., expires_at: _Optional[str] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "period", "limit_nanos", "mode", "used_nanos", "held_nanos", "remaining_nanos")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    USED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    HELD_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_NANOS_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    period: Period
+    limit_nanos: int
+    mode: BudgetMode
+    used_nanos: int
+    held_nanos: int
+    remaining_nanos: int
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ..., used_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ...) -> None: ...
+
+class GetBalanceResponse(_message.Message):
+    __slots__ = ("customer", "plan", "balance_nanos", "held_nanos", "buckets", "budgets", "overage_used_nanos")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    HELD_NANOS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_USED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    plan: str
+    balance_nanos: int
+    held_nanos: int
+    buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    overage_used_nanos: int
+    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., overage_used_nanos: _Optional[int] = ...) -> None: ...
+
+class GetBudgetsRequest(_message.Message):
+    __slots__ = ("customer", "team", "user", "agent", "session")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    team: str
+    user: str
+    agent: str
+    session: str
+    def __init__(self, customer: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
+
+class GetBudgetsResponse(_message.Message):
+    __slots__ = ("customer", "budgets")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, customer: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
+class UnitPrices(_message.Message):
+    __slots__ = ("credits",)
+    class CreditsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    credits: _containers.ScalarMap[str, str]
+    def __init__(self, credits: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Overrides(_message.Message):
+    __slots__ = ("prices_per_million", "prices", "outcome_prices", "limits")
+    class PricesPerMillionEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: UnitPrices
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[UnitPrices, _Mapping]] = ...) -> None: ...
+    class PricesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: UnitPrices
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[UnitPrices, _Mapping]] = ...) -> None: ...
+    class OutcomePricesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PRICES_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_PRICES_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    prices_per_million: _containers.MessageMap[str, UnitPrices]
+    prices: _containers.MessageMap[str, UnitPrices]
+    outcome_prices: _containers.ScalarMap[str, str]
+    limits: _containers.ScalarMap[str, int]
+    def __init__(self, prices_per_million: _Optional[_Mapping[str, UnitPrices]] = ..., prices: _Optional[_Mapping[str, UnitPrices]] = ..., outcome_prices: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class UpsertCustomerRequest(_message.Message):
+    __slots__ = ("customer", "plan", "overrides")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    plan: str
+    overrides: Overrides
+    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., overrides: _Optional[_Union[Overrides, _Mapping]] = ...) -> None: ...
+
+class UpsertCustomerResponse(_message.Message):
+    __slots__ = ("customer", "plan")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    plan: str
+    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...
+
+class GrantRequest(_message.Message):
+    __slots__ = ("customer", "credit_type", "amount_nanos", "idempotency_key", "priority", "expires_at")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    credit_type: str
+    amount_nanos: int
+    idempotency_key: str
+    priority: int
+    expires_at: str
+    def __init__(self, customer: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., expires_at: _Optional[str] = ...) -> None: ...
+
+class GrantResponse(_message.Message):
+    __slots__ = ("result", "grant_id", "credit_type", "amount_nanos", "priority", "expires_at")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    result: GrantResult
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    priority: int
+    expires_at: str
+    def __init__(self, result: _Optional[_Union[GrantResult, str]] = ..., grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., priority: _Optional[int] = ..., expires_at: _Optional[str] = ...) -> None: ...
+
+class BudgetScope(_message.Message):
+    __slots__ = ("team", "user", "agent", "session")
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    team: str
+    user: str
+    agent: str
+    session: str
+    def __init__(self, team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., session: _Optional[str] = ...) -> None: ...
+
+class SetBudgetRequest(_message.Message):
+    __slots__ = ("customer", "scope", "period", "limit_nanos", "mode")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    scope: BudgetScope
+    period: Period
+    limit_nanos: int
+    mode: BudgetMode
+    def __init__(self, customer: _Optional[str] = ..., scope: _Optional[_Union[BudgetScope, _Mapping]] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ...) -> None: ...
+
+class SetBudgetResponse(_message.Message):
+    __slots__ = ("scope", "period", "limit_nanos", "mode")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    period: Period
+    limit_nanos: int
+    mode: BudgetMode
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ...) -> None: ...
+
+class GetCustomerRequest(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    def __init__(self, customer: _Optional[str] = ...) -> None: ...
