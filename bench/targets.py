@@ -38,6 +38,7 @@ class Process:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.admin_url = admin_url
+        self.grpc_target = ""
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -68,14 +69,17 @@ class Process:
 
 
 def start_sidecar(redis_url: str, *, cache_max_entries: int = 100_000) -> Process:
-    port, admin_port = free_port(), free_port()
+    port, admin_port, grpc_port, grpc_admin_port = (free_port() for _ in range(4))
     command = [
         sys.executable, "-m", "sidecar.cli", "serve",
         "--catalog", str(CATALOG), "--redis", redis_url,
         "--port", str(port), "--admin-port", str(admin_port), "--admin-token", ADMIN_TOKEN,
+        "--grpc-port", str(grpc_port), "--grpc-admin-port", str(grpc_admin_port),
         "--cache-max-entries", str(cache_max_entries),
     ]  # fmt: skip
-    return Process(command, port, "/readyz", admin_url=f"http://127.0.0.1:{admin_port}")
+    process = Process(command, port, "/readyz", admin_url=f"http://127.0.0.1:{admin_port}")
+    process.grpc_target = f"127.0.0.1:{grpc_port}"
+    return process
 
 
 def start_baseline(redis_url: str) -> Process:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sidecar.catalog.model import Period
 
@@ -31,7 +32,13 @@ class PeriodIds:
 
 
 def period_ids(now_ms: int) -> PeriodIds:
-    return PeriodIds(now_ms)
+    """The ids in force at ``now_ms``; formatted once per second, not once per call."""
+    return _period_ids_of_second(now_ms // 1000)
+
+
+@lru_cache(maxsize=4)
+def _period_ids_of_second(second: int) -> PeriodIds:
+    return PeriodIds(second * 1000)
 
 
 def minute_id(now_ms: int) -> int:

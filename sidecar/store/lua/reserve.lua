@@ -115,8 +115,11 @@ for _, r in ipairs(p.rl) do
   if p.tokens > 0 then redis.call('HINCRBY', rlk, r.scope .. '|t', p.tokens) end
 end
 if #p.rl > 0 then redis.call('PEXPIRE', rlk, 120000) end
-for _, c in ipairs(counters) do
-  if p.hold ~= '0' then inc(c[1], c[2] .. 'held', p.hold) end
+-- Use is counted on every node and period (a budget set later sees it); a hold counts only
+-- against the budgets in force now: a budget set while a call is in flight sees that call
+-- when it commits.
+for i, c in ipairs(counters) do
+  if defs[i] and p.hold ~= '0' then inc(c[1], c[2] .. 'held', p.hold) end
   money[#money + 1] = {c[1], c[2] .. 'used'}
 end
 if q and q.units > 0 then inc(qkey, qfield .. '|held', string.format('%d', q.units)) end
