@@ -1,83 +1,106 @@
-"""The floor of this machine for the same protocol, measured in the same run.
+"""The floor of this machine for the same protocols, measured in the same run.
 
-* ``/echo``: aiohttp + uvloop, decodes the request with msgspec into the same struct the
+* ``POST /echo``: aiohttp + uvloop, decodes the request with msgspec into the same struct the
   sidecar uses and encodes a response of the same shape; nothing else.
-* ``/evalsha2``: the same, plus two EVALSHA of a trivial Lua script on the same Redis: the
-  least any Redis-backed reserve + commit could cost.
+* ``POST /evalsha2``: the same, plus two EVALSHA of a trivial Lua script on the same Redis:
+  the least any Redis-backed reserve + commit could cost.
+* gRPC (same proto as the sidecar): ``Check`` answers a fixed response, ``Reserve`` does the
+  two EVALSHA; bare grpc.aio unary handlers with nothing else.
 
-Run: ``python -m bench.baseline --port P [--redis URL]``.
+Run: ``python -m bench.baseline --port P --grpc-port G --redis URL``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
+from typing import Any
 
+import grpc
 import msgspec
 import redis.asyncio as aioredis
 import uvloop
 from aiohttp import web
 
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.wire import CheckRequest, CheckResponse, ReserveRequest, ReserveResponse
 
-__all__ = ["baseline_app"]
+__all__ = ["main"]
 
 TRIVIAL_LUA = "return ARGV[1]"
-REDIS = web.AppKey("redis", aioredis.Redis)
-SHA = web.AppKey("sha", str)
 _encoder = msgspec.json.Encoder()
 _check = msgspec.json.Decoder(CheckRequest)
 _reserve = msgspec.json.Decoder(ReserveRequest)
 
 
-async def _echo(request: web.Request) -> web.Response:
-    body = _check.decode(await request.read())
-    answer = CheckResponse(allowed=True, reason="ok", value=128000, catalog_version=body.feature)
-    return web.Response(body=_encoder.encode(answer), content_type="application/json")
+class Bare(pb_grpc.CreditgateServiceServicer):
+    """The baseline handlers, over one Redis client and one loaded script."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = aioredis.Redis.from_url(redis_url, max_connections=256)
+        self.sha = ""
+
+    async def evalsha2(self, customer: str, key: str) -> None:
+        name = f"bench:{{c:{customer}}}"
+        await self.client.evalsha(self.sha, 1, name, key)
+        await self.client.evalsha(self.sha, 1, name, key)
+
+    async def echo(self, request: web.Request) -> web.Response:
+        body = _check.decode(await request.read())
+        answer = CheckResponse(
+            allowed=True, reason="ok", value=128000, catalog_version=body.feature
+        )
+        return web.Response(body=_encoder.encode(answer), content_type="application/json")
+
+    async def evalsha2_http(self, request: web.Request) -> web.Response:
+        body = _reserve.decode(await request.read())
+        await self.evalsha2(body.customer, body.idempotency_key)
+        answer = ReserveResponse(allowed=True, reason="ok", reservation_id=body.idempotency_key)
+        return web.Response(body=_encoder.encode(answer), content_type="application/json")
+
+    async def Check(self, request: pb.CheckRequest, context: Any) -> pb.CheckResponse:
+        return pb.CheckResponse(
+            allowed=True, reason=pb.REASON_OK, int_value=128000, catalog_version=request.feature
+        )
+
+    async def Reserve(self, request: pb.ReserveRequest, context: Any) -> pb.ReserveResponse:
+        await self.evalsha2(request.customer, request.idempotency_key)
+        return pb.ReserveResponse(
+            allowed=True, reason=pb.REASON_OK, reservation_id=request.idempotency_key
+        )
 
 
-async def _evalsha2(request: web.Request) -> web.Response:
-    body = _reserve.decode(await request.read())
-    client, sha = request.app[REDIS], request.app[SHA]
-    key = f"bench:{{c:{body.customer}}}"
-    await client.evalsha(sha, 1, key, body.idempotency_key)
-    await client.evalsha(sha, 1, key, body.idempotency_key)
-    answer = ReserveResponse(allowed=True, reason="ok", reservation_id=body.idempotency_key)
-    return web.Response(body=_encoder.encode(answer), content_type="application/json")
-
-
-def baseline_app(redis_url: str | None) -> web.Application:
+async def serve(port: int, grpc_port: int, redis_url: str) -> None:
+    bare = Bare(redis_url)
+    bare.sha = await bare.client.script_load(TRIVIAL_LUA)
     app = web.Application()
-    app.router.add_post("/echo", _echo)
-    if redis_url is not None:
-        client = aioredis.Redis.from_url(redis_url, max_connections=256)
-
-        async def load_script(app: web.Application) -> None:
-            app[SHA] = await client.script_load(TRIVIAL_LUA)
-
-        async def close(app: web.Application) -> None:
-            await client.aclose()
-
-        app[REDIS] = client
-        app.on_startup.append(load_script)
-        app.on_cleanup.append(close)
-        app.router.add_post("/evalsha2", _evalsha2)
-    return app
+    app.router.add_post("/echo", bare.echo)
+    app.router.add_post("/evalsha2", bare.evalsha2_http)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    pb_grpc.add_CreditgateServiceServicer_to_server(bare, server)
+    server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+    await server.start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop(1)
+    await runner.cleanup()
+    await bare.client.aclose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis")
+    parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--redis", required=True)
     args = parser.parse_args()
-    uvloop.install()
-    web.run_app(
-        baseline_app(args.redis),
-        host="127.0.0.1",
-        port=args.port,
-        access_log=None,
-        print=None,
-        handle_signals=True,
-    )
+    uvloop.run(serve(args.port, args.grpc_port, args.redis))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-__all__ = ["make_body", "zipf_customers"]
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
+
+__all__ = ["make_body", "make_message", "zipf_customers"]
 
 MakeBody = Callable[[int, str, dict[str, Any]], bytes]
 
@@ -53,3 +55,28 @@ def make_body(kind: str, *, customer: str, customers: int, zipf_s: float) -> Mak
 
         return many
     raise ValueError(f"unknown body kind {kind!r}")
+
+
+MakeMessage = Callable[[int, str, dict[str, Any]], Any]
+
+
+def make_message(kind: str, *, customer: str) -> MakeMessage:
+    """The protobuf twin of ``make_body`` for the gRPC scenarios."""
+    check = pb.CheckRequest(customer="acme", feature="max_context_tokens", user="u-1")
+    if kind == "check":
+        return lambda i, step, context: check
+    prefix = f"{_run:x}"
+
+    def reserve_commit(i: int, step: str, context: dict[str, Any]) -> Any:
+        if step != "Commit":
+            return pb.ReserveRequest(
+                customer=customer, team="eng", user=f"u-{i % 100}", feature="chat",
+                model="gpt-4o-mini", units={"input_tokens": 1200, "output_tokens": 800},
+                idempotency_key=f"{prefix}-g{i}",
+            )  # fmt: skip
+        return pb.CommitRequest(
+            reservation_id=context["Reserve"].reservation_id,
+            units={"input_tokens": 1180, "output_tokens": 312},
+        )
+
+    return reserve_commit

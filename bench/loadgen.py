@@ -13,11 +13,14 @@ import time
 from typing import Any
 
 import aiohttp
+import grpc
 import msgspec
 import uvloop
 
-from bench.bodies import make_body
+from bench.bodies import make_body, make_message
 from bench.stats import new_histogram, summarize
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 
 __all__ = ["Load", "run_load"]
 
@@ -37,6 +40,7 @@ class Load:
         max_in_flight: int = 2_000,
         body_kind: str = "check",
         customer: str = "acme",
+        transport: str = "http",
         customers: int = 1,
         zipf_s: float = 0.0,
     ) -> None:
@@ -49,23 +53,73 @@ class Load:
         self.max_in_flight = max_in_flight
         self.body_kind = body_kind
         self.customer = customer
+        self.transport = transport
         self.customers = customers
         self.zipf_s = zipf_s
 
 
+class _Http:
+    """Sends JSON bodies over aiohttp; a step is a path."""
+
+    errors = (aiohttp.ClientError, OSError, TimeoutError)
+
+    def __init__(self, load: Load) -> None:
+        connector = aiohttp.TCPConnector(limit=load.connections)
+        self.session = aiohttp.ClientSession(base_url=load.base_url, connector=connector)
+        self.make = make_body(
+            load.body_kind, customer=load.customer, customers=load.customers, zipf_s=load.zipf_s
+        )
+
+    async def send(
+        self, i: int, name: str, path: str, context: dict[str, Any]
+    ) -> tuple[str | None, Any]:
+        """(failure key or denial reason or None, the answer)."""
+        async with self.session.post(path, data=self.make(i, name, context)) as response:
+            payload = await response.read()
+        if response.status != 200:
+            return f"error:{name}:{response.status}", None
+        if b'"allowed":false' in payload:
+            return msgspec.json.decode(payload)["reason"], None
+        return None, payload
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class _Grpc:
+    """Sends protobuf messages over a few grpc.aio channels; a step is an RPC name."""
+
+    errors = (grpc.aio.AioRpcError, OSError)
+
+    def __init__(self, load: Load) -> None:
+        self.channels = [grpc.aio.insecure_channel(load.base_url) for _ in range(4)]
+        self.stubs = [pb_grpc.CreditgateServiceStub(c) for c in self.channels]
+        self.make = make_message(load.body_kind, customer=load.customer)
+
+    async def send(
+        self, i: int, name: str, path: str, context: dict[str, Any]
+    ) -> tuple[str | None, Any]:
+        stub = self.stubs[i % len(self.stubs)]
+        answer = await getattr(stub, path)(self.make(i, name, context))
+        if hasattr(answer, "allowed") and not answer.allowed:
+            return pb.Reason.Name(answer.reason).removeprefix("REASON_").lower(), None
+        return None, answer
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+
+
 async def _drive(load: Load) -> dict[str, Any]:
-    make = make_body(
-        load.body_kind, customer=load.customer, customers=load.customers, zipf_s=load.zipf_s
-    )
+    transport = _Grpc(load) if load.transport == "grpc" else _Http(load)
     histograms = {name: new_histogram() for name, _ in load.steps}
     total = new_histogram()
     errors: dict[str, int] = {}
     denials: dict[str, int] = {}
     counts = {"sent": 0, "measured": 0, "dropped": 0}
-    clock = time.perf_counter  # uvloop's clock() only ticks in milliseconds
+    clock = time.perf_counter  # uvloop's loop.time() only ticks in milliseconds
     in_flight = 0
-    connector = aiohttp.TCPConnector(limit=load.connections)
-    async with aiohttp.ClientSession(base_url=load.base_url, connector=connector) as session:
+    try:
 
         async def call(i: int, intended: float, measured: bool) -> None:
             nonlocal in_flight
@@ -73,26 +127,20 @@ async def _drive(load: Load) -> dict[str, Any]:
             try:
                 step_start = intended
                 for name, path in load.steps:
-                    body = make(i, name, context)
-                    async with session.post(path, data=body) as response:
-                        payload = await response.read()
+                    failure, answer = await transport.send(i, name, path, context)
                     now = clock()
-                    if response.status != 200:
-                        key = f"{name}:{response.status}"
-                        errors[key] = errors.get(key, 0) + 1
+                    if failure is not None:
+                        target = errors if failure.startswith("error:") else denials
+                        target[failure] = target.get(failure, 0) + 1
                         return
-                    if b'"allowed":false' in payload:
-                        reason = msgspec.json.decode(payload)["reason"]
-                        denials[reason] = denials.get(reason, 0) + 1
-                        return
-                    context[name] = payload
+                    context[name] = answer
                     if measured:
                         histograms[name].record_value(max(1, int((now - step_start) * 1e6)))
                     step_start = now
                 if measured:
                     total.record_value(max(1, int((clock() - intended) * 1e6)))
                     counts["measured"] += 1
-            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            except transport.errors as error:
                 key = type(error).__name__
                 errors[key] = errors.get(key, 0) + 1
             finally:
@@ -117,6 +165,8 @@ async def _drive(load: Load) -> dict[str, Any]:
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
         elapsed = clock() - measure_from
+    finally:
+        await transport.close()
     out: dict[str, Any] = {
         "offered_rate": load.rate,
         "achieved_rate": counts["measured"] / max(elapsed, 1e-9),

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 
 __all__ = ["markdown", "plot", "write"]
 
+COMPARED = ("check", "reserve-commit", "check-grpc", "reserve-commit-grpc")
+
 
 def _ms(us: float) -> str:
     return f"{us / 1000:.2f} ms"
@@ -31,10 +33,10 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
                 "-",
             ]
         ]
-    if name in ("check", "reserve-commit"):
+    if name in COMPARED:
         half = result["half_rate"]
-        pct = "p99" if name == "check" else "p95"
-        unit = "calls/s (reserve+commit)" if name == "reserve-commit" else "req/s"
+        pct = "p99" if name.startswith("check") else "p95"
+        unit = "req/s" if name.startswith("check") else "calls/s (reserve+commit)"
         rows = [
             [
                 name,
@@ -112,14 +114,19 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _grid(count: int) -> tuple[Any, list[Any]]:
+    columns = min(count, 2)
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 4.5 * rows), squeeze=False)
+    return figure, [axis for row in axes for axis in row]
+
+
 def plot(results: list[dict[str, Any]], folder: Path) -> list[Path]:
     written = []
-    compared = [r for r in results if r["scenario"] in ("check", "reserve-commit")]
+    compared = [r for r in results if r["scenario"] in COMPARED]
     if compared:
-        figure, axes = plt.subplots(
-            1, len(compared), figsize=(6 * len(compared), 4.5), squeeze=False
-        )
-        for axis, result in zip(axes[0], compared, strict=True):
+        figure, axes = _grid(len(compared))
+        for axis, result in zip(axes, compared, strict=False):
             half = result["half_rate"]
             for label, run in (("sidecar", half["sidecar"]), ("baseline", half["baseline"])):
                 spectrum = run["total"]["spectrum"]
@@ -136,10 +143,8 @@ def plot(results: list[dict[str, Any]], folder: Path) -> list[Path]:
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)
-        figure, axes = plt.subplots(
-            1, len(compared), figsize=(6 * len(compared), 4.5), squeeze=False
-        )
-        for axis, result in zip(axes[0], compared, strict=True):
+        figure, axes = _grid(len(compared))
+        for axis, result in zip(axes, compared, strict=False):
             for label in ("sidecar", "baseline"):
                 runs = result[label]["runs"]
                 rates = [r["offered_rate"] for r in runs]

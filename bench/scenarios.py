@@ -100,13 +100,16 @@ def _compare(
     baseline: tuple[str, list[tuple[str, str]], str],
     sidecar: tuple[str, list[tuple[str, str]], str],
     percentile: str,
+    transport: str = "http",
 ) -> dict[str, Any]:
     """Sweep baseline and sidecar, then run both at half the baseline's saturation rate."""
-    base = bench.sweep(baseline[0], baseline[1], body_kind=baseline[2])
-    side = bench.sweep(sidecar[0], sidecar[1], body_kind=sidecar[2])
+    base_kw = {"body_kind": baseline[2], "transport": transport}
+    side_kw = {"body_kind": sidecar[2], "transport": transport}
+    base = bench.sweep(baseline[0], baseline[1], **base_kw)
+    side = bench.sweep(sidecar[0], sidecar[1], **side_kw)
     half = max(bench.rates[0], base["saturation_rate"] / 2)
-    base_half = run_load(bench.load(baseline[0], baseline[1], half, body_kind=baseline[2]))
-    side_half = run_load(bench.load(sidecar[0], sidecar[1], half, body_kind=sidecar[2]))
+    base_half = run_load(bench.load(baseline[0], baseline[1], half, **base_kw))
+    side_half = run_load(bench.load(sidecar[0], sidecar[1], half, **side_kw))
     return {
         "scenario": name,
         "baseline": base,
@@ -183,6 +186,39 @@ def reserve_commit(bench: Bench) -> dict[str, Any]:
         "saturation >= 70% of two-EVALSHA baseline": out["ratios"]["saturation"] >= 0.70,
         "reserve and commit p95 <= 1 ms at half rate": max(
             steps["reserve"]["p95_us"], steps["commit"]["p95_us"]
+        )
+        <= 1_000,
+    }
+    return out
+
+
+def check_grpc(bench: Bench) -> dict[str, Any]:
+    out = _compare(
+        bench, "check-grpc",
+        (bench.baseline.grpc_target, [("check", "Check")], "check"),
+        (bench.sidecar.grpc_target, [("check", "Check")], "check"),
+        "p99", transport="grpc",
+    )  # fmt: skip
+    out["targets"] = {
+        "saturation >= 85% of bare grpc.aio": out["ratios"]["saturation"] >= 0.85,
+        "p99 at half rate <= 1.5x baseline": out["ratios"]["p99_at_half"] <= 1.5,
+    }
+    return out
+
+
+def reserve_commit_grpc(bench: Bench) -> dict[str, Any]:
+    out = _compare(
+        bench, "reserve-commit-grpc",
+        (bench.baseline.grpc_target, [("evalsha2", "Reserve")], "reserve-commit"),
+        (bench.sidecar.grpc_target, [("Reserve", "Reserve"), ("Commit", "Commit")],
+         "reserve-commit"),
+        "p95", transport="grpc",
+    )  # fmt: skip
+    steps = out["half_rate"]["sidecar"]["steps"]
+    out["targets"] = {
+        "saturation >= 70% of two-EVALSHA grpc baseline": out["ratios"]["saturation"] >= 0.70,
+        "reserve and commit p95 <= 1 ms at half rate": max(
+            steps["Reserve"]["p95_us"], steps["Commit"]["p95_us"]
         )
         <= 1_000,
     }
@@ -307,6 +343,8 @@ SCENARIOS = {
     "engine": engine,
     "check": check,
     "reserve-commit": reserve_commit,
+    "check-grpc": check_grpc,
+    "reserve-commit-grpc": reserve_commit_grpc,
     "contention": contention,
     "many-customers": many_customers,
 }

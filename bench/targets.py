@@ -83,9 +83,14 @@ def start_sidecar(redis_url: str, *, cache_max_entries: int = 100_000) -> Proces
 
 
 def start_baseline(redis_url: str) -> Process:
-    port = free_port()
-    command = [sys.executable, "-m", "bench.baseline", "--port", str(port), "--redis", redis_url]
-    return Process(command, port, "/nothing-here")
+    port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "bench.baseline",
+        "--port", str(port), "--grpc-port", str(grpc_port), "--redis", redis_url,
+    ]  # fmt: skip
+    process = Process(command, port, "/nothing-here")
+    process.grpc_target = f"127.0.0.1:{grpc_port}"
+    return process
 
 
 def rss_bytes(pid: int) -> int:

@@ -26,14 +26,24 @@ def test_every_scenario_runs_clean_in_smoke_mode(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = tmp_path.glob("run-*.json")
     results = {r["scenario"]: r for r in json.loads(run.read_text())["results"]}
-    assert set(results) == {"engine", "check", "reserve-commit", "contention", "many-customers"}
+    assert set(results) == {
+        "engine",
+        "check",
+        "reserve-commit",
+        "check-grpc",
+        "reserve-commit-grpc",
+        "contention",
+        "many-customers",
+    }
     for result in results.values():
         assert result.get("errors", 0) == 0, result["scenario"]
     for race in results["contention"]["runs"]:
         assert Decimal(race["overspend"]) == 0
         assert race["admitted"] == 100
         assert Decimal(race["settled"]) + Decimal(race["held"]) <= Decimal(race["cap"])
-    assert results["check"]["half_rate"]["sidecar"]["denials"] == {}
+    for name in ("check", "reserve-commit", "check-grpc", "reserve-commit-grpc"):
+        assert results[name]["half_rate"]["sidecar"]["denials"] == {}, name
+        assert results[name]["half_rate"]["sidecar"]["measured"] > 0, name
     assert results["many-customers"]["cached_entries"] == results["many-customers"]["customers"]
     assert (tmp_path / "summary.md").exists()
     assert (tmp_path / "spectrum.png").stat().st_size > 0
