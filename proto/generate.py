@@ -30,7 +30,7 @@ def generate(target: Path = TARGET) -> list[Path]:
         if code != 0:
             raise RuntimeError(f"protoc failed on {name} (exit {code})")
     written = []
-    for path in sorted(target.rglob("*.py*")):
+    for path in sorted(p for p in target.rglob("*") if p.suffix in (".py", ".pyi")):
         if path.name.endswith("_grpc.py"):
             text = path.read_text()
             # protoc writes imports relative to the proto root; make them package imports.
@@ -42,7 +42,7 @@ def generate(target: Path = TARGET) -> list[Path]:
         while folder != target.parent:
             (folder / "__init__.py").touch()
             folder = folder.parent
-    return sorted(target.rglob("*.py*"))
+    return sorted(p for p in target.rglob("*") if p.suffix in (".py", ".pyi"))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ field at fault.
 from __future__ import annotations
 
 from types import TracebackType
+from urllib.parse import quote, urlencode
 from typing import Any, TypeVar, cast
 
 import aiohttp
@@ -112,15 +113,15 @@ class HttpClient:
         return await self._send("POST", f"{self._url}/v1/release", request, ReleaseResponse)
 
     async def balance(self, customer: str) -> BalanceResponse:
-        url = f"{self._url}/v1/balance?customer={customer}"
+        url = f"{self._url}/v1/balance?{urlencode({'customer': customer})}"
         return await self._send("GET", url, None, BalanceResponse)
 
     async def budgets(self, customer: str, **subject: str) -> BudgetsResponse:
-        query = "&".join(f"{k}={v}" for k, v in {"customer": customer, **subject}.items())
+        query = urlencode({"customer": customer, **subject})
         return await self._send("GET", f"{self._url}/v1/budgets?{query}", None, BudgetsResponse)
 
     def _admin(self, customer: str, tail: str = "") -> str:
-        return f"{self._admin_url}/admin/v1/customers/{customer}{tail}"
+        return f"{self._admin_url}/admin/v1/customers/{quote(customer, safe='')}{tail}"
 
     async def upsert_customer(
         self, customer: str, request: UpsertCustomerRequest

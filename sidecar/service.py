@@ -88,6 +88,13 @@ def _parse_time(field: str, text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _required_rid(rid: str) -> str:
+    # gRPC (proto3) cannot send "" apart from absent, and reports it missing; so does HTTP.
+    if not rid:
+        raise InvalidInput("reservation_id", "is required")
+    return rid
+
+
 def _credits(nanos: Any) -> str:
     return format_credits(int(nanos))
 
@@ -179,7 +186,7 @@ class Service:
         )
 
     async def commit(self, request: CommitRequest) -> CommitResponse:
-        rid = request.reservation_id
+        rid = _required_rid(request.reservation_id)
         customer_id = customer_of(rid)
         catalog, now = self.catalog, self.clock()
         attribution = self._holds.get(rid) or await self.store.hold_attribution(customer_id, rid)
@@ -225,7 +232,7 @@ class Service:
         )
 
     async def release(self, request: ReleaseRequest) -> ReleaseResponse:
-        rid = request.reservation_id
+        rid = _required_rid(request.reservation_id)
         out = await self.store.release(customer_of(rid), rid, self.clock())
         if out["result"] == "not_found":
             raise NotFound("reservation_id", f"no reservation {rid!r}")

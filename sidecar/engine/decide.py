@@ -88,6 +88,12 @@ def check_idempotency_key(field: str, key: str) -> str:
     return key
 
 
+def _required_feature(feature: str) -> None:
+    # gRPC (proto3) cannot send "" apart from absent, and reports it missing; so does HTTP.
+    if not feature:
+        raise InvalidInput("feature", "is required")
+
+
 def _optional_id(field: str, value: str | None) -> None:
     if value is not None:
         check_id(field, value)
@@ -175,6 +181,7 @@ def _quota(
 
 def validate_reserve(catalog: Catalog, request: ReserveRequest) -> None:
     """Every check of a reserve request's form that needs no customer; raise InvalidInput."""
+    _required_feature(request.feature)
     for field in ("team", "user", "agent", "session"):
         _optional_id(field, getattr(request, field))
     check_idempotency_key("idempotency_key", request.idempotency_key)
@@ -191,6 +198,7 @@ def validate_reserve(catalog: Catalog, request: ReserveRequest) -> None:
 
 
 def validate_check(request: CheckRequest) -> None:
+    _required_feature(request.feature)
     for field in ("team", "user", "agent", "session"):
         _optional_id(field, getattr(request, field))
 

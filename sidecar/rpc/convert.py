@@ -56,7 +56,11 @@ def _scalar_out(field: FieldDescriptor, value: Any) -> Any:
     if field.enum_type is not None:
         if value == 0:
             return None
-        return field.enum_type.values_by_number[value].name[len(_prefix(field.enum_type)) :].lower()
+        known = field.enum_type.values_by_number
+        if value not in known:  # proto3 enums are open: any int32 arrives
+            names = ", ".join(v.name for v in field.enum_type.values if v.number)
+            raise InvalidInput(field.name, f"unknown value {value}; use one of {names}")
+        return known[value].name[len(_prefix(field.enum_type)) :].lower()
     if field.message_type is not None:
         wrapped = _wrapped(field.message_type)
         return dict(getattr(value, wrapped)) if wrapped else _to_dict(value)
