@@ -11,8 +11,8 @@ field at fault.
 from __future__ import annotations
 
 from types import TracebackType
-from urllib.parse import quote, urlencode
 from typing import Any, TypeVar, cast
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import grpc
