@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with EmbeddedRedis() as redis:
         sidecar = start_sidecar(redis.url)
-        baseline = start_baseline(redis.url)
+        try:
+            baseline = start_baseline(redis.url)
+        except BaseException:
+            sidecar.stop()
+            raise
         try:
             bench = Bench(redis_url=redis.url, sidecar=sidecar, baseline=baseline, smoke=args.smoke)
             asyncio.run(bench.seed(["acme"], grant="1000000000"))
