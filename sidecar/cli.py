@@ -1,4 +1,4 @@
-"""The ``creditgate`` command: ``serve``, ``up`` and ``policy validate``."""
+"""The ``creditgate`` command: ``serve``, ``up``, ``policy validate`` and ``ledger``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = policy_commands.add_parser("validate", help="check catalog files; exit 1 on error")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(run=_validate)
+
+    from sidecar.ledger.commands import add_ledger_commands  # noqa: PLC0415 - flags only
+
+    add_ledger_commands(commands)
     return parser
 
 

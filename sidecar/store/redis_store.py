@@ -18,9 +18,11 @@ from sidecar.errors import StoreError
 from sidecar.store.keys import customer_key, idem_key, prefix
 from sidecar.store.scripts import Script, load_scripts
 
-__all__ = ["IDEMPOTENCY_TTL_MS", "RedisStore", "StoredCustomer"]
+__all__ = ["IDEMPOTENCY_TTL_MS", "REGISTRY_KEY", "RedisStore", "StoredCustomer"]
 
 IDEMPOTENCY_TTL_MS = 86_400_000
+REGISTRY_KEY = "cg:customers"
+"""Every customer id: how the ledger finds the per-customer event streams."""
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
 
@@ -215,6 +217,10 @@ class RedisStore:
     ) -> None:
         payload = {"customer": customer, "plan": plan, "overrides": overrides, "now": now_ms}
         await self._run(self.scripts["upsert_customer"], customer, payload)
+
+    async def register_customer(self, customer: str) -> None:
+        """Add the customer to the registry the ledger reads to find its event stream."""
+        await self._call(self.client.sadd, REGISTRY_KEY, customer)
 
     async def get_customer(self, customer: str) -> StoredCustomer | None:
         plan, overrides, granted = await self._call(

@@ -6,6 +6,8 @@
 -- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
 -- engine/pricing.py. Cost above the hold is charged and reported as overage; cost that no
 -- eligible, unexpired bucket covers is recorded as overage used this month (uncovered).
+-- The event carries the remainder after this commit (carry, femto-credits), so that a
+-- rebuild from the ledger restores it exactly.
 -- Returns the JSON answer; a second commit returns the first with already_committed.
 local p = cjson.decode(ARGV[1])
 local now = p.now
@@ -78,7 +80,7 @@ append_event({'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'session', ev.session or '', 'feature', ev.feature, 'model', ev.model or '',
   'units', cjson.encode(p.units), 'cost', cost, 'overage', S(overage), 'uncovered', S(left),
   'burned', cjson.encode(burned), 'catalog_version', p.catalog_version,
-  'request_id', ev.request_id, 'tags', ev.tags, 'ts', now})
+  'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now})
 
 rec.r = {result = 'committed', cost = cost, overage = S(overage), released = S(released),
   uncovered = S(left), burned = burned}

@@ -3,6 +3,7 @@
 -- ARGV[1]  JSON: idem (key name), member (burn key, engine/burn.py), amount (nano-credits,
 --          string), customer, grant_id, credit_type, priority, expires_at (ms or absent),
 --          now (ms), reason (plan or admin)
+-- The event names the idempotency key, so that a rebuild from the ledger restores it.
 -- Returns JSON {result = granted | already_granted}.
 local p = cjson.decode(ARGV[1])
 local prior = redis.call('GET', p.idem)
@@ -15,7 +16,8 @@ redis.call('HSET', K('bucket'), p.member, p.amount)
 redis.call('ZADD', K('buckets'), 0, p.member)
 append_event({'kind', 'grant', 'event_id', 'g:' .. p.grant_id, 'customer', p.customer,
   'grant_id', p.grant_id, 'credit_type', p.credit_type, 'amount', p.amount,
-  'priority', p.priority, 'expires_at', p.expires_at or '', 'reason', p.reason, 'ts', p.now})
+  'priority', p.priority, 'expires_at', p.expires_at or '', 'reason', p.reason,
+  'idem', p.idem, 'ts', p.now})
 local out = cjson.encode({result = 'granted'})
 redis.call('SET', p.idem, out)
 return out

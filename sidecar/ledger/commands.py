@@ -1,0 +1,135 @@
+"""``creditgate ledger serve | reconcile | rebuild``: flags here; the work is imported on run.
+
+This module imports nothing heavy, so that ``creditgate`` starts fast for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from sidecar.ledger.settings import add_ledger_flags
+
+__all__ = ["add_ledger_commands"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop  # noqa: PLC0415
+
+    from sidecar.ledger.server import serve_ledger  # noqa: PLC0415
+    from sidecar.ledger.settings import ledger_settings_from  # noqa: PLC0415
+
+    uvloop.run(serve_ledger(ledger_settings_from(args, os.environ)))
+    return 0
+
+
+async def _operate(args: argparse.Namespace) -> int:
+    """reconcile or rebuild: both read the ledger and Redis, named by flags or environment."""
+    import time  # noqa: PLC0415
+
+    import msgspec  # noqa: PLC0415
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    from sidecar.catalog import load_catalog  # noqa: PLC0415
+    from sidecar.errors import RequestError  # noqa: PLC0415
+    from sidecar.ledger.db import load_catalogs, open_pool  # noqa: PLC0415
+    from sidecar.ledger.facts import ledger_customers  # noqa: PLC0415
+    from sidecar.ledger.rebuild import rebuild_customer  # noqa: PLC0415
+    from sidecar.ledger.reconcile import reconcile  # noqa: PLC0415
+    from sidecar.settings import SettingsError  # noqa: PLC0415
+
+    def required(flag: str, value: str | None, variable: str) -> str:
+        value = value or os.environ.get(variable)
+        if not value:
+            raise SettingsError(f"{flag} (or {variable}) is required")
+        return value
+
+    redis_url = required("--redis", args.redis, "CREDITGATE_REDIS")
+    database_url = required("--database-url", args.database_url, "DATABASE_URL")
+    catalog_file = required("--catalog", args.catalog, "CREDITGATE_CATALOG")
+    catalog = load_catalog(catalog_file)
+    now_ms = time.time_ns() // 1_000_000
+    client = aioredis.Redis.from_url(redis_url)
+    pool = await open_pool(database_url, max_size=2)
+    try:
+        async with pool.acquire() as connection:
+            catalogs = await load_catalogs(connection)
+            customers = args.customer or await ledger_customers(connection)
+            if args.ledger_command == "reconcile":
+                report = await reconcile(
+                    client, connection, customers, catalogs=catalogs, catalog=catalog,
+                    now_ms=now_ms, group=args.group,
+                )  # fmt: skip
+                if args.json:
+                    print(msgspec.json.encode(report).decode())
+                else:
+                    for d in report.differences:
+                        print(f"{d.customer} {d.key} {d.field}: redis {d.redis} ledger {d.ledger}")
+                    for customer, waiting in report.unsettled.items():
+                        print(f"{customer}: {waiting} events not yet in the ledger")
+                    print(
+                        f"{report.customers} customers, {len(report.differences)} differences",
+                        file=sys.stderr,
+                    )
+                return 1 if report.differences else 0
+            if not args.customer and not args.all:
+                raise SettingsError("name --customer ID (repeatable) or --all")
+            failed = 0
+            for customer in customers:
+                try:
+                    state = await rebuild_customer(
+                        client, connection, customer, catalogs=catalogs, catalog=catalog,
+                        now_ms=now_ms, force=args.force,
+                    )  # fmt: skip
+                except RequestError as error:
+                    print(f"{customer}: not rebuilt: {error.message}", file=sys.stderr)
+                    failed += 1
+                    continue
+                print(
+                    f"{customer}: rebuilt {len(state.buckets)} buckets, "
+                    f"{len(state.hashes)} keys, {len(state.idempotency_keys)} grant keys"
+                )
+            return 1 if failed else 0
+    finally:
+        await pool.close()
+        await client.aclose()
+
+
+def _run_operation(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.run(_operate(args))
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", help="Redis URL [env CREDITGATE_REDIS]")
+    parser.add_argument("--database-url", help="the ledger's PostgreSQL URL [env DATABASE_URL]")
+    parser.add_argument("--catalog", help="catalog file [env CREDITGATE_CATALOG]")
+    parser.add_argument(
+        "--customer", action="append", help="only this customer (repeatable; default: all)"
+    )
+
+
+def add_ledger_commands(commands: Any) -> None:
+    """Add ``ledger`` and its subcommands to the ``creditgate`` parser's subcommands."""
+    ledger = commands.add_parser("ledger", help="the central ledger: ingest, query, reconcile")
+    sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    serve = sub.add_parser("serve", help="ingest the consumption streams and serve queries")
+    add_ledger_flags(serve)
+    serve.set_defaults(run=_serve)
+    check = sub.add_parser(
+        "reconcile", help="compare Redis with the ledger; exit 1 on any difference"
+    )
+    _common(check)
+    check.add_argument("--group", default="ledger", help="the ledger's consumer group")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(run=_run_operation)
+    rebuild = sub.add_parser("rebuild", help="restore customers' Redis state from the ledger")
+    _common(rebuild)
+    rebuild.add_argument("--all", action="store_true", help="every customer of the ledger")
+    rebuild.add_argument(
+        "--force", action="store_true", help="replace state still in Redis (drops holds)"
+    )
+    rebuild.set_defaults(run=_run_operation)

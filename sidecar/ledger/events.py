@@ -1,0 +1,302 @@
+"""Stream entries as typed events: pure decoding, no I/O.
+
+The store's Lua scripts append one entry per movement to the customer's stream
+``cg:{c:<customer>}:events`` (fields are documented in ``sidecar/store/lua/*.lua``): ``debit``
+(commit), ``expiry`` (a bucket found expired at commit), ``grant``, ``budget`` and
+``customer``. Amounts are decimal strings of integer nano-credits; times are ms.
+
+An entry that cannot be read becomes ``Unparsed`` with the reason: it is stored as such, so
+that one bad entry never blocks the ones behind it and nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import msgspec
+
+from sidecar.ids import is_id
+
+__all__ = [
+    "Budget",
+    "Burn",
+    "CustomerChange",
+    "Debit",
+    "Event",
+    "Expiry",
+    "Grant",
+    "StreamId",
+    "Unparsed",
+    "customer_of_stream",
+    "decode_entry",
+    "parse_stream_id",
+    "reserved_ms",
+]
+
+Fields = dict[bytes, str]
+"""An entry's fields: names as Redis sent them, values decoded (names are only looked up)."""
+StreamId = tuple[int, int]
+"""A stream entry id ``<ms>-<seq>`` as integers: the order of one customer's movements."""
+
+# A reservation id's ULID is Crockford base 32; translated to Python's base-32 digits, int()
+# reads it in C.
+_RESERVATION = re.compile(r"r_[0-9A-HJKMNP-TV-Z]{26}_")
+_CROCKFORD_TO_BASE32 = str.maketrans(
+    "0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv"
+)
+
+
+class Burn(msgspec.Struct, frozen=True):
+    grant_id: str
+    credit_type: str
+    amount: str
+
+
+class Debit(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    event_id: str
+    customer: str
+    team: str | None
+    user: str | None
+    agent: str | None
+    session: str | None
+    feature: str
+    model: str | None
+    units: str
+    """JSON text of the units by kind, validated."""
+    cost_nanos: int
+    overage_nanos: int
+    uncovered_nanos: int
+    burned: tuple[Burn, ...]
+    burned_json: str
+    carry_femtos: int | None
+    catalog_version: str
+    request_id: str
+    tags: str
+    """JSON text of the caller's tags, validated."""
+    reserved_ms: int
+    ts_ms: int
+
+
+class Grant(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    event_id: str
+    customer: str
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    priority: int
+    expires_at_ms: int | None
+    reason: str
+    idempotency_key: str | None
+    ts_ms: int
+
+
+class Expiry(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    event_id: str
+    customer: str
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    ts_ms: int
+
+
+class Budget(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    event_id: str
+    """The script's id (``b:<field>:<ms>``) plus ``@<stream id>``: two changes in one ms differ."""
+    customer: str
+    scope: str
+    period: str
+    limit_nanos: int
+    mode: str
+    ts_ms: int
+
+
+class CustomerChange(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    event_id: str
+    """The script's id (``c:<customer>:<ms>``) plus ``@<stream id>``."""
+    customer: str
+    plan: str
+    overrides: str
+    ts_ms: int
+
+
+class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    customer: str
+    fields: dict[str, str]
+    problem: str
+
+
+Parsed = Debit | Grant | Expiry | Budget | CustomerChange
+Event = Parsed | Unparsed
+
+_units = msgspec.json.Decoder(dict[str, int])
+_tags = msgspec.json.Decoder(dict[str, str])
+_burned = msgspec.json.Decoder(list[Burn] | dict[str, Burn])
+
+
+def parse_stream_id(entry_id: bytes | str) -> StreamId:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq)
+
+
+def customer_of_stream(key: bytes | str) -> str:
+    """``cg:{c:acme}:events`` -> ``acme``."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text.removeprefix("cg:{c:").removesuffix("}:events")
+
+
+def reserved_ms(reservation_id: str, default_ms: int) -> int:
+    """When a hold was placed: the time in its ULID (``r_<ULID>_<customer>``), else the default."""
+    if _RESERVATION.match(reservation_id) is None:
+        return default_ms
+    return int(reservation_id[2:28].translate(_CROCKFORD_TO_BASE32), 32) >> 80
+
+
+def _amount(fields: Fields, name: bytes) -> int:
+    text = fields[name]
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"{name.decode()} is not an integer of nano-credits: {text!r}")
+    return int(text)
+
+
+def _optional(fields: Fields, name: bytes) -> str | None:
+    return fields.get(name) or None
+
+
+def _json(
+    decoder: msgspec.json.Decoder[dict[str, int]] | msgspec.json.Decoder[dict[str, str]],
+    fields: Fields,
+    name: bytes,
+) -> str:
+    decoder.decode(fields[name])
+    return fields[name]
+
+
+def _debit(stream: StreamId, f: Fields) -> Debit:
+    burned = _burned.decode(f[b"burned"])
+    burns = tuple(burned.values()) if isinstance(burned, dict) else tuple(burned)
+    for burn in burns:
+        if not burn.amount.isdigit():
+            raise ValueError(f"burned amount is not an integer: {burn.amount!r}")
+    ts = int(f[b"ts"])
+    carry = f.get(b"carry")
+    return Debit(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=f[b"customer"],
+        team=_optional(f, b"team"),
+        user=_optional(f, b"user"),
+        agent=_optional(f, b"agent"),
+        session=_optional(f, b"session"),
+        feature=f[b"feature"],
+        model=_optional(f, b"model"),
+        units=_json(_units, f, b"units"),
+        cost_nanos=_amount(f, b"cost"),
+        overage_nanos=_amount(f, b"overage"),
+        uncovered_nanos=_amount(f, b"uncovered"),
+        burned=burns,
+        # cjson writes an empty list as {}; the ledger keeps a list.
+        burned_json=msgspec.json.encode(burns).decode() if burns else "[]",
+        carry_femtos=int(carry) if carry else None,
+        catalog_version=f[b"catalog_version"],
+        request_id=f[b"request_id"],
+        tags=_json(_tags, f, b"tags"),
+        reserved_ms=reserved_ms(f[b"event_id"], ts),
+        ts_ms=ts,
+    )
+
+
+def _grant(stream: StreamId, f: Fields) -> Grant:
+    customer = f[b"customer"]
+    idem = f.get(b"idem")
+    marker = f"cg:{{c:{customer}}}:idem:g:"
+    return Grant(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=customer,
+        grant_id=f[b"grant_id"],
+        credit_type=f[b"credit_type"],
+        amount_nanos=_amount(f, b"amount"),
+        priority=int(f[b"priority"]),
+        expires_at_ms=int(f[b"expires_at"]) if f.get(b"expires_at") else None,
+        reason=f[b"reason"],
+        idempotency_key=idem.removeprefix(marker) if idem and idem.startswith(marker) else None,
+        ts_ms=int(f[b"ts"]),
+    )
+
+
+def _expiry(stream: StreamId, f: Fields) -> Expiry:
+    return Expiry(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=f[b"customer"],
+        grant_id=f[b"grant_id"],
+        credit_type=f[b"credit_type"],
+        amount_nanos=_amount(f, b"amount"),
+        ts_ms=int(f[b"ts"]),
+    )
+
+
+def _at(stream: StreamId) -> str:
+    return f"@{stream[0]}-{stream[1]}"
+
+
+def _budget(stream: StreamId, f: Fields) -> Budget:
+    return Budget(
+        stream=stream,
+        event_id=f[b"event_id"] + _at(stream),
+        customer=f[b"customer"],
+        scope=f[b"scope"],
+        period=f[b"period"],
+        limit_nanos=_amount(f, b"limit"),
+        mode=f[b"mode"],
+        ts_ms=int(f[b"ts"]),
+    )
+
+
+def _customer(stream: StreamId, f: Fields) -> CustomerChange:
+    return CustomerChange(
+        stream=stream,
+        event_id=f[b"event_id"] + _at(stream),
+        customer=f[b"customer"],
+        plan=f[b"plan"],
+        overrides=f.get(b"overrides", ""),
+        ts_ms=int(f[b"ts"]),
+    )
+
+
+_DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
+    "debit": _debit,
+    "grant": _grant,
+    "expiry": _expiry,
+    "budget": _budget,
+    "customer": _customer,
+}
+
+
+def decode_entry(key: bytes | str, entry_id: bytes | str, raw: dict[bytes, bytes]) -> Event:
+    """One stream entry as a typed event, or ``Unparsed`` naming what is wrong with it."""
+    stream = parse_stream_id(entry_id)
+    fields = {name: value.decode(errors="replace") for name, value in raw.items()}
+    owner = customer_of_stream(key)
+    decoder = _DECODERS.get(fields.get(b"kind", ""))
+    if decoder is None:
+        problem = f"unknown kind {fields.get(b'kind')!r}"
+    else:
+        try:
+            event = decoder(stream, fields)
+        except (KeyError, ValueError, msgspec.ValidationError, msgspec.DecodeError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        else:
+            if event.customer == owner and is_id(owner):
+                return event
+            problem = f"customer {event.customer!r} in the stream of {owner!r}"
+    text = {name.decode(errors="replace"): value for name, value in fields.items()}
+    return Unparsed(stream=stream, customer=owner, fields=text, problem=problem)

@@ -1,0 +1,166 @@
+"""The ledger's query API over HTTP (aiohttp), bearer-token protected. Thin: parse, query, answer.
+
+``GET /ledger/v1/customers/{customer}/balance[?at=]``
+``GET /ledger/v1/customers/{customer}/usage?from=&to=[&group_by=team,agent][&bucket=hour|day]``
+``GET /ledger/v1/customers/{customer}/invoice?month=2026-11`` (or ``?from=&to=``)
+``GET /ledger/v1/export?from=&to=&format=csv|jsonl[&customer=]``
+``GET /ledger/v1/status``: ingest counters and the stream lag.
+Times are RFC 3339 with a zone; ranges are ``[from, to)``. Errors are those of the sidecar.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from sidecar.errors import InvalidInput, PermissionDenied, Unauthenticated
+from sidecar.http.codec import json_response
+from sidecar.http.errors import Handler, error_middleware
+from sidecar.http.keys import MAX_BODY_BYTES
+from sidecar.ids import check_id
+from sidecar.ledger import queries
+from sidecar.ledger.db import Pool, load_catalogs, ms_of
+from sidecar.ledger.wire import month_range, parse_time
+
+__all__ = ["Status", "ledger_app"]
+
+Status = Callable[[], Awaitable[Any]]
+_POOL: web.AppKey[Pool] = web.AppKey("pool")
+_TOKEN = web.AppKey("token", bytes)
+_STATUS: web.AppKey[Status] = web.AppKey("status")
+EXPORT_CHUNK_ROWS = 500
+_BUCKETS: dict[str, queries.Bucket] = {"hour": "hour", "day": "day"}
+_encoder = msgspec.json.Encoder()
+
+
+@web.middleware
+async def _require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Authorization", "send Authorization: Bearer <ledger token>")
+    if not hmac.compare_digest(token.encode(), request.app[_TOKEN]):
+        raise PermissionDenied("Authorization", "the ledger token is wrong")
+    return await handler(request)
+
+
+def _time(request: web.Request, name: str) -> int:
+    text = request.query.get(name)
+    if text is None:
+        raise InvalidInput(name, "is required: an RFC 3339 time like 2026-11-08T00:00:00Z")
+    return parse_time(name, text)
+
+
+def _customer(request: web.Request) -> str:
+    return check_id("customer", request.match_info["customer"])
+
+
+async def _balance(request: web.Request) -> web.Response:
+    customer = _customer(request)
+    at = parse_time("at", request.query["at"]) if "at" in request.query else _now_ms()
+    async with request.app[_POOL].acquire() as connection:
+        return json_response(await queries.balance(connection, customer, at))
+
+
+async def _usage(request: web.Request) -> web.Response:
+    customer = _customer(request)
+    start, end = _time(request, "from"), _time(request, "to")
+    group_by = [g for g in request.query.get("group_by", "").split(",") if g]
+    text = request.query.get("bucket") or None
+    bucket = _BUCKETS.get(text) if text is not None else None
+    if text is not None and bucket is None:
+        raise InvalidInput("bucket", f"must be hour or day, got {text!r}")
+    async with request.app[_POOL].acquire() as connection:
+        answer = await queries.usage(connection, customer, start, end, group_by, bucket)
+    return json_response(answer)
+
+
+async def _invoice(request: web.Request) -> web.Response:
+    customer = _customer(request)
+    if "month" in request.query:
+        start, end = month_range(request.query["month"])
+    else:
+        start, end = _time(request, "from"), _time(request, "to")
+    async with request.app[_POOL].acquire() as connection:
+        catalogs = await load_catalogs(connection)
+        return json_response(await queries.invoice(connection, customer, start, end, catalogs))
+
+
+def _csv(rows: list[dict[str, Any]], header: bool) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=queries.EXPORT_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return b"".join(_encoder.encode(row) + b"\n" for row in rows)
+
+
+async def _export(request: web.Request) -> web.StreamResponse:
+    start, end = _time(request, "from"), _time(request, "to")
+    customer = request.query.get("customer")
+    if customer is not None:
+        check_id("customer", customer)
+    kind = request.query.get("format", "jsonl")
+    if kind not in ("csv", "jsonl"):
+        raise InvalidInput("format", f"must be csv or jsonl, got {kind!r}")
+    if end <= start:
+        raise InvalidInput("to", "must be after from")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson",
+            "Content-Disposition": f'attachment; filename="usage.{kind}"',
+        }
+    )
+    await response.prepare(request)
+    chunk: list[dict[str, Any]] = []
+    header = True
+
+    async def flush() -> None:
+        nonlocal header
+        await response.write(_csv(chunk, header) if kind == "csv" else _jsonl(chunk))
+        header = False
+        chunk.clear()
+
+    async with request.app[_POOL].acquire() as connection:
+        async for row in queries.export_rows(connection, start, end, customer):
+            chunk.append(row)
+            if len(chunk) >= EXPORT_CHUNK_ROWS:
+                await flush()
+    if chunk or (kind == "csv" and header):
+        await flush()
+    await response.write_eof()
+    return response
+
+
+async def _status(request: web.Request) -> web.Response:
+    return json_response(await request.app[_STATUS]())
+
+
+def _now_ms() -> int:
+    return ms_of(datetime.now(UTC))
+
+
+def ledger_app(pool: Pool, token: str, status: Status) -> web.Application:
+    """The query API on ``pool``; every route requires ``Authorization: Bearer <token>``."""
+    app = web.Application(middlewares=[error_middleware, _require_token])
+    app[_POOL] = pool
+    app[_TOKEN] = token.encode()
+    app[_STATUS] = status
+    app[MAX_BODY_BYTES] = 1024
+    base = "/ledger/v1/customers/{customer}"
+    app.router.add_get(f"{base}/balance", _balance)
+    app.router.add_get(f"{base}/usage", _usage)
+    app.router.add_get(f"{base}/invoice", _invoice)
+    app.router.add_get("/ledger/v1/export", _export)
+    app.router.add_get("/ledger/v1/status", _status)
+    return app

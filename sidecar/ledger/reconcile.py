@@ -1,0 +1,152 @@
+"""``creditgate ledger reconcile``: compare Redis with the ledger and name every difference.
+
+What is compared is money and what decides about money (``state.expected_state``): the plan
+and overrides, every bucket and the burn order, budgets, every period counter of use, the
+carried remainder, and the grants' idempotency keys. Holds in flight (``held`` fields) and
+rate-limit windows are not money and are not compared; a counter at 0 equals no counter.
+
+Events still in the stream (not yet stored by the ledger) make honest differences: the report
+counts them per customer as ``unsettled``; compare again once they are stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from sidecar.catalog.model import Catalog
+from sidecar.engine.periods import period_ids
+from sidecar.ledger.db import Connection
+from sidecar.ledger.facts import load_facts
+from sidecar.ledger.state import RedisState, expected_state
+from sidecar.ledger.streams import stream_key
+from sidecar.store.keys import idem_key, prefix
+
+__all__ = ["Difference", "Report", "differences", "read_state", "reconcile"]
+
+
+class Difference(msgspec.Struct, frozen=True, kw_only=True):
+    customer: str
+    key: str
+    """Relative to ``cg:{c:<customer>}:``."""
+    field: str
+    redis: str | None
+    ledger: str | None
+
+
+class Report(msgspec.Struct, kw_only=True):
+    customers: int = 0
+    differences: list[Difference] = msgspec.field(default_factory=list)
+    unsettled: dict[str, int] = msgspec.field(default_factory=dict)
+    """Customers with stream entries the ledger has not stored yet, and how many."""
+
+
+def _compared(name: str, fields: Mapping[str, str]) -> dict[str, str]:
+    """The fields of one hash that are money, with zero counters dropped."""
+    if name == "customer":
+        return {f: v for f, v in fields.items() if f in ("plan", "overrides")}
+    if name == "balance":
+        return {f: v for f, v in fields.items() if f == "frac" and v != "0"}
+    if name.startswith(("u:", "s:")):
+        return {f: v for f, v in fields.items() if f.endswith("used") and v != "0"}
+    return dict(fields)
+
+
+def differences(expected: RedisState, actual: RedisState) -> list[Difference]:
+    """Every way ``actual`` (read from Redis) differs from ``expected`` (the ledger). Pure."""
+    out: list[Difference] = []
+
+    def differ(key: str, field: str, redis: str | None, ledger: str | None) -> None:
+        if redis != ledger:
+            out.append(
+                Difference(
+                    customer=expected.customer, key=key, field=field, redis=redis, ledger=ledger
+                )
+            )
+
+    for name in sorted(set(expected.hashes) | set(actual.hashes)):
+        want = _compared(name, expected.hashes.get(name, {}))
+        have = _compared(name, actual.hashes.get(name, {}))
+        for field in sorted(set(want) | set(have)):
+            differ(name, field, have.get(field), want.get(field))
+    if expected.buckets != actual.buckets:
+        differ("buckets", "members", " ".join(actual.buckets), " ".join(expected.buckets))
+    for key in sorted(set(expected.idempotency_keys) - set(actual.idempotency_keys)):
+        differ(f"idem:g:{key}", "", None, "present")
+    return out
+
+
+async def read_state(
+    client: aioredis.Redis,
+    customer: str,
+    counter_keys: Sequence[str],
+    idempotency_keys: Sequence[str],
+) -> RedisState:
+    """The customer's money state in Redis: its fixed hashes, ``counter_keys`` (``u:...``,
+    ``s:...``) and which of ``idempotency_keys`` exist; read in one MULTI (one hash slot)."""
+    base = prefix(customer)
+    names = ["customer", "bucket", "budgets", "balance", *counter_keys]
+    async with client.pipeline(transaction=True) as pipe:
+        for name in names:
+            pipe.hgetall(f"{base}:{name}")
+        pipe.zrange(f"{base}:buckets", 0, -1)
+        for key in idempotency_keys:
+            pipe.exists(idem_key(customer, "g", key))
+        answers = await pipe.execute()
+    hashes = {
+        name: {k.decode(): v.decode() for k, v in answer.items()}
+        for name, answer in zip(names, answers, strict=False)
+        if answer
+    }
+    members = answers[len(names)]
+    present = answers[len(names) + 1 :]
+    return RedisState(
+        customer=customer,
+        hashes=hashes,
+        buckets=sorted(m.decode() for m in members),
+        ttl_ms={},
+        idempotency_keys=[k for k, found in zip(idempotency_keys, present, strict=True) if found],
+    )
+
+
+async def _unsettled(client: aioredis.Redis, customer: str, group: str) -> int:
+    try:
+        groups = await client.xinfo_groups(stream_key(customer))
+    except ResponseError:
+        return 0  # no stream: nothing waits
+    for info in groups:
+        if info["name"].decode() == group:
+            return int(info.get("lag") or 0) + int(info["pending"])
+    return int(await client.xlen(stream_key(customer)))
+
+
+async def reconcile(
+    client: aioredis.Redis,
+    connection: Connection,
+    customers: Sequence[str],
+    *,
+    catalogs: Mapping[str, Catalog],
+    catalog: Catalog,
+    now_ms: int,
+    group: str = "ledger",
+) -> Report:
+    """Compare each customer's Redis state with the ledger's; the report lists differences."""
+    report = Report()
+    periods = period_ids(now_ms)
+    current = [f"u:{periods.day}", f"u:{periods.month}", f"u:{periods.lifetime}"]
+    for customer in customers:
+        report.customers += 1
+        facts = await load_facts(connection, customer, now_ms)
+        expected = expected_state(facts, catalogs, catalog, now_ms)
+        counters = sorted(
+            {name for name in expected.hashes if name.startswith(("u:", "s:"))} | set(current)
+        )
+        actual = await read_state(client, customer, counters, expected.idempotency_keys)
+        report.differences.extend(differences(expected, actual))
+        waiting = await _unsettled(client, customer, group)
+        if waiting:
+            report.unsettled[customer] = waiting
+    return report

@@ -1,0 +1,125 @@
+"""The ledger service's settings: one typed struct from flags or environment; fails fast.
+
+Variables: ``CREDITGATE_CATALOG`` and ``CREDITGATE_REDIS`` (shared with the sidecar),
+``DATABASE_URL`` (none: an embedded PostgreSQL in a temporary folder), and
+``CREDITGATE_LEDGER_<SETTING>`` for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from sidecar.settings import SettingsError
+
+__all__ = ["LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
+
+
+class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    catalog: str
+    """Catalog file (YAML): the one the sidecars use; recorded under its version."""
+    redis: str
+    database_url: str | None = None
+    """postgresql://...; None runs an embedded PostgreSQL (data deleted on exit)."""
+    host: str = "127.0.0.1"
+    port: int = 7074
+    token: str | None = None
+    """Bearer token of the query API; it listens only when a token is set."""
+    group: str = "ledger"
+    consumer: str | None = None
+    """Consumer name in the group; None: <hostname>-<pid>-<worker>."""
+    workers: int = 1
+    batch_max: int = 5000
+    poll_ms: int = 50
+    claim_min_idle_ms: int = 30_000
+    trim: bool = True
+    pool_max: int = 8
+
+
+_HELP = {
+    "catalog": "catalog file (YAML), the sidecars' own",
+    "redis": "Redis URL, e.g. redis://127.0.0.1:6379/0",
+    "database_url": "PostgreSQL URL; unset: an embedded PostgreSQL in a temporary folder",
+    "host": "address to bind the query API (default 127.0.0.1)",
+    "port": "query API port (default 7074; 0 picks a free one)",
+    "token": "bearer token the query API requires (no token: no query API)",
+    "group": "Redis consumer group (default ledger)",
+    "consumer": "consumer name in the group (default <hostname>-<pid>-<worker>)",
+    "workers": "ingest workers in this process (default 1)",
+    "batch_max": "stream entries per PostgreSQL transaction (default 5000)",
+    "poll_ms": "wait when the streams are empty (default 50)",
+    "claim_min_idle_ms": "claim entries a dead worker left pending this long (default 30000)",
+    "trim": "delete stored entries from the streams: true or false (default true)",
+    "pool_max": "PostgreSQL connections (default 8)",
+}
+_SHARED = {
+    "catalog": "CREDITGATE_CATALOG",
+    "redis": "CREDITGATE_REDIS",
+    "database_url": "DATABASE_URL",
+}
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _variable(field: str) -> str:
+    return _SHARED.get(field, "CREDITGATE_LEDGER_" + field.upper())
+
+
+def add_ledger_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; each defaults to its environment variable, then to the struct."""
+    for field in LedgerSettings.__struct_fields__:
+        parser.add_argument(
+            _flag(field), dest=field, default=None, help=f"{_HELP[field]} [env {_variable(field)}]"
+        )
+
+
+def ledger_settings_from(
+    flags: argparse.Namespace, environ: Mapping[str, str], **overrides: Any
+) -> LedgerSettings:
+    """Merge flags over environment over ``overrides`` over defaults; raise SettingsError."""
+    raw: dict[str, Any] = dict(overrides)
+    for field in LedgerSettings.__struct_fields__:
+        value = getattr(flags, field, None)
+        if value is None:
+            value = environ.get(_variable(field))
+        if value is not None:
+            raw[field] = value
+    for field in ("catalog", "redis"):
+        if not raw.get(field):
+            raise SettingsError(
+                f"{_flag(field)} (or {_variable(field)}) is required: {_HELP[field]}"
+            )
+    try:
+        settings = msgspec.convert(raw, LedgerSettings, strict=False)
+    except msgspec.ValidationError as error:
+        field = str(error).rpartition("$.")[2].rstrip("`")
+        kind = "true or false" if field == "trim" else "an integer"
+        raise SettingsError(
+            f"{_flag(field)} (or {_variable(field)}): must be {kind}, got {raw.get(field)!r}"
+        ) from None
+    if not 0 <= settings.port <= 65_535:
+        raise SettingsError(f"--port (or {_variable('port')}): must be 0 to 65535")
+    for field in ("workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max"):
+        if getattr(settings, field) <= 0:
+            raise SettingsError(f"{_flag(field)} (or {_variable(field)}): must be above 0")
+    if settings.pool_max < settings.workers * 2 + 1:
+        raise SettingsError(
+            f"--pool-max must be at least 2 per worker plus 1 for queries, "
+            f"{settings.workers * 2 + 1} here"
+        )
+    if not settings.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"--redis (or CREDITGATE_REDIS): {settings.redis!r} is not a redis:// URL"
+        )
+    if settings.database_url is not None and not settings.database_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise SettingsError("--database-url (or DATABASE_URL): not a postgresql:// URL")
+    if settings.token is not None and len(settings.token) < 16:
+        raise SettingsError(f"--token (or {_variable('token')}): use at least 16 characters")
+    return settings

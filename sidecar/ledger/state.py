@@ -1,0 +1,252 @@
+"""The Redis state of one customer as the ledger says it must be. Pure: facts in, keys out.
+
+Both ``rebuild`` (write it) and ``reconcile`` (compare with Redis) use this one function, so
+they cannot disagree. What it holds is money and what decides about money: the customer's
+plan, every unspent bucket (remaining amount under its burn key), budgets, the period
+counters of use (``<scope>|used``, ``q:<feature>|used``, ``overage|used``, sessions' ``used``),
+the carried sub-nano remainder, and the grants' idempotency keys. Holds in flight are not
+money and are not part of it; neither are rate-limit windows.
+
+Counters are named by the period in force when the hold was placed (the reservation id's
+time), exactly as ``reserve.lua`` names them, and live as long as ``reserve.lua`` lets them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from sidecar.catalog.compile import compile_overrides
+from sidecar.catalog.model import Catalog, Contract
+from sidecar.catalog.spec import ContractSpec
+from sidecar.engine.burn import burn_key
+from sidecar.engine.customer import CustomerSnapshot, limit_of
+from sidecar.engine.periods import period_ids
+from sidecar.errors import CreditgateError
+
+__all__ = [
+    "DAY_TTL_MS",
+    "GRANTED",
+    "MONTH_TTL_MS",
+    "SESSION_TTL_MS",
+    "BudgetFact",
+    "CustomerFact",
+    "GrantFact",
+    "LedgerFacts",
+    "MoneyRow",
+    "QuotaRow",
+    "RedisState",
+    "SessionRow",
+    "expected_state",
+    "overrides_of",
+]
+
+DAY_MS = 86_400_000
+# How long reserve.lua keeps counters after the last hold placed in them.
+DAY_TTL_MS = 3 * DAY_MS
+MONTH_TTL_MS = 70 * DAY_MS
+SESSION_TTL_MS = 30 * DAY_MS
+GRANTED = '{"result":"granted"}'
+"""What grant.lua stores under a grant's idempotency key."""
+
+
+class CustomerFact(msgspec.Struct, frozen=True, kw_only=True):
+    plan: str
+    overrides: str
+    ts_ms: int
+
+
+class GrantFact(msgspec.Struct, frozen=True, kw_only=True):
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    priority: int
+    expires_at_ms: int | None
+    granted_ms: int
+    reason: str
+    idempotency_key: str | None
+    moved_nanos: int
+    """Sum of the grant's other entries (debits, expiry, corrections): <= 0 unless refunded."""
+
+    @property
+    def remaining_nanos(self) -> int:
+        return self.amount_nanos + self.moved_nanos
+
+
+class BudgetFact(msgspec.Struct, frozen=True, kw_only=True):
+    scope: str
+    period: str
+    limit_nanos: int
+    mode: str
+
+
+class MoneyRow(msgspec.Struct, frozen=True, kw_only=True):
+    period: str
+    """``life``, ``m202611`` or ``d20261119``: the counter id in force at reserve time."""
+    scope: str
+    cost_nanos: int
+    uncovered_nanos: int
+    last_reserved_ms: int
+
+
+class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
+    session: str
+    cost_nanos: int
+    last_reserved_ms: int
+
+
+class QuotaRow(msgspec.Struct, frozen=True, kw_only=True):
+    feature: str
+    catalog_version: str
+    segment: int
+    """Index into ``LedgerFacts.changes``: the plan and overrides in force at reserve time."""
+    day: str | None
+    month: str | None
+    kind: str
+    quantity: int
+    last_reserved_ms: int
+
+
+class LedgerFacts(msgspec.Struct, frozen=True, kw_only=True):
+    customer: str
+    changes: tuple[CustomerFact, ...]
+    """Every plan change, oldest first."""
+    grants: tuple[GrantFact, ...]
+    budgets: tuple[BudgetFact, ...]
+    """The latest value of each budget."""
+    money: tuple[MoneyRow, ...]
+    sessions: tuple[SessionRow, ...]
+    quotas: tuple[QuotaRow, ...]
+    carry_femtos: int | None
+
+
+class RedisState(msgspec.Struct, kw_only=True):
+    """Key names are relative to the customer's prefix ``cg:{c:<customer>}:``."""
+
+    customer: str
+    hashes: dict[str, dict[str, str]]
+    buckets: list[str]
+    """Members of the ``buckets`` sorted set (all with score 0): the burn order."""
+    ttl_ms: dict[str, int]
+    idempotency_keys: list[str]
+    """Grant idempotency keys, each stored as ``GRANTED``."""
+
+
+def overrides_of(text: str, catalog: Catalog) -> Contract | None:
+    """The contract overrides recorded with a plan change ('' for none), under ``catalog``."""
+    if not text:
+        return None
+    try:
+        return compile_overrides(msgspec.json.decode(text, type=ContractSpec), catalog)
+    except (CreditgateError, msgspec.DecodeError, msgspec.ValidationError):
+        return None  # the sidecar ignores overrides that no longer fit its catalog, too
+
+
+def _quota_period(
+    row: QuotaRow, facts: LedgerFacts, catalogs: Mapping[str, Catalog], fallback: Catalog
+) -> str | None:
+    """The counter id a quota row counts in, or None when the call had no quota for it."""
+    if not facts.changes:
+        return None
+    catalog = catalogs.get(row.catalog_version, fallback)
+    change = facts.changes[min(row.segment, len(facts.changes) - 1)]
+    feature = catalog.features.get(row.feature)
+    plan = catalog.plans.get(change.plan)
+    if feature is None or feature.type != "metered" or row.kind not in feature.counts:
+        return None
+    if plan is None or row.feature not in plan.features:
+        return None
+    snapshot = CustomerSnapshot(
+        id=facts.customer, plan=change.plan, overrides=overrides_of(change.overrides, catalog)
+    )
+    if limit_of(catalog, snapshot, row.feature) is None:
+        return None
+    period = plan.features[row.feature].period
+    return {"day": row.day, "month": row.month, "lifetime": "life"}[period]
+
+
+def _ttl(period: str, last_reserved_ms: int, now_ms: int) -> int | None:
+    """ms left to live for a counter key (None: no expiry); <= 0 means already gone."""
+    if period.startswith("d"):
+        return last_reserved_ms + DAY_TTL_MS - now_ms
+    if period.startswith("m"):
+        return last_reserved_ms + MONTH_TTL_MS - now_ms
+    return None
+
+
+def expected_state(
+    facts: LedgerFacts, catalogs: Mapping[str, Catalog], fallback: Catalog, now_ms: int
+) -> RedisState:
+    """The customer's Redis money state at ``now_ms`` according to the ledger.
+
+    ``catalogs`` are the recorded catalogs by version (quota counters depend on the plan's
+    metered features); events priced by a version the ledger never recorded use ``fallback``.
+    """
+    hashes: dict[str, dict[str, str]] = {}
+    ttl: dict[str, int] = {}
+    last: dict[str, int] = {}
+
+    def add(key: str, field: str, amount: int, last_reserved_ms: int) -> None:
+        if amount:
+            fields = hashes.setdefault(key, {})
+            fields[field] = str(int(fields.get(field, "0")) + amount)
+            last[key] = max(last.get(key, 0), last_reserved_ms)
+
+    if facts.changes:
+        latest = facts.changes[-1]
+        hashes["customer"] = {
+            "plan": latest.plan,
+            "overrides": latest.overrides,
+            "updated_ms": str(latest.ts_ms),
+        }
+        # The month whose plan grants were issued. A plan without grants has nothing to issue:
+        # the sidecar marks the month on its first look at the customer, so mark it now.
+        plan_grants = [g.granted_ms for g in facts.grants if g.reason == "plan"]
+        plan = fallback.plans.get(latest.plan)
+        if plan_grants:
+            hashes["customer"]["granted_month"] = period_ids(max(plan_grants)).month
+        elif plan is not None and not plan.grants:
+            hashes["customer"]["granted_month"] = period_ids(now_ms).month
+    buckets = {
+        burn_key(g.priority, g.expires_at_ms, g.granted_ms, g.grant_id, g.credit_type): g
+        for g in facts.grants
+        if g.remaining_nanos > 0
+    }
+    if buckets:
+        hashes["bucket"] = {key: str(g.remaining_nanos) for key, g in buckets.items()}
+    if facts.budgets:
+        hashes["budgets"] = {
+            f"{b.scope}|{b.period}": f"{b.limit_nanos}|{b.mode}" for b in facts.budgets
+        }
+    if facts.carry_femtos is not None:
+        hashes["balance"] = {"frac": str(facts.carry_femtos)}
+    for row in facts.money:
+        key = f"u:{row.period}"
+        add(key, f"{row.scope}|used", row.cost_nanos, row.last_reserved_ms)
+        if row.scope == "customer" and row.period.startswith("m"):
+            add(key, "overage|used", row.uncovered_nanos, row.last_reserved_ms)
+    for quota in facts.quotas:
+        period = _quota_period(quota, facts, catalogs, fallback)
+        if period is not None:
+            add(f"u:{period}", f"q:{quota.feature}|used", quota.quantity, quota.last_reserved_ms)
+    for period_key, stamp in last.items():
+        left = _ttl(period_key.removeprefix("u:"), stamp, now_ms)
+        if left is None:
+            continue
+        if left <= 0:
+            del hashes[period_key]
+        else:
+            ttl[period_key] = left
+    for session in facts.sessions:
+        left = session.last_reserved_ms + SESSION_TTL_MS - now_ms
+        if session.cost_nanos and left > 0:
+            hashes[f"s:{session.session}"] = {"used": str(session.cost_nanos)}
+            ttl[f"s:{session.session}"] = left
+    return RedisState(
+        customer=facts.customer,
+        hashes=hashes,
+        buckets=sorted(buckets),
+        ttl_ms=ttl,
+        idempotency_keys=sorted(g.idempotency_key for g in facts.grants if g.idempotency_key),
+    )

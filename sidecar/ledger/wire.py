@@ -1,0 +1,150 @@
+"""The ledger's answers on the wire, and how times and exact amounts are written.
+
+Amounts are decimal strings of credits with exactly 9 fractional digits, as everywhere in
+Creditgate; prices (femto-credits per unit inside) keep every digit they have, at least 9.
+Times are RFC 3339 in UTC with milliseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from sidecar.errors import InvalidInput
+from sidecar.ledger.db import ms_of, time_of
+
+__all__ = [
+    "BalanceAnswer",
+    "CreditTypeBalance",
+    "CreditsApplied",
+    "InvoiceLine",
+    "InvoicePreview",
+    "UnitLine",
+    "UsageAnswer",
+    "UsageRow",
+    "format_femtos",
+    "format_time",
+    "month_range",
+    "parse_time",
+]
+
+FEMTOS_PER_CREDIT = 10**15
+
+
+def format_time(ms: int) -> str:
+    return time_of(ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(field: str, text: str) -> int:
+    """An RFC 3339 time with a zone (``2026-11-08T00:00:00Z``) as ms; InvalidInput otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidInput(
+            field, f"must be an RFC 3339 time with a zone, like 2026-11-08T00:00:00Z, got {text!r}"
+        )
+    return ms_of(moment.astimezone(UTC))
+
+
+def month_range(text: str) -> tuple[int, int]:
+    """``2026-11`` as ms ``[start, end)`` of that calendar month (UTC); InvalidInput otherwise."""
+    try:
+        start = datetime.strptime(text, "%Y-%m").replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        raise InvalidInput("month", f"must be YYYY-MM, got {text!r}") from None
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return ms_of(start), ms_of(start.replace(year=year, month=month))
+
+
+def format_femtos(femtos: int) -> str:
+    """Femto-credits as credits: every significant digit, and at least 9 fractional digits."""
+    sign = "-" if femtos < 0 else ""
+    whole, fraction = divmod(abs(femtos), FEMTOS_PER_CREDIT)
+    digits = f"{fraction:015d}".rstrip("0").ljust(9, "0")
+    return f"{sign}{whole}.{digits}"
+
+
+class _Answer(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class CreditTypeBalance(_Answer, frozen=True):
+    credit_type: str
+    granted: str
+    used: str
+    """Burned by consumption."""
+    expired: str
+    """Written off at expiry, plus what is left in expired buckets not yet written off."""
+    adjusted: str
+    """Refunds and adjustments."""
+    available: str
+    """Left in buckets that have not expired."""
+
+
+class BalanceAnswer(_Answer, frozen=True):
+    customer: str
+    at: str
+    available: str
+    credit_types: list[CreditTypeBalance]
+    overage: str
+    """Consumption no credits covered: billed as overage."""
+
+
+class UsageRow(_Answer, frozen=True):
+    bucket: str | None
+    group: dict[str, str | None]
+    events: int
+    cost: str
+    overage: str
+    """The part of ``cost`` no credits covered."""
+    units: dict[str, int]
+
+
+class UsageAnswer(_Answer, frozen=True):
+    customer: str
+    start: str = msgspec.field(name="from")
+    end: str = msgspec.field(name="to")
+    group_by: list[str]
+    bucket: str | None
+    rows: list[UsageRow]
+    events: int
+    cost: str
+
+
+class UnitLine(_Answer, frozen=True):
+    kind: str
+    quantity: int
+    unit_price: str | None
+    """Credits per unit from the catalog version that priced the calls (None: unknown)."""
+    amount: str | None
+    """``quantity * unit_price``, exact."""
+
+
+class InvoiceLine(_Answer, frozen=True):
+    model: str | None
+    feature: str
+    events: int
+    units: list[UnitLine]
+    amount: str
+    """What these calls were charged: the exact price of their units, rounded down once per
+    customer by the carry rule (or the amount the caller priced them at)."""
+
+
+class CreditsApplied(_Answer, frozen=True):
+    credit_type: str
+    amount: str
+
+
+class InvoicePreview(_Answer, frozen=True):
+    customer: str
+    start: str = msgspec.field(name="from")
+    end: str = msgspec.field(name="to")
+    lines: list[InvoiceLine]
+    subtotal: str
+    credits_applied: list[CreditsApplied]
+    overage: str
+    """What no credits covered: ``subtotal`` = sum of ``credits_applied`` + ``overage``."""
+    catalog_versions: list[str]

@@ -1,0 +1,110 @@
+"""The invoice preview of a known month, against line items computed by hand.
+
+Prices (tests/ledger/catalog.yaml): small 1 / 4 credits per million input / output tokens,
+big 10 / 30, a resolved ticket 0.5 credit. acme (plan test) holds the plan's 1 promo credit
+(burned first) and 10 paid credits; globex (plan overage, no credits) has a contract price of
+2 credits per million output tokens on small.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from sidecar.catalog.spec import ContractSpec
+from sidecar.ledger import queries
+from sidecar.ledger.db import Pool, load_catalogs
+from sidecar.ledger.wire import month_range
+from sidecar.service import Service
+from sidecar.store.redis_store import RedisStore
+from sidecar.wire import UpsertCustomerRequest
+from tests.conftest import Clock
+from tests.ledger.conftest import Call, Setup, drain, worker
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+DAY_MS = 86_400_000
+
+
+async def test_invoice_preview_matches_hand_computed_line_items(
+    store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call, setup_customer: Setup
+) -> None:
+    await setup_customer(grants={"paid": "10"})
+    await call(units={"input_tokens": 1000, "output_tokens": 500}, team="eng")  # 0.003
+    await call(units={"input_tokens": 2000}, team="eng")  # 0.002
+    await call(units={"input_tokens": 100, "output_tokens": 100}, model="big")  # 0.001 + 0.003
+    await call(units={"tickets_resolved": 3}, feature="tickets", model=None)  # 1.5
+    overrides = ContractSpec(prices_per_million={"small": {"output_tokens": "2"}})
+    await service.upsert_customer(
+        "globex", UpsertCustomerRequest(plan="overage", overrides=overrides)
+    )
+    await call("globex", units={"input_tokens": 1000, "output_tokens": 1000})  # 0.001 + 0.002
+    clock.advance(12 * DAY_MS)  # December: not on November's invoice
+    await call(units={"input_tokens": 7}, team="eng")
+    await drain(worker(store, pool))
+
+    start, end = month_range("2026-11")
+    async with pool.acquire() as db:
+        catalogs = await load_catalogs(db)
+        acme = await queries.invoice(db, "acme", start, end, catalogs)
+        globex = await queries.invoice(db, "globex", start, end, catalogs)
+
+    assert msgspec.to_builtins(acme) == {
+        "customer": "acme",
+        "from": "2026-11-01T00:00:00.000Z",
+        "to": "2026-12-01T00:00:00.000Z",
+        "lines": [
+            {"model": None, "feature": "tickets", "events": 1, "amount": "1.500000000", "units": [
+                {"kind": "tickets_resolved", "quantity": 3, "unit_price": "0.500000000",
+                 "amount": "1.500000000"},
+            ]},
+            {"model": "big", "feature": "chat", "events": 1, "amount": "0.004000000", "units": [
+                {"kind": "input_tokens", "quantity": 100, "unit_price": "0.000010000",
+                 "amount": "0.001000000"},
+                {"kind": "output_tokens", "quantity": 100, "unit_price": "0.000030000",
+                 "amount": "0.003000000"},
+            ]},
+            {"model": "small", "feature": "chat", "events": 2, "amount": "0.005000000", "units": [
+                {"kind": "input_tokens", "quantity": 3000, "unit_price": "0.000001000",
+                 "amount": "0.003000000"},
+                {"kind": "output_tokens", "quantity": 500, "unit_price": "0.000004000",
+                 "amount": "0.002000000"},
+            ]},
+        ],
+        "subtotal": "1.509000000",
+        # promo (priority 1) first: 0.009 for the chats, then 0.991 of the tickets; paid 0.509.
+        "credits_applied": [
+            {"credit_type": "paid", "amount": "0.509000000"},
+            {"credit_type": "promo", "amount": "1.000000000"},
+        ],
+        "overage": "0.000000000",
+        "catalog_versions": [service.catalog.version],
+    }  # fmt: skip
+    assert msgspec.to_builtins(globex)["lines"] == [
+        {"model": "small", "feature": "chat", "events": 1, "amount": "0.003000000", "units": [
+            {"kind": "input_tokens", "quantity": 1000, "unit_price": "0.000001000",
+             "amount": "0.001000000"},
+            {"kind": "output_tokens", "quantity": 1000, "unit_price": "0.000002000",
+             "amount": "0.002000000"},
+        ]},
+    ]  # fmt: skip
+    assert (globex.subtotal, globex.credits_applied, globex.overage) == (
+        "0.003000000", [], "0.003000000"
+    )  # fmt: skip
+
+
+async def test_sub_nano_prices_are_listed_exactly_and_the_charge_carries(
+    store: RedisStore, pool: Pool, call: Call, setup_customer: Setup
+) -> None:
+    await setup_customer()
+    for _ in range(3):
+        await call(units={"requests": 4}, feature="steps", model="tiny")  # 1.6 nano-credits
+    await drain(worker(store, pool))
+    start, end = month_range("2026-11")
+    async with pool.acquire() as db:
+        preview = await queries.invoice(db, "acme", start, end, await load_catalogs(db))
+    (line,) = preview.lines
+    (unit,) = line.units
+    # 12 requests at 0.4 nano-credit are 4.8 exactly; charged 1, 2 and 1 (carry 0.6, 0.2, 0.8).
+    assert (unit.quantity, unit.unit_price, unit.amount) == (12, "0.0000000004", "0.0000000048")
+    assert line.amount == preview.subtotal == "0.000000004"
