@@ -16,7 +16,13 @@ from sidecar.settings import SettingsError, add_flags, settings_from
 
 __all__ = ["main"]
 
-PORTS = {"port": 7070, "admin_port": 7071, "grpc_port": 7072, "grpc_admin_port": 7073}
+PORTS = {
+    "port": 7070,
+    "admin_port": 7071,
+    "grpc_port": 7072,
+    "grpc_admin_port": 7073,
+    "ledger_port": 7074,
+}
 
 
 def _validate(args: argparse.Namespace) -> int:

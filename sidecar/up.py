@@ -8,11 +8,15 @@ stops everything it started on Ctrl-C.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 from sidecar.embedded import EmbeddedRedis
+from sidecar.ledger.server import Ledger
+from sidecar.ledger.settings import LedgerSettings
 from sidecar.server import Sidecar, serve
 from sidecar.service import Service
 from sidecar.settings import Settings
@@ -44,7 +48,7 @@ def _json(**fields: object) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
-def banner(sidecar: Sidecar, redis_note: str) -> str:
+def banner(sidecar: Sidecar, redis_note: str, ledger: Ledger) -> str:
     api = f"http://127.0.0.1:{sidecar.port}"
     admin = f"http://127.0.0.1:{sidecar.admin_port}"
     token = sidecar.settings.admin_token
@@ -59,11 +63,15 @@ def banner(sidecar: Sidecar, redis_note: str) -> str:
     denied = _json(customer="acme", feature="chat", model="claude-sonnet-4", idempotency_key="r2")
     grant = _json(credit_type="promo", amount="5", idempotency_key="tour-1")
     auth = f"-H 'Authorization: Bearer {token}'"
+    ledger_url = f"http://127.0.0.1:{ledger.port}"
+    ledger_db = "embedded, deleted on exit" if ledger.postgres is not None else "DATABASE_URL"
+    month = time.strftime("%Y-%m", time.gmtime())
     return f"""
 Creditgate is up.
   API:     {api}
   Admin:   {admin}   (token: {token})
   gRPC:    127.0.0.1:{sidecar.grpc_port}   (admin 127.0.0.1:{sidecar.grpc_admin_port}, same token)
+  Ledger:  http://127.0.0.1:{ledger.port}   (same token; PostgreSQL {ledger_db})
   Catalog: {sidecar.settings.catalog} (version {sidecar.service.catalog.version})
   Redis:   {sidecar.settings.redis} {redis_note}
   Demo customers: acme (pro, 100 paid credits, 50/month, team eng 10/day), globex
@@ -78,18 +86,36 @@ The balance, and an admin grant:
 curl -s '{api}/v1/balance?customer=acme'
 curl -s -X POST {admin}/admin/v1/customers/acme/grants {auth} -d '{grant}'
 
+What the ledger recorded (it ingests within a second):
+curl -s {ledger_url}/ledger/v1/customers/acme/balance {auth}
+curl -s '{ledger_url}/ledger/v1/customers/acme/invoice?month={month}' {auth}
+
 Ctrl-C stops everything this command started.
 """
 
 
 async def up(*, redis: str | None, **ports: int) -> None:
-    """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port (0: any)."""
+    """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port, ledger_port
+    (0: any). The ledger uses DATABASE_URL when set, else an embedded PostgreSQL."""
     server = EmbeddedRedis() if redis is None else None
     note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
 
+    ledger: Ledger | None = None
+
     async def ready(sidecar: Sidecar) -> None:
+        nonlocal ledger
+        ledger = Ledger(
+            LedgerSettings(
+                catalog=str(EXAMPLE_CATALOG),
+                redis=sidecar.settings.redis,
+                database_url=os.environ.get("DATABASE_URL"),
+                port=ports["ledger_port"],
+                token=sidecar.settings.admin_token,
+            )
+        )
+        await ledger.start()
         await seed_demo(sidecar.service)
-        print(banner(sidecar, note), flush=True)
+        print(banner(sidecar, note, ledger), flush=True)
 
     try:
         settings = Settings(
@@ -103,6 +129,8 @@ async def up(*, redis: str | None, **ports: int) -> None:
         )
         await serve(settings, ready)
     finally:
+        if ledger is not None:
+            await ledger.stop()
         if server is not None:
             server.stop()
         print("Creditgate stopped.", file=sys.stderr, flush=True)

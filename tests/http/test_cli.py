@@ -88,7 +88,7 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
     errors = (tmp_path / "stderr.txt").open("wb")
     process = await asyncio.create_subprocess_exec(
         *COMMAND, "up", "--port", "0", "--admin-port", "0",
-        "--grpc-port", "0", "--grpc-admin-port", "0",
+        "--grpc-port", "0", "--grpc-admin-port", "0", "--ledger-port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=errors, cwd=ROOT, env=_environ(),
     )  # fmt: skip
     assert process.stdout is not None
@@ -111,11 +111,13 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
 
         curls = [parse_curl(line) for line in lines if line.startswith("curl ")]
         by_path = {(c.method, c.url.split("/", 3)[3]): c for c in curls}
-        assert (len(curls), len(by_path)) == (5, 4), banner
+        assert (len(curls), len(by_path)) == (7, 6), banner
         reserve, denied = (c for c in curls if c.url.endswith("/v1/reserve"))
         commit = by_path["POST", "v1/commit"]
         balance = by_path["GET", "v1/balance?customer=acme"]
         grant = by_path["POST", "admin/v1/customers/acme/grants"]
+        ledger_balance = by_path["GET", "ledger/v1/customers/acme/balance"]
+        (invoice,) = (c for c in curls if "/ledger/v1/customers/acme/invoice" in c.url)
 
         async with aiohttp.ClientSession() as http:
             status, held = await replay(http, reserve)
@@ -148,6 +150,18 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
             assert (granted["result"], granted["amount"]) == ("granted", credits(5))
             status, state = await replay(http, balance)
             assert state["balance"] == credits(included + 105 - actual)
+
+            # The ledger that `up` runs beside the sidecar records the commit within seconds.
+            async with asyncio.timeout(10):
+                while True:
+                    status, recorded = await replay(http, ledger_balance)
+                    assert status == 200, recorded
+                    used = {t["credit_type"]: t["used"] for t in recorded["credit_types"]}
+                    if used.get("included") == credits(actual):
+                        break
+                    await asyncio.sleep(0.1)
+            status, bill = await replay(http, invoice)
+            assert status == 200, bill
 
             # The token is required: the same line without it is refused.
             grant.headers.pop("Authorization")
