@@ -11,7 +11,7 @@ field at fault.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -67,7 +67,22 @@ def _error(code: str, field: str, message: str) -> RequestError:
     return _ERRORS.get(code, InvalidInput)(field, message)
 
 
-class HttpClient:
+class _Closing:
+    """``async with`` closes the client."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, *_: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class HttpClient(_Closing):
     """The sidecar over HTTP; ``admin_url`` and ``admin_token`` for the admin operations."""
 
     def __init__(
@@ -77,14 +92,6 @@ class HttpClient:
         self._admin_url = (admin_url or "").rstrip("/")
         self._admin_headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         self._session = aiohttp.ClientSession()
-
-    async def __aenter__(self) -> HttpClient:
-        return self
-
-    async def __aexit__(
-        self, *_: type[BaseException] | BaseException | TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._session.close()
@@ -145,7 +152,7 @@ class HttpClient:
         )
 
 
-class GrpcClient:
+class GrpcClient(_Closing):
     """The sidecar over gRPC; ``admin_target`` and ``admin_token`` for the admin operations."""
 
     def __init__(
@@ -166,14 +173,6 @@ class GrpcClient:
         )
         self._metadata = (("authorization", f"Bearer {admin_token}"),) if admin_token else ()
         self._timeout_s = timeout_s
-
-    async def __aenter__(self) -> GrpcClient:
-        return self
-
-    async def __aexit__(
-        self, *_: type[BaseException] | BaseException | TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._channel.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
-__all__ = ["Settings", "SettingsError", "add_flags", "settings_from"]
+__all__ = ["Settings", "SettingsError", "Source", "add_flags", "settings_from"]
+
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 class SettingsError(Exception):
@@ -55,61 +58,97 @@ _HELP = {
 }
 
 
-def _flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
+class Source(Generic[T]):
+    """How a settings struct meets the command line: a flag and a variable per field.
+
+    Flags win over environment variables, which win over ``overrides``, which win over the
+    struct's defaults. Every error names the flag and the variable.
+    """
+
+    def __init__(
+        self, kind: type[T], help_texts: dict[str, str], variable: Callable[[str], str]
+    ) -> None:
+        self.kind = kind
+        self.help = help_texts
+        self.variable = variable
+
+    def name(self, field: str) -> str:
+        return f"--{field.replace('_', '-')} (or {self.variable(field)})"
+
+    def fail(self, field: str, problem: str) -> SettingsError:
+        return SettingsError(f"{self.name(field)}: {problem}")
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        for field in self.kind.__struct_fields__:
+            flag = "--" + field.replace("_", "-")
+            help_text = f"{self.help[field]} [env {self.variable(field)}]"
+            parser.add_argument(flag, dest=field, default=None, help=help_text)
+
+    def load(
+        self,
+        flags: argparse.Namespace,
+        environ: Mapping[str, str],
+        *,
+        required: tuple[str, ...],
+        **overrides: Any,
+    ) -> T:
+        raw: dict[str, Any] = dict(overrides)
+        for field in self.kind.__struct_fields__:
+            value = getattr(flags, field, None)
+            if value is None:
+                value = environ.get(self.variable(field))
+            if value is not None:
+                raw[field] = value
+        for field in required:
+            if not raw.get(field):
+                raise self.fail(field, f"is required: {self.help[field]}")
+        try:
+            return msgspec.convert(raw, self.kind, strict=False)
+        except msgspec.ValidationError as error:
+            field = str(error).rpartition("$.")[2].rstrip("`")
+            expected = "true or false" if "`bool" in str(error) else "an integer"
+            raise self.fail(field, f"must be {expected}, got {raw.get(field)!r}") from None
+
+    def check_port(self, settings: T, *fields: str) -> None:
+        for field in fields:
+            if not 0 <= getattr(settings, field) <= 65_535:
+                raise self.fail(field, "must be 0 to 65535")
+
+    def check_positive(self, settings: T, *fields: str) -> None:
+        for field in fields:
+            if getattr(settings, field) <= 0:
+                raise self.fail(field, "must be above 0")
+
+    def check_redis(self, settings: T, field: str = "redis") -> None:
+        url = getattr(settings, field)
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise self.fail(field, f"{url!r} is not a redis:// URL")
+
+    def check_token(self, settings: T, field: str) -> None:
+        token = getattr(settings, field)
+        if token is not None and len(token) < 16:
+            raise self.fail(field, "use at least 16 characters")
 
 
-def _variable(field: str) -> str:
-    return "CREDITGATE_" + field.upper()
+SOURCE = Source(Settings, _HELP, lambda field: "CREDITGATE_" + field.upper())
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; each defaults to its environment variable, then to the struct."""
-    for field in Settings.__struct_fields__:
-        parser.add_argument(
-            _flag(field),
-            dest=field,
-            default=None,
-            help=f"{_HELP[field]} [env {_variable(field)}]",
-        )
+    SOURCE.add_flags(parser)
 
 
 def settings_from(
     flags: argparse.Namespace, environ: Mapping[str, str], **overrides: Any
 ) -> Settings:
     """Merge flags over environment over ``overrides`` over defaults; raise SettingsError."""
-    raw: dict[str, Any] = dict(overrides)
-    for field in Settings.__struct_fields__:
-        value = getattr(flags, field, None)
-        if value is None:
-            value = environ.get(_variable(field))
-        if value is not None:
-            raw[field] = value
-    for field in ("catalog", "redis"):
-        if not raw.get(field):
-            raise SettingsError(
-                f"{_flag(field)} (or {_variable(field)}) is required: {_HELP[field]}"
-            )
-    try:
-        settings = msgspec.convert(raw, Settings, strict=False)
-    except msgspec.ValidationError as error:
-        field = str(error).rpartition("$.")[2].rstrip("`")
-        kind = "true or false" if field in ("http", "grpc") else "an integer"
-        raise SettingsError(
-            f"{_flag(field)} (or {_variable(field)}): must be {kind}, got {raw[field]!r}"
-        ) from None
+    settings = SOURCE.load(flags, environ, required=("catalog", "redis"), **overrides)
     if not settings.http and not settings.grpc:
         raise SettingsError("--http and --grpc are both false: nothing would be served")
-    for field in ("port", "admin_port", "grpc_port", "grpc_admin_port"):
-        if not 0 <= getattr(settings, field) <= 65_535:
-            raise SettingsError(f"{_flag(field)} (or {_variable(field)}): must be 0 to 65535")
-    for field in ("cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes"):
-        if getattr(settings, field) <= 0:
-            raise SettingsError(f"{_flag(field)} (or {_variable(field)}): must be above 0")
-    if not settings.redis.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(
-            f"--redis (or CREDITGATE_REDIS): {settings.redis!r} is not a redis:// URL"
-        )
-    if settings.admin_token is not None and len(settings.admin_token) < 16:
-        raise SettingsError("--admin-token (or CREDITGATE_ADMIN_TOKEN): use at least 16 characters")
+    SOURCE.check_port(settings, "port", "admin_port", "grpc_port", "grpc_admin_port")
+    SOURCE.check_positive(
+        settings, "cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes"
+    )
+    SOURCE.check_redis(settings)
+    SOURCE.check_token(settings, "admin_token")
     return settings

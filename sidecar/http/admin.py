@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from sidecar.errors import PermissionDenied, Unauthenticated
+from sidecar.auth import authorize
 from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import Handler, error_middleware
 from sidecar.http.keys import ADMIN_TOKEN, MAX_BODY_BYTES, SERVICE
@@ -22,11 +21,8 @@ Operation = Callable[[Service, str, Any], Awaitable[Any]]
 
 @web.middleware
 async def _require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("Authorization", "send Authorization: Bearer <admin token>")
-    if not hmac.compare_digest(token.encode(), request.app[ADMIN_TOKEN]):
-        raise PermissionDenied("Authorization", "the admin token is wrong")
+    header = request.headers.get("Authorization", "")
+    authorize(header, request.app[ADMIN_TOKEN], field="Authorization", what="admin token")
     return await handler(request)
 
 

@@ -11,7 +11,6 @@ Times are RFC 3339 with a zone; ranges are ``[from, to)``. Errors are those of t
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,7 +19,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sidecar.errors import InvalidInput, PermissionDenied, Unauthenticated
+from sidecar.auth import authorize
+from sidecar.errors import InvalidInput
 from sidecar.http.codec import json_response
 from sidecar.http.errors import Handler, error_middleware
 from sidecar.http.keys import MAX_BODY_BYTES
@@ -42,11 +42,8 @@ _encoder = msgspec.json.Encoder()
 
 @web.middleware
 async def _require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("Authorization", "send Authorization: Bearer <ledger token>")
-    if not hmac.compare_digest(token.encode(), request.app[_TOKEN]):
-        raise PermissionDenied("Authorization", "the ledger token is wrong")
+    header = request.headers.get("Authorization", "")
+    authorize(header, request.app[_TOKEN], field="Authorization", what="ledger token")
     return await handler(request)
 
 

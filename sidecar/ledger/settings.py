@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from sidecar.settings import SettingsError
+from sidecar.settings import Source
 
 __all__ = ["LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
 
@@ -62,64 +62,36 @@ _SHARED = {
 }
 
 
-def _flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-def _variable(field: str) -> str:
-    return _SHARED.get(field, "CREDITGATE_LEDGER_" + field.upper())
+SOURCE = Source(
+    LedgerSettings,
+    _HELP,
+    lambda field: _SHARED.get(field, "CREDITGATE_LEDGER_" + field.upper()),
+)
 
 
 def add_ledger_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; each defaults to its environment variable, then to the struct."""
-    for field in LedgerSettings.__struct_fields__:
-        parser.add_argument(
-            _flag(field), dest=field, default=None, help=f"{_HELP[field]} [env {_variable(field)}]"
-        )
+    SOURCE.add_flags(parser)
 
 
 def ledger_settings_from(
     flags: argparse.Namespace, environ: Mapping[str, str], **overrides: Any
 ) -> LedgerSettings:
     """Merge flags over environment over ``overrides`` over defaults; raise SettingsError."""
-    raw: dict[str, Any] = dict(overrides)
-    for field in LedgerSettings.__struct_fields__:
-        value = getattr(flags, field, None)
-        if value is None:
-            value = environ.get(_variable(field))
-        if value is not None:
-            raw[field] = value
-    for field in ("catalog", "redis"):
-        if not raw.get(field):
-            raise SettingsError(
-                f"{_flag(field)} (or {_variable(field)}) is required: {_HELP[field]}"
-            )
-    try:
-        settings = msgspec.convert(raw, LedgerSettings, strict=False)
-    except msgspec.ValidationError as error:
-        field = str(error).rpartition("$.")[2].rstrip("`")
-        kind = "true or false" if field == "trim" else "an integer"
-        raise SettingsError(
-            f"{_flag(field)} (or {_variable(field)}): must be {kind}, got {raw.get(field)!r}"
-        ) from None
-    if not 0 <= settings.port <= 65_535:
-        raise SettingsError(f"--port (or {_variable('port')}): must be 0 to 65535")
-    for field in ("workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max"):
-        if getattr(settings, field) <= 0:
-            raise SettingsError(f"{_flag(field)} (or {_variable(field)}): must be above 0")
+    settings = SOURCE.load(flags, environ, required=("catalog", "redis"), **overrides)
+    SOURCE.check_port(settings, "port")
+    SOURCE.check_positive(
+        settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max"
+    )
     if settings.pool_max < settings.workers * 2 + 1:
-        raise SettingsError(
-            f"--pool-max must be at least 2 per worker plus 1 for queries, "
-            f"{settings.workers * 2 + 1} here"
+        raise SOURCE.fail(
+            "pool_max",
+            f"must be at least 2 per worker plus 1 for queries, {settings.workers * 2 + 1} here",
         )
-    if not settings.redis.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(
-            f"--redis (or CREDITGATE_REDIS): {settings.redis!r} is not a redis:// URL"
-        )
+    SOURCE.check_redis(settings)
     if settings.database_url is not None and not settings.database_url.startswith(
         ("postgresql://", "postgres://")
     ):
-        raise SettingsError("--database-url (or DATABASE_URL): not a postgresql:// URL")
-    if settings.token is not None and len(settings.token) < 16:
-        raise SettingsError(f"--token (or {_variable('token')}): use at least 16 characters")
+        raise SOURCE.fail("database_url", "not a postgresql:// URL")
+    SOURCE.check_token(settings, "token")
     return settings

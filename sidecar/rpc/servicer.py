@@ -7,14 +7,14 @@ are refused before anything moves; errors map to status in ``errors.py``.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
-from sidecar.errors import InvalidInput, PermissionDenied, RequestError, Unauthenticated
+from sidecar.auth import authorize
+from sidecar.errors import InvalidInput, RequestError
 from sidecar.rpc.convert import from_proto, to_proto
 from sidecar.rpc.errors import status_of
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
@@ -89,11 +89,8 @@ class Servicer:
         if self._token is None:
             return
         metadata = dict(context.invocation_metadata() or ())
-        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("authorization", "send metadata authorization: Bearer <token>")
-        if not hmac.compare_digest(token.encode(), self._token):
-            raise PermissionDenied("authorization", "the admin token is wrong")
+        header = str(metadata.get("authorization", ""))
+        authorize(header, self._token, field="authorization", what="admin token")
 
     def _method(self, call: Call, answer: type[Message]) -> Any:
         async def method(request: Message, context: grpc.aio.ServicerContext) -> Message:
