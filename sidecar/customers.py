@@ -38,7 +38,9 @@ class CustomerDirectory:
 
     def __init__(self, store: RedisStore, *, max_entries: int = 100_000, ttl_s: float = 30.0):
         self.store = store
-        self._cache: TTLCache[str, tuple[str, CustomerSnapshot]] = TTLCache(max_entries, ttl_s)
+        self._cache: TTLCache[str, tuple[tuple[str, str], CustomerSnapshot]] = TTLCache(
+            max_entries, ttl_s
+        )
         self._trusted = True
         self.hits = 0
         self.misses = 0
@@ -78,20 +80,22 @@ class CustomerDirectory:
 
     async def get(self, customer: str, catalog: Catalog, now_ms: int) -> CustomerSnapshot | None:
         """The customer's snapshot, or None when no such customer exists."""
+        month = period_ids(now_ms).month
         cached = self._cache.get(customer) if self._trusted else None
-        if cached is not None and cached[0] == catalog.version:
+        # A snapshot is only good for the catalog and the month it was loaded in: a new month
+        # must issue the plan's grants before the first call spends.
+        if cached is not None and cached[0] == (catalog.version, month):
             self.hits += 1
             return cached[1]
         self.misses += 1
         stored = await self.store.get_customer(customer)
         if stored is None:
             return None
-        month = period_ids(now_ms).month
         if stored.granted_month != month and stored.plan in catalog.plans:
             await self.issue_plan_grants(customer, stored.plan, catalog, now_ms)
         overrides = self._overrides(customer, stored.overrides, catalog)
         snapshot = CustomerSnapshot(id=customer, plan=stored.plan, overrides=overrides)
-        self._cache[customer] = (catalog.version, snapshot)
+        self._cache[customer] = ((catalog.version, month), snapshot)
         return snapshot
 
     @staticmethod

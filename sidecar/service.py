@@ -35,7 +35,7 @@ from sidecar.engine.periods import period_ids
 from sidecar.engine.pricing import split_femtos
 from sidecar.errors import InvalidInput, NotFound, StoreError
 from sidecar.ids import check_id
-from sidecar.money import format_credits, parse_credits
+from sidecar.money import MAX_AMOUNT_NANOS, format_credits, parse_credits
 from sidecar.store.keys import customer_of, new_reservation_id
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import (
@@ -156,11 +156,12 @@ class Service:
             value = getattr(request, field)
             if value is not None:
                 attribution[field] = value
+        reservation_id = new_reservation_id(customer.id, now)
         try:
             out = await self.store.reserve(
                 customer.id,
                 decision,
-                reservation_id=new_reservation_id(customer.id, now),
+                reservation_id=reservation_id,
                 idempotency_key=request.idempotency_key,
                 now_ms=now,
                 attribution=attribution,
@@ -174,7 +175,8 @@ class Service:
             return ReserveResponse(
                 allowed=False, reason=out["reason"], scope=out.get("scope"), catalog_version=version
             )
-        self._holds[out["reservation_id"]] = attribution
+        if out["reservation_id"] == reservation_id:  # not a replay of an earlier request
+            self._holds[reservation_id] = attribution
         return ReserveResponse(
             allowed=True,
             reason="ok",
@@ -199,6 +201,12 @@ class Service:
         feature = catalog.features.get(attribution["feature"])
         counts = feature.counts if feature is not None else ()
         whole, remainder = split_femtos(femtos)
+        if whole > MAX_AMOUNT_NANOS:
+            raise InvalidInput(
+                "units" if request.amount is None else "amount",
+                f"this call would cost {format_credits(whole)} credits; one call may cost at "
+                f"most {format_credits(MAX_AMOUNT_NANOS)}",
+            )
         out = await self.store.commit(
             customer_id,
             rid,

@@ -17,7 +17,7 @@ from sidecar.engine.customer import CustomerSnapshot, limit_of, outcome_price_of
 from sidecar.engine.pricing import hold_nanos
 from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
-from sidecar.money import FEMTOS_PER_NANO, parse_credits
+from sidecar.money import FEMTOS_PER_NANO, MAX_AMOUNT_NANOS, parse_credits
 from sidecar.wire import CheckRequest, Reason, ReserveRequest
 
 __all__ = [
@@ -231,6 +231,12 @@ def plan_reserve(
         for type_id, credit_type in catalog.credit_types.items()
         if credit_type.models is None or request.model in credit_type.models
     )
+    if hold_nanos(femtos) > MAX_AMOUNT_NANOS:
+        raise InvalidInput(
+            "units" if request.amount is None else "amount",
+            f"the worst case would cost more than {MAX_AMOUNT_NANOS // 10**9} credits, "
+            "the most one call may hold",
+        )
     return ReservePlan(
         hold_nanos=hold_nanos(femtos),
         scopes=scopes,

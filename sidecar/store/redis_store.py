@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from sidecar.store.scripts import Script, load_scripts
 
 __all__ = ["IDEMPOTENCY_TTL_MS", "REGISTRY_KEY", "RedisStore", "StoredCustomer"]
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL_MS = 86_400_000
 REGISTRY_KEY = "cg:customers"
 """Every customer id: how the ledger finds the per-customer event streams."""
@@ -67,7 +69,8 @@ class RedisStore:
             finally:
                 self._slots.release()
         except (RedisError, OSError, TimeoutError) as error:
-            raise StoreError(f"redis: {error or type(error).__name__}") from error
+            log.warning("redis %s: %s", getattr(command, "__name__", command), error or repr(error))
+            raise StoreError("Redis is unavailable or failed the command; retry") from error
 
     async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> Any:
         key, arg = customer_key(customer), _json.encode(payload)

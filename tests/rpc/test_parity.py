@@ -328,11 +328,14 @@ async def idempotent_retry(log: Log) -> None:
     denied = await log.reserve("denied", feature="chat", amount="26")
     assert (denied.allowed, denied.reason) == (False, "insufficient_credits")
     await log("top up", log.client.grant(log.customer, GrantRequest("paid", "10", "top-up")))
-    still = await log.reserve("denied again", feature="chat", amount="26", idempotency_key="denied")
-    assert still == denied  # the first answer, though it would fit now
+    # A denial moved nothing and is not kept: the retry is decided again, and now fits.
+    retried = await log.reserve(
+        "denied again", feature="chat", amount="26", idempotency_key="denied"
+    )
+    assert (retried.allowed, retried.held) == (True, credits(26))
     state = await log.balance("balance")
-    assert state.held == credits(HOLD)
-    assert state.balance == credits(INCLUDED + PAID + 10 - HOLD)
+    assert state.held == credits(HOLD + 26)
+    assert state.balance == credits(INCLUDED + PAID + 10 - HOLD - 26)
 
 
 async def commits(log: Log) -> None:

@@ -72,7 +72,8 @@ local RESOLVED_RETAIN_MS = 86400000
 -- Expire every hold whose time is up, so that it stops counting against every cap; no
 -- sweeper is needed for correctness. Also forget resolved holds older than a day (bounded).
 local function purge(now)
-  local expired = redis.call('ZRANGEBYSCORE', K('hold_expiry'), '-inf', now)
+  -- Bounded per call; holds left over still count (conservative) until a later call.
+  local expired = redis.call('ZRANGEBYSCORE', K('hold_expiry'), '-inf', now, 'LIMIT', 0, 1000)
   for _, rid in ipairs(expired) do
     local rec = cjson.decode(redis.call('HGET', K('holds'), rid))
     unhold(rec)

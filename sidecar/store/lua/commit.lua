@@ -20,7 +20,9 @@ if rec.s == 'committed' then
 end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
 purge(now)
-rec = cjson.decode(redis.call('HGET', K('holds'), p.rid))
+raw = redis.call('HGET', K('holds'), p.rid)
+if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge
+rec = cjson.decode(raw)
 local held = ZERO
 if rec.s == 'held' then
   held = N(rec.a)

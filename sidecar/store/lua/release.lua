@@ -10,7 +10,9 @@ local rec = cjson.decode(raw)
 if rec.s == 'committed' then return cjson.encode({result = 'already_committed'}) end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
 purge(p.now)
-rec = cjson.decode(redis.call('HGET', K('holds'), p.rid))
+raw = redis.call('HGET', K('holds'), p.rid)
+if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge
+rec = cjson.decode(raw)
 if rec.s == 'expired' then return cjson.encode({result = 'expired'}) end
 unhold(rec)
 rec.s = 'released'

@@ -6,20 +6,18 @@
 --   (counter ids), session?, session_budget? (nanos), quota? {feature, units, limit, period
 --   (counter id)}, rl (list of {scope, rpm?, tpm?}), tokens, minute, types (credit types
 --   that may pay), overage_cap (nanos), month (counter id), ev (attribution for the event)
--- Returns the JSON answer; a retry with the same idempotency key returns the first answer.
+-- Returns the JSON answer; a retry with the same idempotency key returns the first allowed
+-- answer (denials are not kept: a retry is decided again).
 local p = cjson.decode(ARGV[1])
 local prior = redis.call('GET', p.idem)
 if prior then return prior end
 local now = p.now
 purge(now)
 
-local function answer(out)
-  local text = cjson.encode(out)
-  redis.call('SET', p.idem, text, 'PX', p.idem_ttl)
-  return text
-end
+-- Only an allowed answer is kept under the idempotency key: a denial moves nothing, so a
+-- retry is decided afresh (a rate-limited caller may succeed a minute later).
 local function deny(reason, scope)
-  return answer({allowed = false, reason = reason, scope = scope})
+  return cjson.encode({allowed = false, reason = reason, scope = scope})
 end
 
 -- Rate limits: fixed one-minute windows.
@@ -40,7 +38,9 @@ local qkey, qfield
 if q then
   qkey, qfield = K('u:' .. q.period), 'q:' .. q.feature
   local used = redis.call('HMGET', qkey, qfield .. '|used', qfield .. '|held')
-  if tonumber(used[1] or 0) + tonumber(used[2] or 0) + q.units > q.limit then
+  local in_use = tonumber(used[1] or 0) + tonumber(used[2] or 0)
+  -- A call that declares no units still needs room: it will be counted at commit.
+  if in_use + q.units > q.limit or in_use >= q.limit then
     return deny('quota_exceeded', 'feature:' .. q.feature .. '/' .. q.period)
   end
 end
@@ -69,7 +69,8 @@ for i, c in ipairs(counters) do
     local used = redis.call('HMGET', c[1], c[2] .. 'used', c[2] .. 'held')
     local left = sub(sub(N(limit), N(used[1])), N(used[2]))
     local name = c[3] .. '/' .. c[4]
-    if cmp(hold, left) > 0 then
+    -- Past the cap even a zero hold is refused: its commit would still count against it.
+    if cmp(hold, left) > 0 or cmp(left, ZERO) <= 0 then
       if mode == 'hard' then
         if not worst or cmp(left, worst[2]) < 0 then worst = {name, left, c[3]} end
       else
@@ -136,5 +137,7 @@ redis.call('ZADD', K('hold_expiry'), p.exp, p.rid)
 
 local out_remaining = {balance = S(sub(available, hold))}
 for kind, value in pairs(remaining) do out_remaining[kind] = S(value) end
-return answer({allowed = true, reason = 'ok', reservation_id = p.rid, held = p.hold,
-  remaining = out_remaining, soft_limits_hit = soft})
+local text = cjson.encode({allowed = true, reason = 'ok', reservation_id = p.rid,
+  held = p.hold, remaining = out_remaining, soft_limits_hit = soft})
+redis.call('SET', p.idem, text, 'PX', p.idem_ttl)
+return text
