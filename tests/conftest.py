@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,7 @@ from sidecar.catalog import Catalog, load_catalog
 from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
+from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "policies" / "example.yaml"
@@ -57,3 +58,31 @@ async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
 @pytest.fixture
 def service(store: RedisStore, catalog: Catalog, clock: Clock) -> Service:
     return Service(store, catalog, clock=clock)
+
+
+Setup = Callable[..., Awaitable[None]]
+"""Creates a customer with grants and budgets through the ``service`` fixture in scope."""
+
+
+@pytest.fixture
+def setup_customer(service: Service) -> Setup:
+    async def setup(
+        customer: str = "acme",
+        plan: str = "test",
+        grants: dict[str, str] | None = None,
+        budgets: list[tuple[dict[str, str], str, str]] | None = None,
+    ) -> None:
+        await service.upsert_customer(customer, UpsertCustomerRequest(plan=plan))
+        for credit_type, amount in (grants or {}).items():
+            await service.grant(
+                customer,
+                GrantRequest(
+                    credit_type=credit_type, amount=amount, idempotency_key=f"g-{credit_type}"
+                ),
+            )
+        for scope, period, limit in budgets or []:
+            await service.set_budget(
+                customer, SetBudgetRequest(scope=BudgetScope(**scope), period=period, limit=limit)
+            )
+
+    return setup

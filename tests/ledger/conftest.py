@@ -20,13 +20,9 @@ from sidecar.ledger.streams import StreamReader
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import (
-    BudgetScope,
     CommitRequest,
     CommitResponse,
-    GrantRequest,
     ReserveRequest,
-    SetBudgetRequest,
-    UpsertCustomerRequest,
 )
 from tests.conftest import Clock
 
@@ -120,30 +116,3 @@ def call(service: Service) -> Call:
         return done
 
     return run
-
-
-Setup = Callable[..., Awaitable[None]]
-
-
-@pytest.fixture
-def setup_customer(service: Service) -> Setup:
-    async def setup(
-        customer: str = "acme",
-        plan: str = "test",
-        grants: dict[str, str] | None = None,
-        budgets: list[tuple[dict[str, str], str, str]] | None = None,
-    ) -> None:
-        await service.upsert_customer(customer, UpsertCustomerRequest(plan=plan))
-        for credit_type, amount in (grants or {}).items():
-            await service.grant(
-                customer,
-                GrantRequest(
-                    credit_type=credit_type, amount=amount, idempotency_key=f"g-{credit_type}"
-                ),
-            )
-        for scope, period, limit in budgets or []:
-            await service.set_budget(
-                customer, SetBudgetRequest(scope=BudgetScope(**scope), period=period, limit=limit)
-            )
-
-    return setup

@@ -14,7 +14,8 @@ import pytest
 
 from sidecar.ledger.db import Pool
 from sidecar.store.redis_store import RedisStore
-from tests.ledger.conftest import Call, Setup, drain, worker
+from tests.conftest import Setup
+from tests.ledger.conftest import Call, drain, worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 

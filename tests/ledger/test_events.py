@@ -9,7 +9,8 @@ from sidecar.ledger.entries import entries_of
 from sidecar.ledger.events import Debit, Grant, Unparsed, decode_entry, reserved_ms
 from sidecar.store.keys import new_reservation_id
 from sidecar.store.redis_store import RedisStore
-from tests.ledger.conftest import Call, Setup, drain, worker
+from tests.conftest import Setup
+from tests.ledger.conftest import Call, drain, worker
 
 KEY = b"cg:{c:acme}:events"
 RID = new_reservation_id("acme", 1_795_089_600_000)

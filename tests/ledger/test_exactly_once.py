@@ -11,7 +11,8 @@ import pytest
 from sidecar.ledger.db import Pool
 from sidecar.ledger.streams import Entry
 from sidecar.store.redis_store import RedisStore
-from tests.ledger.conftest import Call, Setup, drain, worker
+from tests.conftest import Setup
+from tests.ledger.conftest import Call, drain, worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 

@@ -18,7 +18,8 @@ from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.store.redis_store import RedisStore
-from tests.ledger.conftest import CATALOG, Call, Setup
+from tests.conftest import Setup
+from tests.ledger.conftest import CATALOG, Call
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 

@@ -18,8 +18,8 @@ from sidecar.ledger.wire import month_range
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import UpsertCustomerRequest
-from tests.conftest import Clock
-from tests.ledger.conftest import Call, Setup, drain, worker
+from tests.conftest import Clock, Setup
+from tests.ledger.conftest import Call, drain, worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 

@@ -93,7 +93,7 @@ def _namespace(**flags: str) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
-BASE = {"catalog": str(EXAMPLE), "redis": "redis://127.0.0.1:6379/0"}
+BASE = {"catalog": str(EXAMPLE), "redis": "redis://127.0.0.1:1/0"}
 
 
 @pytest.mark.parametrize(

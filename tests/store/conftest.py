@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,7 +9,6 @@ from sidecar.catalog import Catalog, load_catalog
 from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
-from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 from tests.conftest import Clock
 
 
@@ -32,30 +31,3 @@ async def sidecars(
     yield [Service(s, store_catalog, clock=clock) for s in stores]
     for s in stores:
         await s.close()
-
-
-Setup = Callable[..., Awaitable[None]]
-
-
-@pytest.fixture
-def setup_customer(service: Service) -> Setup:
-    async def setup(
-        customer: str = "acme",
-        plan: str = "test",
-        grants: dict[str, str] | None = None,
-        budgets: list[tuple[dict[str, str], str, str]] | None = None,
-    ) -> None:
-        await service.upsert_customer(customer, UpsertCustomerRequest(plan=plan))
-        for credit_type, amount in (grants or {}).items():
-            await service.grant(
-                customer,
-                GrantRequest(
-                    credit_type=credit_type, amount=amount, idempotency_key=f"g-{credit_type}"
-                ),
-            )
-        for scope, period, limit in budgets or []:
-            await service.set_budget(
-                customer, SetBudgetRequest(scope=BudgetScope(**scope), period=period, limit=limit)
-            )
-
-    return setup

@@ -12,8 +12,7 @@ from sidecar.errors import InvalidInput
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CheckRequest, CommitRequest, ReserveRequest, UpsertCustomerRequest
-from tests.conftest import Clock
-from tests.store.conftest import Setup
+from tests.conftest import Clock, Setup
 
 pytestmark = pytest.mark.redis
 

@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.service import Service
 from sidecar.wire import CommitRequest, GrantRequest, ReserveRequest, SetBudgetRequest
-from tests.store.conftest import Setup
+from tests.conftest import Setup
 
 pytestmark = pytest.mark.redis
 

@@ -8,8 +8,7 @@ import pytest
 
 from sidecar.service import Service
 from sidecar.wire import CheckRequest, CommitRequest, ReleaseRequest, ReserveRequest
-from tests.conftest import Clock
-from tests.store.conftest import Setup
+from tests.conftest import Clock, Setup
 
 pytestmark = pytest.mark.redis
 

@@ -11,7 +11,7 @@ from sidecar.errors import NotFound
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CommitRequest, GrantRequest, ReleaseRequest, ReserveRequest
-from tests.store.conftest import Setup
+from tests.conftest import Setup
 
 pytestmark = pytest.mark.redis
 

@@ -11,7 +11,7 @@ import pytest
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CommitRequest, ReserveRequest
-from tests.store.conftest import Setup
+from tests.conftest import Setup
 
 pytestmark = pytest.mark.redis
 
