@@ -14,7 +14,7 @@ import msgspec
 
 from sidecar.catalog.model import MODEL_UNIT_KINDS, TOKEN_UNIT_KINDS, Catalog, Period
 from sidecar.engine.customer import CustomerSnapshot, limit_of, outcome_price_of, prices_of
-from sidecar.engine.pricing import hold_nanos
+from sidecar.engine.pricing import cost_femtos, hold_nanos
 from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
 from sidecar.money import FEMTOS_PER_NANO, MAX_AMOUNT_NANOS, parse_credits
@@ -134,22 +134,22 @@ def price_usage(
     counted = _units(units, catalog, field)
     if amount is not None:
         return parse_credits(amount, "amount") * FEMTOS_PER_NANO, counted
-    prices = prices_of(catalog, customer, model) if model is not None else {}
-    total = 0
-    for kind, count in counted.items():
+    model_prices = prices_of(catalog, customer, model) if model is not None else {}
+    prices: dict[str, int] = {}
+    for kind in counted:
         if kind in MODEL_UNIT_KINDS:
             if model is None:
                 raise InvalidInput("model", f"is required when {field} include {kind}")
-            if kind not in prices:
+            if kind not in model_prices:
                 raise InvalidInput(
                     f"{field}.{kind}", f"model {model} has no price for {kind}; remove it"
                 )
-            total += count * prices[kind]
+            prices[kind] = model_prices[kind]
         else:
             price = outcome_price_of(catalog, customer, kind)
             assert price is not None, "outcome kinds come from the catalog"
-            total += count * price
-    return total, counted
+            prices[kind] = price
+    return cost_femtos(counted, prices), counted
 
 
 def _entitlement(
