@@ -13,8 +13,6 @@ Run: ``python -m bench.baseline --port P --grpc-port G --redis URL``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 from typing import Any
 
 import grpc
@@ -23,6 +21,7 @@ import redis.asyncio as aioredis
 import uvloop
 from aiohttp import web
 
+from sidecar.lifecycle import stop_on_signals
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.wire import CheckRequest, CheckResponse, ReserveRequest, ReserveResponse
@@ -85,10 +84,7 @@ async def serve(port: int, grpc_port: int, redis_url: str) -> None:
     pb_grpc.add_CreditgateServiceServicer_to_server(bare, server)
     server.add_insecure_port(f"127.0.0.1:{grpc_port}")
     await server.start()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     await server.stop(1)
     await runner.cleanup()
     await bare.client.aclose()

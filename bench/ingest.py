@@ -39,6 +39,7 @@ from sidecar.catalog import load_catalog
 from sidecar.embedded import EmbeddedRedis, free_port
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.streams import StreamReader, stream_key
+from sidecar.lifecycle import stop_process
 from sidecar.service import Service
 from sidecar.store.keys import new_reservation_id
 from sidecar.store.redis_store import REGISTRY_KEY, RedisStore
@@ -186,12 +187,7 @@ class Ledger:
         return int(self.status()["workers"][0]["stored"])
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 15)
 
 
 def _percentile(values: Sequence[float], q: float) -> float:

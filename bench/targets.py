@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from sidecar.embedded import free_port
+from sidecar.lifecycle import stop_process
 
 __all__ = ["CATALOG", "ROOT", "Process", "rss_bytes", "start_baseline", "start_sidecar"]
 
@@ -57,13 +58,7 @@ class Process:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 15)
         if self.process.stderr is not None:
             self.process.stderr.close()
 

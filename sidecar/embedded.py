@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sidecar.lifecycle import stop_process
+
 __all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
 
 START_TIMEOUT_S = 10.0
@@ -72,13 +74,7 @@ class EmbeddedRedis:
         raise RuntimeError(f"{command[0]} did not start on port {self.port}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -19,6 +18,7 @@ from sidecar.catalog import load_catalog
 from sidecar.customers import CustomerDirectory
 from sidecar.errors import StoreError
 from sidecar.http import admin_app, api_app
+from sidecar.lifecycle import stop_on_signals
 from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
 from sidecar.settings import Settings
@@ -107,10 +107,7 @@ async def serve(
 ) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     sidecar = Sidecar(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         await sidecar.start()
         log.info(

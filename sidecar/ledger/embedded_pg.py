@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.embedded import free_port
+from sidecar.lifecycle import stop_process
 
 __all__ = ["EmbeddedPostgres", "find_postgres_bin"]
 
@@ -140,13 +141,8 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: roll back sessions, checkpoint), then delete the folder."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, STOP_TIMEOUT_S, signal.SIGINT)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedPostgres:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from sidecar.ledger.http import ledger_app
 from sidecar.ledger.ingest import Ingestor
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.ledger.streams import StreamReader
+from sidecar.lifecycle import stop_on_signals
 from sidecar.settings import SettingsError
 
 __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
@@ -133,10 +133,7 @@ async def serve_ledger(
 ) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     ledger = Ledger(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         await ledger.start()
         log.info(
