@@ -1,4 +1,5 @@
-"""The ``creditgate`` command: ``serve``, ``up``, ``policy validate`` and ``ledger``."""
+"""The ``creditgate`` command: ``serve``, ``up``, ``health``, ``policy validate`` and
+``ledger``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 
 import uvloop
 
@@ -40,6 +43,24 @@ def _validate(args: argparse.Namespace) -> int:
             f"{len(catalog.prices_femtos)} models"
         )
     return 1 if failed else 0
+
+
+def health_url(environ: Mapping[str, str]) -> str:
+    """Where a sidecar configured by ``environ`` answers /healthz: its metrics listener when it
+    has one, else its public port."""
+    port = environ.get("CREDITGATE_METRICS_PORT") or environ.get("CREDITGATE_PORT") or "7070"
+    return f"http://127.0.0.1:{port}/healthz"
+
+
+def _health(args: argparse.Namespace) -> int:
+    url = args.url or health_url(os.environ)
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            print(f"ok: {url}: {response.status}")
+            return 0
+    except (urllib.error.URLError, OSError) as error:
+        print(f"error: {url}: {getattr(error, 'reason', error)}", file=sys.stderr)
+        return 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -76,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         up.add_argument(flag, default=default, type=int, help=f"(default {default}; 0: any free)")
     up.set_defaults(run=_up)
+
+    health = commands.add_parser(
+        "health", help="exit 0 when a sidecar answers /healthz (the container HEALTHCHECK)"
+    )
+    health.add_argument(
+        "--url",
+        help="default: http://127.0.0.1:<CREDITGATE_METRICS_PORT or CREDITGATE_PORT>/healthz",
+    )
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    health.set_defaults(run=_health)
 
     policy = commands.add_parser("policy", help="work with catalog files")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

@@ -38,6 +38,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_ttl_s: int = 30
     redis_timeout_ms: int = 250
     max_body_bytes: int = 65_536
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    """A listener of its own for /metrics, /healthz and /readyz (Prometheus, kubelet probes),
+    so the API can stay on localhost; None: none (``/metrics`` is on the public port too)."""
+    catalog_reload_ms: int = 2000
+    """How often the catalog file is checked for a change; 0: never."""
 
 
 _HELP = {
@@ -55,6 +61,9 @@ _HELP = {
     "cache_ttl_s": "seconds a cached customer lives without an invalidation (default 30)",
     "redis_timeout_ms": "Redis connect and read timeout (default 250)",
     "max_body_bytes": "largest request body accepted (default 65536)",
+    "metrics_host": "address of the metrics listener (default 127.0.0.1)",
+    "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
+    "catalog_reload_ms": "check the catalog file for changes this often; 0: never (default 2000)",
 }
 
 
@@ -111,7 +120,8 @@ class Source(Generic[T]):
 
     def check_port(self, settings: T, *fields: str) -> None:
         for field in fields:
-            if not 0 <= getattr(settings, field) <= 65_535:
+            port = getattr(settings, field)
+            if port is not None and not 0 <= port <= 65_535:
                 raise self.fail(field, "must be 0 to 65535")
 
     def check_positive(self, settings: T, *fields: str) -> None:
@@ -146,6 +156,9 @@ def settings_from(
     if not settings.http and not settings.grpc:
         raise SettingsError("--http and --grpc are both false: nothing would be served")
     SOURCE.check_port(settings, "port", "admin_port", "grpc_port", "grpc_admin_port")
+    SOURCE.check_port(settings, "metrics_port")
+    if settings.catalog_reload_ms < 0:
+        raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
         settings, "cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes"
     )

@@ -37,6 +37,9 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     claim_min_idle_ms: int = 30_000
     trim: bool = True
     pool_max: int = 8
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    """A listener for /metrics, /healthz and /readyz, open without a token; None: none."""
 
 
 _HELP = {
@@ -54,6 +57,8 @@ _HELP = {
     "claim_min_idle_ms": "claim entries a dead worker left pending this long (default 30000)",
     "trim": "delete stored entries from the streams: true or false (default true)",
     "pool_max": "PostgreSQL connections (default 8)",
+    "metrics_host": "address of the metrics listener (default 127.0.0.1)",
+    "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
 }
 _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
@@ -79,7 +84,7 @@ def ledger_settings_from(
 ) -> LedgerSettings:
     """Merge flags over environment over ``overrides`` over defaults; raise SettingsError."""
     settings = SOURCE.load(flags, environ, required=("catalog", "redis"), **overrides)
-    SOURCE.check_port(settings, "port")
+    SOURCE.check_port(settings, "port", "metrics_port")
     SOURCE.check_positive(
         settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max"
     )
