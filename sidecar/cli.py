@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import urllib.error
@@ -15,6 +14,7 @@ import uvloop
 
 from sidecar.catalog import load_catalog
 from sidecar.errors import CatalogError
+from sidecar.logs import configure_logging
 from sidecar.settings import SettingsError, add_flags, settings_from
 
 __all__ = ["main"]
@@ -122,10 +122,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        configure_logging(os.environ)
         return int(args.run(args))
     except (SettingsError, CatalogError) as error:
         print(f"error: {error}", file=sys.stderr)

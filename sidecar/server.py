@@ -1,4 +1,5 @@
-"""A running sidecar: HTTP and gRPC listeners on one event loop, and the customer change feed.
+"""A running sidecar: HTTP and gRPC listeners on one event loop, the customer change feed, the
+catalog watcher, and (when configured) a listener for metrics and probes.
 
 Shutdown is graceful: stop accepting, let requests in flight finish (up to
 ``SHUTDOWN_TIMEOUT_S``), then close Redis.
@@ -12,13 +13,19 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
+import msgspec
 from aiohttp import web
 
 from sidecar.catalog import load_catalog
 from sidecar.customers import CustomerDirectory
 from sidecar.errors import StoreError
 from sidecar.http import admin_app, api_app
+from sidecar.http.api import readiness
+from sidecar.http.probes import probes_app
 from sidecar.lifecycle import stop_on_signals
+from sidecar.logs import redacted
+from sidecar.metrics import Metrics
+from sidecar.reload import CatalogWatcher
 from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
 from sidecar.settings import Settings
@@ -34,24 +41,31 @@ FEED_TIMEOUT_S = 5.0
 class Sidecar:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = RedisStore(settings.redis, timeout_s=settings.redis_timeout_ms / 1000)
+        self.store = RedisStore(
+            settings.redis, timeout_s=settings.redis_timeout_ms / 1000, metrics=Metrics()
+        )
         self.customers = CustomerDirectory(
             self.store, max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
         )
         self.service = Service(self.store, load_catalog(settings.catalog), customers=self.customers)
         self._runners: list[web.AppRunner] = []
         self._grpc_servers: list[grpc.aio.Server] = []
+        self.watcher = CatalogWatcher(
+            settings.catalog, self.service, interval_s=settings.catalog_reload_ms / 1000
+        )
+        self._tasks: list[asyncio.Task[None]] = []
         self._feed: asyncio.Task[None] | None = None
         self.port: int | None = None
+        self.metrics_port: int | None = None
         self.admin_port: int | None = None
         self.grpc_port: int | None = None
         self.grpc_admin_port: int | None = None
 
-    async def _listen(self, app: web.Application, port: int) -> int:
+    async def _listen(self, app: web.Application, port: int, host: str | None = None) -> int:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
-        await web.TCPSite(runner, self.settings.host, port).start()
+        await web.TCPSite(runner, host or self.settings.host, port).start()
         return int(runner.addresses[0][1])
 
     async def start(self) -> None:
@@ -67,6 +81,13 @@ class Sidecar:
         if not subscribed.is_set():
             raise StoreError(f"no answer from {self.settings.redis} in {FEED_TIMEOUT_S:.0f} s")
         settings = self.settings
+        if settings.catalog_reload_ms:
+            self._tasks.append(asyncio.create_task(self.watcher.run()))
+        if settings.metrics_port is not None:
+            app = probes_app(self.service.metrics.registry, readiness(self.service))
+            self.metrics_port = await self._listen(
+                app, settings.metrics_port, settings.metrics_host
+            )
         body, host, token = settings.max_body_bytes, settings.host, settings.admin_token
         if settings.http:
             self.port = await self._listen(
@@ -95,10 +116,10 @@ class Sidecar:
             await server.stop(SHUTDOWN_TIMEOUT_S)
         for runner in self._runners:
             await runner.cleanup()
-        if self._feed is not None:
-            self._feed.cancel()
+        for task in [*self._tasks, *([self._feed] if self._feed else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._feed
+                await task
         await self.store.close()
 
 
@@ -111,12 +132,18 @@ async def serve(
     try:
         await sidecar.start()
         log.info(
-            "serving on %s: http %s (admin %s), grpc %s (admin %s)",
-            settings.host,
-            sidecar.port,
-            sidecar.admin_port,
-            sidecar.grpc_port,
-            sidecar.grpc_admin_port,
+            "sidecar started",
+            extra={
+                "catalog_version": sidecar.service.catalog.version,
+                "config": redacted(msgspec.structs.asdict(settings)),
+                "listening": {
+                    "http": sidecar.port,
+                    "admin": sidecar.admin_port,
+                    "grpc": sidecar.grpc_port,
+                    "grpc_admin": sidecar.grpc_admin_port,
+                    "metrics": sidecar.metrics_port,
+                },
+            },
         )
         if on_ready is not None:
             await on_ready(sidecar)

@@ -7,14 +7,16 @@ turns store trouble into ``store_unavailable`` and names every bad field.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
-from cachetools import LRUCache
+from cachetools import TLRUCache
+from prometheus_client.core import Metric
 
 from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import MAX_PRIORITY, Catalog
@@ -33,8 +35,9 @@ from sidecar.engine.decide import (
 )
 from sidecar.engine.periods import period_ids
 from sidecar.engine.pricing import split_femtos
-from sidecar.errors import InvalidInput, NotFound, StoreError
+from sidecar.errors import InvalidInput, NotFound, RequestError, StoreError
 from sidecar.ids import check_id
+from sidecar.metrics import Metrics, counter, gauge
 from sidecar.money import MAX_AMOUNT_NANOS, format_credits, parse_credits
 from sidecar.store.keys import customer_of, new_reservation_id
 from sidecar.store.redis_store import RedisStore
@@ -99,6 +102,42 @@ def _credits(nanos: Any) -> str:
     return format_credits(int(nanos))
 
 
+R = TypeVar("R")
+Operation = Callable[["Service", Any], Awaitable[R]]
+
+
+def _measured(operation: str) -> Callable[[Operation[R]], Operation[R]]:
+    """Time an operation and count its answer: by outcome (allowed, denied, settled, or the
+    error code) and by reason or result code."""
+
+    def wrap(method: Operation[R]) -> Operation[R]:
+        @functools.wraps(method)
+        async def measured(self: Service, request: Any) -> R:
+            started = time.perf_counter()
+            try:
+                response = await method(self, request)
+            except RequestError as error:
+                self.metrics.decided(operation, error.code, error.code, started)
+                raise
+            self.metrics.decided(operation, *_answer(response), started)
+            return response
+
+        return measured
+
+    return wrap
+
+
+def _answer(response: Any) -> tuple[str, str]:
+    """(outcome, reason) of a response: allowed or denied with its reason, or settled."""
+    if isinstance(response, CheckResponse | ReserveResponse):
+        return ("allowed" if response.allowed else "denied"), response.reason
+    return "settled", response.result
+
+
+def _hold_expiry(_rid: str, hold: tuple[dict[str, str], int], _now: float) -> float:
+    return hold[1]
+
+
 class Service:
     """check, reserve, commit, release, balance, and the admin operations."""
 
@@ -111,16 +150,40 @@ class Service:
         customers: CustomerDirectory | None = None,
     ) -> None:
         self.store = store
+        self.metrics: Metrics = store.metrics
         self.catalog = catalog
+        self.metrics.catalog_in_force(catalog.version)
         self.clock = clock
         # Not `customers or ...`: an empty directory has len 0, so it is falsy.
         self.customers = customers if customers is not None else CustomerDirectory(store)
-        # Attribution of holds placed here, so that their commit needs no extra read.
-        self._holds: LRUCache[str, dict[str, str]] = LRUCache(LOCAL_HOLDS_MAX)
+        # Attribution and expiry of the holds placed here, so their commit needs no extra read.
+        self._holds: TLRUCache[str, tuple[dict[str, str], int]] = TLRUCache(
+            LOCAL_HOLDS_MAX, _hold_expiry, timer=clock
+        )
+        self.metrics.watch(self._state)
+
+    def _state(self) -> Iterator[Metric]:
+        customers = self.customers
+        yield counter(
+            "creditgate_customer_cache_hits", "Customer lookups answered from the cache.",
+            customers.hits,
+        )  # fmt: skip
+        yield counter(
+            "creditgate_customer_cache_misses", "Customer lookups that read Redis.",
+            customers.misses,
+        )  # fmt: skip
+        yield gauge("creditgate_customer_cache_entries", "Customers cached.", len(customers))
+        self._holds.expire()
+        yield gauge(
+            "creditgate_holds_open",
+            "Holds this sidecar placed that are not yet committed, released or expired.",
+            len(self._holds),
+        )
 
     def swap_catalog(self, catalog: Catalog) -> None:
         """Replace the catalog whole; requests in flight keep the one they started with."""
         self.catalog = catalog
+        self.metrics.catalog_in_force(catalog.version)
 
     async def _customer(
         self, customer: str, catalog: Catalog, now_ms: int
@@ -128,6 +191,7 @@ class Service:
         check_id("customer", customer)
         return await self.customers.get(customer, catalog, now_ms)
 
+    @_measured("reserve")
     async def reserve(self, request: ReserveRequest) -> ReserveResponse:
         catalog, now = self.catalog, self.clock()
         version = catalog.version
@@ -176,7 +240,7 @@ class Service:
                 allowed=False, reason=out["reason"], scope=out.get("scope"), catalog_version=version
             )
         if out["reservation_id"] == reservation_id:  # not a replay of an earlier request
-            self._holds[reservation_id] = attribution
+            self._holds[reservation_id] = (attribution, decision.expires_at_ms)
         return ReserveResponse(
             allowed=True,
             reason="ok",
@@ -187,11 +251,13 @@ class Service:
             catalog_version=version,
         )
 
+    @_measured("commit")
     async def commit(self, request: CommitRequest) -> CommitResponse:
         rid = _required_rid(request.reservation_id)
         customer_id = customer_of(rid)
         catalog, now = self.catalog, self.clock()
-        attribution = self._holds.get(rid) or await self.store.hold_attribution(customer_id, rid)
+        hold = self._holds.get(rid)
+        attribution = hold[0] if hold else await self.store.hold_attribution(customer_id, rid)
         customer = await self.customers.get(customer_id, catalog, now)
         if attribution is None or customer is None:
             raise NotFound("reservation_id", f"no reservation {rid!r}")
@@ -239,6 +305,7 @@ class Service:
             catalog_version=catalog.version,
         )
 
+    @_measured("release")
     async def release(self, request: ReleaseRequest) -> ReleaseResponse:
         rid = _required_rid(request.reservation_id)
         out = await self.store.release(customer_of(rid), rid, self.clock())
@@ -247,6 +314,7 @@ class Service:
         self._holds.pop(rid, None)
         return ReleaseResponse(result=out["result"], released=_credits(out.get("released", 0)))
 
+    @_measured("check")
     async def check(self, request: CheckRequest) -> CheckResponse:
         catalog, now = self.catalog, self.clock()
         version = catalog.version

@@ -1,5 +1,6 @@
 """The public API: ``/v1/check``, ``/v1/reserve``, ``/v1/commit``, ``/v1/release``,
-``/v1/balance``, ``/v1/budgets``, ``/healthz`` and ``/readyz``. Each handler only adapts."""
+``/v1/balance``, ``/v1/budgets``, and the probes ``/healthz``, ``/readyz``, ``/metrics``.
+Each handler only adapts."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from sidecar.errors import InvalidInput, StoreError
 from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import error_middleware
 from sidecar.http.keys import MAX_BODY_BYTES, SERVICE
+from sidecar.http.probes import Readiness, add_probes
 from sidecar.service import Service
 from sidecar.wire import CheckRequest, CommitRequest, ReleaseRequest, ReserveRequest
 
-__all__ = ["api_app"]
+__all__ = ["api_app", "readiness"]
 
 _POSTS: tuple[tuple[str, type[Any], Callable[[Service, Any], Awaitable[Any]]], ...] = (
     ("/v1/check", CheckRequest, Service.check),
@@ -50,31 +52,17 @@ async def _budgets(request: web.Request) -> web.Response:
     return json_response(await request.app[SERVICE].budgets(_customer(request), **subject))
 
 
-async def _healthz(_: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+def readiness(service: Service) -> Readiness:
+    """Ready when Redis answers; the body names the catalog in force."""
 
+    async def ready() -> tuple[bool, dict[str, Any]]:
+        try:
+            await service.store.ping()
+        except StoreError as error:
+            return False, {"status": "not_ready", "reason": str(error)}
+        return True, {"status": "ready", "catalog_version": service.catalog.version}
 
-async def _readyz(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    try:
-        await service.store.ping()
-    except StoreError as error:
-        return json_response({"status": "not_ready", "reason": str(error)}, 503)
-    return json_response({"status": "ready", "catalog_version": service.catalog.version})
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    """Prometheus text format: what the benchmarks and operators need to see the cache work."""
-    customers = request.app[SERVICE].customers
-    lines = [
-        "# TYPE creditgate_customer_cache_hits_total counter",
-        f"creditgate_customer_cache_hits_total {customers.hits}",
-        "# TYPE creditgate_customer_cache_misses_total counter",
-        f"creditgate_customer_cache_misses_total {customers.misses}",
-        "# TYPE creditgate_customer_cache_entries gauge",
-        f"creditgate_customer_cache_entries {len(customers)}",
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    return ready
 
 
 def api_app(service: Service, *, max_body_bytes: int = 65_536) -> web.Application:
@@ -85,7 +73,5 @@ def api_app(service: Service, *, max_body_bytes: int = 65_536) -> web.Applicatio
         app.router.add_post(path, _post(kind, operation))
     app.router.add_get("/v1/balance", _balance)
     app.router.add_get("/v1/budgets", _budgets)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
+    add_probes(app, service.metrics.registry, readiness(service))
     return app

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sidecar.ledger.db import Pool
 from sidecar.ledger.events import Event, Unparsed, decode_entry
+from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.streams import Entry, StreamReader
 from sidecar.ledger.writer import write_batch
 
@@ -49,6 +50,7 @@ class Ingestor:
         trim_every_ms: int = 10_000,
         trim: bool = True,
         after_commit: Hook | None = None,
+        metrics: LedgerMetrics | None = None,
     ) -> None:
         self.reader = reader
         self.pool = pool
@@ -62,6 +64,7 @@ class Ingestor:
         self.trim_enabled = trim
         self.after_commit = after_commit
         """Called between the commit and the XACK: tests crash the worker there."""
+        self.metrics = metrics if metrics is not None else LedgerMetrics()
         self.stored = 0
         """Entries stored and acknowledged by this worker (re-deliveries included)."""
         self.unparsed = 0
@@ -114,16 +117,19 @@ class Ingestor:
             if isinstance(event, Unparsed):
                 log.warning("stream %s entry %s kept unparsed: %s", key, entry_id, event.problem)
                 self.unparsed += 1
+                self.metrics.unparsed.inc()
             events.append(event)
         return events
 
     async def _commit_and_ack(self, entries: Sequence[Entry], events: list[Event]) -> None:
+        started = time.perf_counter()
         async with self.pool.acquire() as connection:
             await write_batch(connection, events)
         if self.after_commit is not None:
             await self.after_commit(entries)
         await self.reader.ack(entries)
         self.stored += len(entries)
+        self.metrics.batch(len(entries), started)
 
     async def _store(self, entries: Sequence[Entry]) -> None:
         await self._commit_and_ack(entries, self._decode(entries))

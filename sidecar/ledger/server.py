@@ -1,7 +1,8 @@
 """A running ledger service: ingest workers and the query API on one event loop.
 
 Start: PostgreSQL (``database_url``, or an embedded server), migrations, the catalog recorded
-under its version, then ``workers`` ingest workers and, with a token, the query API. A worker
+under its version, then ``workers`` ingest workers, with a token the query API, and with a
+``metrics_port`` the listener for Prometheus and probes. A worker
 that fails (Redis or PostgreSQL away) is restarted after a bounded back-off; it first stores
 what it had read and not acknowledged. Stop: workers finish their batch, then everything
 closes.
@@ -14,21 +15,27 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from sidecar.catalog import load_catalog
+from sidecar.http.probes import probes_app
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.http import ledger_app
 from sidecar.ledger.ingest import Ingestor
+from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.ledger.streams import StreamReader
 from sidecar.lifecycle import stop_on_signals
+from sidecar.logs import redacted
 from sidecar.settings import SettingsError
 
 __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
@@ -49,10 +56,12 @@ class Ledger:
         self.pool: Pool | None = None
         self.redis = aioredis.Redis.from_url(settings.redis, socket_timeout=10)
         self.ingestors: list[Ingestor] = []
+        self.metrics = LedgerMetrics()
         self.port: int | None = None
+        self.metrics_port: int | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
 
     async def start(self) -> None:
         if self.database_url is None:
@@ -77,15 +86,42 @@ class Ledger:
                 poll_ms=self.settings.poll_ms,
                 claim_min_idle_ms=self.settings.claim_min_idle_ms,
                 trim=self.settings.trim,
+                metrics=self.metrics,
             )
             self.ingestors.append(ingestor)
             self._tasks.append(asyncio.create_task(self._supervise(ingestor)))
         if self.settings.token is not None:
             app = ledger_app(self.pool, self.settings.token, self.status)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
-            self.port = int(self._runner.addresses[0][1])
+            self.port = await self._listen(app, self.settings.host, self.settings.port)
+        if self.settings.metrics_port is not None:
+            app = probes_app(self.metrics.registry, self.readiness, self.refresh_lag)
+            self.metrics_port = await self._listen(
+                app, self.settings.metrics_host, self.settings.metrics_port
+            )
+
+    async def _listen(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, host, port).start()
+        return int(runner.addresses[0][1])
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when PostgreSQL and Redis both answer."""
+        assert self.pool is not None
+        try:
+            async with self.pool.acquire() as connection:
+                await connection.fetchval("SELECT 1")
+            await self.redis.ping()
+        except (OSError, asyncpg.PostgresError, RedisError) as error:
+            return False, {"status": "not_ready", "reason": type(error).__name__}
+        return True, {"status": "ready", "catalog_version": self.catalog.version}
+
+    async def refresh_lag(self) -> None:
+        """Stream length, pending entries and lag, read from Redis for a scrape."""
+        if self.ingestors:
+            lag = await self.ingestors[0].reader.lag()
+            self.metrics.lag(lag, time.time_ns() // 1_000_000)
 
     async def _supervise(self, ingestor: Ingestor) -> None:
         delay = 0.5
@@ -116,8 +152,8 @@ class Ledger:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
         for task in self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, SHUTDOWN_TIMEOUT_S)
@@ -137,11 +173,13 @@ async def serve_ledger(
     try:
         await ledger.start()
         log.info(
-            "ledger: database %s, query API %s, %d worker(s) in group %s",
-            "embedded" if ledger.postgres else "DATABASE_URL",
-            f"{settings.host}:{ledger.port}" if ledger.port else "off (no token)",
-            settings.workers,
-            settings.group,
+            "ledger started",
+            extra={
+                "catalog_version": ledger.catalog.version,
+                "database": "embedded" if ledger.postgres else "DATABASE_URL",
+                "config": redacted(msgspec.structs.asdict(settings)),
+                "listening": {"query_api": ledger.port, "metrics": ledger.metrics_port},
+            },
         )
         if on_ready is not None:
             await on_ready(ledger)

@@ -54,6 +54,8 @@ class Lag(msgspec.Struct, kw_only=True):
     """Entries not yet stored and acknowledged, over every stream, and the oldest one's time."""
 
     streams: int = 0
+    length: int = 0
+    """Entries in the streams (XLEN), stored or not: trimming removes the stored ones."""
     undelivered: int = 0
     """Appended, not yet read by any worker."""
     pending: int = 0
@@ -251,6 +253,7 @@ class StreamReader:
             if not length:
                 continue
             lag.streams += 1
+            lag.length += int(length)
             ours = (
                 []
                 if isinstance(groups, ResponseError)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import minute_id, period_ids
 from sidecar.errors import StoreError
+from sidecar.metrics import Metrics
 from sidecar.store.keys import customer_key, idem_key, prefix
 from sidecar.store.scripts import Script, load_scripts
 
@@ -39,8 +41,18 @@ class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
 class RedisStore:
     """Async access to one Redis; every driver error leaves here as StoreError."""
 
-    def __init__(self, url: str, *, timeout_s: float = 1.0, max_connections: int = 256) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 1.0,
+        max_connections: int = 256,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.url = url
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.up = True
+        """False from a failed command to the next one that succeeds: logged once each way."""
         self.timeout_s = timeout_s
         # redis-py's pool fails at once past max_connections, and its blocking pool costs tens
         # of microseconds per command; a semaphore bounds the commands in flight instead, so a
@@ -57,30 +69,62 @@ class RedisStore:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _call(self, command: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Run one driver command; the one place driver errors become StoreError."""
+    async def _call(
+        self, command: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None
+    ) -> Any:
+        """Run one driver command; the one place driver errors become StoreError.
+
+        ``name`` labels its metrics; the default is the command's own name.
+        """
+        label = name or str(getattr(command, "__name__", "command"))
+        started = time.perf_counter()
         try:
             if self._slots.locked():
                 await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
             else:
                 await self._slots.acquire()
             try:
-                return await command(*args)
+                result = await command(*args)
             finally:
                 self._slots.release()
         except (RedisError, OSError, TimeoutError) as error:
-            log.warning("redis %s: %s", getattr(command, "__name__", command), error or repr(error))
+            self._failed(label, error, lua=name is not None)
             raise StoreError("Redis is unavailable or failed the command; retry") from error
+        self.metrics.redis_seconds.labels(label).observe(time.perf_counter() - started)
+        if not self.up:
+            self.up = True
+            self.metrics.redis_up.set(1)
+            log.info("redis up again", extra={"redis": self.safe_url})
+        return result
+
+    def _failed(self, label: str, error: BaseException, *, lua: bool) -> None:
+        self.metrics.redis_errors.labels(label).inc()
+        if isinstance(error, ResponseError):  # Redis answered: it is up, the command is wrong
+            if lua and not isinstance(error, NoScriptError):
+                self.metrics.lua_errors.labels(label).inc()
+                log.error("lua script %s failed: %s", label, error)
+            return
+        if self.up:
+            self.up = False
+            self.metrics.redis_up.set(0)
+            log.error("redis down: %s", error or repr(error), extra={"redis": self.safe_url})
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}"
 
     async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> Any:
         key, arg = customer_key(customer), _json.encode(payload)
+        evalsha = self.client.evalsha
         try:
-            return await self._call(self.client.evalsha, script.sha, 1, key, arg)
+            return await self._call(evalsha, script.sha, 1, key, arg, name=script.name)
         except StoreError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
         await self._call(self.client.script_load, script.source)
-        return await self._call(self.client.evalsha, script.sha, 1, key, arg)
+        return await self._call(evalsha, script.sha, 1, key, arg, name=script.name)
 
     def subscriber(self) -> aioredis.Redis:
         """A separate client for pub/sub: it waits for messages, so it has no read timeout."""

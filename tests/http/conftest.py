@@ -192,28 +192,28 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-StartSidecar = Callable[[], Awaitable[Sidecar]]
+StartSidecar = Callable[..., Awaitable[Sidecar]]
 
 
 @pytest.fixture
 async def start_sidecar(
     redis_server: EmbeddedRedis, store: RedisStore
 ) -> AsyncIterator[StartSidecar]:
-    """Start any number of sidecars on the (flushed) suite server; all stop at teardown."""
+    """Start any number of sidecars on the (flushed) suite server; all stop at teardown.
+    Keyword arguments override settings."""
     started: list[Sidecar] = []
 
-    async def start() -> Sidecar:
-        sidecar = Sidecar(
-            Settings(
-                catalog=str(EXAMPLE),
-                redis=redis_server.url,
-                port=0,
-                admin_port=0,
-                grpc_port=0,
-                grpc_admin_port=0,
-                admin_token=ADMIN_TOKEN,
-            )
-        )
+    async def start(**overrides: Any) -> Sidecar:
+        settings: dict[str, Any] = {
+            "catalog": str(EXAMPLE),
+            "redis": redis_server.url,
+            "port": 0,
+            "admin_port": 0,
+            "grpc_port": 0,
+            "grpc_admin_port": 0,
+            "admin_token": ADMIN_TOKEN,
+        }
+        sidecar = Sidecar(Settings(**(settings | overrides)))
         await sidecar.start()
         started.append(sidecar)
         return sidecar

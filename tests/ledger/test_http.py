@@ -166,6 +166,12 @@ async def test_every_route_needs_the_token_and_names_bad_input(
         ), path  # fmt: skip
     status, body = await get(http, "/ledger/v1/status")
     assert status == 200
-    assert body["lag"] == {"streams": 0, "undelivered": 0, "pending": 0, "oldest_ms": None}
+    assert body["lag"] == {
+        "streams": 0,
+        "length": 0,
+        "undelivered": 0,
+        "pending": 0,
+        "oldest_ms": None,
+    }
     assert body["workers"] == [{"consumer": body["workers"][0]["consumer"], "stored": 0,
                                 "unparsed": 0}]  # fmt: skip

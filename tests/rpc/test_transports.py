@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
-import re
 import signal
 import socket
 import sys
@@ -141,9 +141,16 @@ def test_a_transport_flag_that_is_not_a_boolean_names_itself() -> None:
 
 # ------------------------------------------------------------------ as `creditgate serve`
 
-READY = re.compile(
-    r"serving on 127\.0\.0\.1: http (\S+) \(admin (\S+)\), grpc (\S+) \(admin (\S+)\)"
-)
+Ports = tuple[int | None, int | None, int | None, int | None]
+
+
+def _ready_ports(line: str) -> Ports | None:
+    """The four ports of the JSON "sidecar started" log line, or None for any other line."""
+    entry = json.loads(line)
+    if entry["message"] != "sidecar started":
+        return None
+    listening = entry["listening"]
+    return listening["http"], listening["admin"], listening["grpc"], listening["grpc_admin"]
 
 
 def _environ() -> dict[str, str]:
@@ -151,7 +158,7 @@ def _environ() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serve(redis: str, *flags: str) -> AsyncIterator[tuple[str, str, str, str]]:
+async def serve(redis: str, *flags: str) -> AsyncIterator[Ports]:
     """``creditgate serve`` on free ports; yields the four ports its ready line names."""
     process = await asyncio.create_subprocess_exec(
         *COMMAND, "serve", "--catalog", str(EXAMPLE), "--redis", redis,
@@ -169,7 +176,7 @@ async def serve(redis: str, *flags: str) -> AsyncIterator[tuple[str, str, str, s
                 raw = await process.stderr.readline()
                 assert raw, "serve exited early:\n" + "".join(lines)
                 lines.append(raw.decode())
-                found = READY.search(lines[-1])
+                found = _ready_ports(lines[-1])
                 if found:
                     break
 
@@ -179,7 +186,7 @@ async def serve(redis: str, *flags: str) -> AsyncIterator[tuple[str, str, str, s
                 pass
 
         drain = asyncio.create_task(keep_draining())
-        yield found[1], found[2], found[3], found[4]
+        yield found
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(STOP_TIMEOUT_S):
             assert await process.wait() == 0
@@ -193,26 +200,28 @@ async def serve(redis: str, *flags: str) -> AsyncIterator[tuple[str, str, str, s
 
 async def test_serve_with_http_false_serves_only_grpc(redis_server: EmbeddedRedis) -> None:
     async with serve(redis_server.url, "--http", "false") as (http, admin, port, grpc_admin):
-        assert (http, admin) == ("None", "None")
+        assert (http, admin) == (None, None)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="creditgate.v1.CreditgateService"),
                 timeout=5,
             )
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
-        assert not _refuses(int(grpc_admin))
+        assert grpc_admin is not None
+        assert not _refuses(grpc_admin)
 
 
 async def test_serve_with_grpc_false_serves_only_http(redis_server: EmbeddedRedis) -> None:
     async with serve(redis_server.url, "--grpc", "false") as (http, admin, port, grpc_admin):
-        assert (port, grpc_admin) == ("None", "None")
+        assert (port, grpc_admin) == (None, None)
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{http}/readyz") as response,
         ):
             assert response.status == 200
             assert (await response.json())["status"] == "ready"
-        assert not _refuses(int(admin))
+        assert admin is not None
+        assert not _refuses(admin)
 
 
 async def test_serve_with_both_false_exits_2_naming_both_flags(

@@ -1,0 +1,105 @@
+"""The ledger's metrics: stream length, undelivered entries and lag while events wait, events
+ingested and batch latency once stored; served with probes on the metrics listener."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.embedded import EmbeddedRedis
+from sidecar.ledger.db import Pool
+from sidecar.ledger.metrics import LedgerMetrics
+from sidecar.ledger.server import Ledger
+from sidecar.ledger.settings import LedgerSettings
+from sidecar.ledger.streams import StreamReader
+from sidecar.store.redis_store import RedisStore
+from tests.conftest import Setup
+from tests.ledger.conftest import CATALOG, Call, drain, worker
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+
+async def _appended(store: RedisStore) -> int:
+    return sum([await store.client.xlen(f"cg:{{c:{c}}}:events") for c in ("acme", "globex")])
+
+
+def _in_5_s() -> int:
+    """Five seconds from now in stream time (entry ids carry the server's clock)."""
+    return time.time_ns() // 1_000_000 + 5000
+
+
+def _value(metrics: LedgerMetrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name)
+
+
+async def test_lag_while_events_wait_then_ingested_and_caught_up(
+    store: RedisStore, pool: Pool, setup_customer: Setup, call: Call
+) -> None:
+    await setup_customer(grants={"paid": "10"})
+    for tokens in (1000, 2000, 3000):
+        await call(units={"input_tokens": tokens}, team="eng")
+    appended = await _appended(store)
+    metrics = LedgerMetrics()
+    reader = StreamReader(store.client, group="ledger", consumer="observer")
+    metrics.lag(await reader.lag(), _in_5_s())
+    assert _value(metrics, "creditgate_ledger_stream_entries") == appended
+    assert _value(metrics, "creditgate_ledger_undelivered_entries") == appended
+    assert _value(metrics, "creditgate_ledger_lag_seconds") == pytest.approx(5.0, abs=0.5)
+
+    stored = await drain(worker(store, pool, metrics=metrics))
+    assert stored == appended
+    assert _value(metrics, "creditgate_ledger_events_ingested_total") == appended
+    assert (_value(metrics, "creditgate_ledger_batch_seconds_count") or 0) >= 1
+    metrics.lag(await reader.lag(), _in_5_s())
+    assert _value(metrics, "creditgate_ledger_undelivered_entries") == 0
+    assert _value(metrics, "creditgate_ledger_pending_entries") == 0
+    assert _value(metrics, "creditgate_ledger_lag_seconds") == 0
+    assert _value(metrics, "creditgate_ledger_stream_entries") == appended  # not trimmed
+
+
+@pytest.fixture
+async def ledger(
+    redis_server: EmbeddedRedis, database: str, store: RedisStore
+) -> AsyncIterator[Ledger]:
+    settings = LedgerSettings(
+        catalog=str(CATALOG), redis=redis_server.url, database_url=database, metrics_port=0,
+        poll_ms=10, trim=False,
+    )  # fmt: skip
+    ledger = Ledger(settings)
+    await ledger.start()
+    yield ledger
+    await ledger.stop()
+
+
+async def test_the_metrics_listener_serves_probes_and_a_scrape_after_ingest(
+    ledger: Ledger, store: RedisStore, setup_customer: Setup, call: Call
+) -> None:
+    assert ledger.port is None  # no token: no query API, but metrics and probes
+    await setup_customer(grants={"paid": "10"})
+    await call(units={"input_tokens": 1000}, team="eng")
+    appended = await _appended(store)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{ledger.metrics_port}") as http:
+        async with http.get("/readyz") as response:
+            assert response.status == 200
+            assert (await response.json())["catalog_version"] == ledger.catalog.version
+        async with asyncio.timeout(10):
+            while sum(i.stored for i in ledger.ingestors) < appended:
+                await asyncio.sleep(0.02)
+        async with http.get("/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["creditgate_ledger_events_ingested_total"] == appended
+    assert samples["creditgate_ledger_stream_entries"] == appended
+    assert samples["creditgate_ledger_undelivered_entries"] == 0
+    assert samples["creditgate_ledger_pending_entries"] == 0
+    assert samples["creditgate_ledger_lag_seconds"] == 0
