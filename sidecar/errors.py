@@ -57,6 +57,15 @@ class PermissionDenied(RequestError):
     code = "permission_denied"
 
 
+class InternalError(RequestError):
+    """A bug: answered without its detail, which is logged with its trace where it was caught."""
+
+    code = "internal"
+
+    def __init__(self) -> None:
+        super().__init__("", "internal error; it is logged")
+
+
 class StoreError(RequestError):
     """Redis could not be reached or answered with an error; the one wrapper for driver errors."""
 

@@ -28,6 +28,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._watched: _Callback | None = None
         registry = self.registry
         self.decision_seconds = Histogram(
             "creditgate_decision_seconds",
@@ -87,8 +88,12 @@ class Metrics:
         self.catalog_info.labels(version).set(1)
 
     def watch(self, collector: Callable[[], Iterator[Metric]]) -> None:
-        """Add metrics computed at scrape time from state that other objects own."""
-        self.registry.register(_Callback(collector))
+        """Metrics computed at scrape time from state another object owns; a second call
+        replaces the first (a new Service on the same store takes over its gauges)."""
+        if self._watched is not None:
+            self.registry.unregister(self._watched)
+        self._watched = _Callback(collector)
+        self.registry.register(self._watched)
 
 
 class _Callback(Collector):

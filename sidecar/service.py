@@ -119,12 +119,20 @@ def _measured(operation: str) -> Callable[[Operation[R]], Operation[R]]:
             except RequestError as error:
                 self.metrics.decided(operation, error.code, error.code, started)
                 raise
+            except Exception:
+                self.metrics.decided(operation, "internal", "internal", started)
+                raise
             self.metrics.decided(operation, *_answer(response), started)
             return response
 
         return measured
 
     return wrap
+
+
+def _context(request: ReserveRequest, version: str) -> dict[str, str]:
+    """What a log line about a reserve carries: never the customer's data, the ids to find it."""
+    return {"request_id": request.idempotency_key, "catalog_version": version}
 
 
 def _answer(response: Any) -> tuple[str, str]:
@@ -197,8 +205,8 @@ class Service:
         version = catalog.version
         try:
             customer = await self._customer(request.customer, catalog, now)
-        except StoreError as error:
-            log.warning("reserve %s: %s", request.customer, error)
+        except StoreError:
+            log.debug("reserve: store unavailable", extra=_context(request, version))
             return ReserveResponse(
                 allowed=False, reason="store_unavailable", catalog_version=version
             )
@@ -230,8 +238,8 @@ class Service:
                 now_ms=now,
                 attribution=attribution,
             )
-        except StoreError as error:
-            log.warning("reserve %s: %s", request.customer, error)
+        except StoreError:
+            log.debug("reserve: store unavailable", extra=_context(request, version))
             return ReserveResponse(
                 allowed=False, reason="store_unavailable", catalog_version=version
             )

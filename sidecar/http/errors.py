@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from sidecar.errors import RequestError
+from sidecar.errors import InternalError, RequestError
 from sidecar.http.codec import json_response
 from sidecar.http.keys import MAX_BODY_BYTES
 
@@ -18,9 +19,11 @@ STATUS = {
     "permission_denied": 403,
     "not_found": 404,
     "store_unavailable": 503,
+    "internal": 500,
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -45,3 +48,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             else (f"request body is over {request.app[MAX_BODY_BYTES]} bytes; send less")
         )
         return error_response(error.status, code, field, message)
+    except Exception:  # a bug: logged with its trace, answered without it
+        log.exception("unhandled error", extra={"path": request.path})
+        internal = InternalError()
+        return error_response(STATUS[internal.code], internal.code, "", internal.message)

@@ -17,6 +17,7 @@ STATUS = {
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "store_unavailable": grpc.StatusCode.UNAVAILABLE,
+    "internal": grpc.StatusCode.INTERNAL,
 }
 # Wire fields that carry amounts are *_nanos in the proto.
 FIELD_NAMES = {"amount": "amount_nanos", "limit": "limit_nanos"}

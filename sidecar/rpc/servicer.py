@@ -7,6 +7,7 @@ are refused before anything moves; errors map to status in ``errors.py``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import grpc
 from google.protobuf.message import Message
 
 from sidecar.auth import authorize
-from sidecar.errors import InvalidInput, RequestError
+from sidecar.errors import InternalError, InvalidInput, RequestError
 from sidecar.rpc.convert import from_proto, to_proto
 from sidecar.rpc.errors import status_of
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
@@ -31,7 +32,22 @@ from sidecar.wire import (
 
 __all__ = ["ADMIN_ROUTES", "PUBLIC_ROUTES", "Servicer"]
 
+log = logging.getLogger(__name__)
+
 Call = Callable[[Service, Any], Awaitable[Any]]
+
+
+async def _guarded(call: Call, service: Service, request: Message) -> Any:
+    """Run one operation; a bug leaves as InternalError, logged here with its trace."""
+    try:
+        return await call(service, request)
+    except RequestError:
+        raise
+    except Exception as error:
+        log.exception("unhandled error", extra={"request": type(request).__name__})
+        raise InternalError from error
+
+
 Route = tuple[Call, type[Message]]
 _CUSTOMER = ("customer",)
 
@@ -101,7 +117,7 @@ class Servicer:
                 remaining = context.time_remaining()
                 if remaining is not None and remaining <= 0:
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired")
-                result = await call(self._service, request)
+                result = await _guarded(call, self._service, request)
             except RequestError as error:
                 await context.abort_with_status(status_of(error))
             return to_proto(result, answer)

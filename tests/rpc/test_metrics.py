@@ -15,6 +15,7 @@ from prometheus_client.samples import Sample
 
 from sidecar.errors import RequestError, StoreError
 from sidecar.server import Sidecar
+from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CheckRequest, CommitRequest, ReleaseRequest, ReserveRequest
 from tests.rpc.conftest import Clients, StartSidecar, seed
@@ -169,3 +170,12 @@ async def test_redis_down_and_up_are_a_gauge_and_one_log_line_each(
     messages = [record.getMessage() for record in caplog.records]
     assert sum(m.startswith("redis down") for m in messages) == 1
     assert messages.count("redis up again") == 1
+
+
+async def test_a_second_service_on_the_same_store_takes_over_the_state_gauges(
+    sidecar: Sidecar,
+) -> None:
+    replacement = Service(sidecar.store, sidecar.service.catalog)
+    await replacement.reserve(_reserve("k", customer="nobody"))
+    registry = sidecar.store.metrics.registry
+    assert registry.get_sample_value("creditgate_customer_cache_misses_total") == 1
