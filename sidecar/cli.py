@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        configure_logging(os.environ)
+        # `up` is for a person at a terminal: text lines, unless the environment says otherwise.
+        configure_logging(os.environ, "text" if args.command == "up" else "json")
         return int(args.run(args))
     except (SettingsError, CatalogError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -62,12 +62,12 @@ def _masked(value: str | None) -> str | None:
     return _without_password(value) if "://" in value else "***"
 
 
-def configure_logging(environ: Mapping[str, str]) -> None:
+def configure_logging(environ: Mapping[str, str], default_format: str = "json") -> None:
     """Send every logger to stderr in the format and at the level the environment asks."""
     level = environ.get("CREDITGATE_LOG_LEVEL", "INFO").upper()
     if level not in LEVELS:
         raise SettingsError(f"CREDITGATE_LOG_LEVEL: must be one of {', '.join(LEVELS)}")
-    form = environ.get("CREDITGATE_LOG_FORMAT", "json").lower()
+    form = environ.get("CREDITGATE_LOG_FORMAT", default_format).lower()
     if form not in FORMATS:
         raise SettingsError("CREDITGATE_LOG_FORMAT: must be json or text")
     handler = logging.StreamHandler(sys.stderr)

@@ -172,7 +172,9 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
         async with asyncio.timeout(STOP_TIMEOUT_S):
             code = await process.wait()
         assert code == 0, (tmp_path / "stderr.txt").read_text()
-        assert "Creditgate stopped." in (tmp_path / "stderr.txt").read_text()
+        logged = (tmp_path / "stderr.txt").read_text()
+        assert "Creditgate stopped." in logged
+        assert " INFO sidecar.server: sidecar started" in logged  # text for a terminal, not JSON
         assert not folder.exists()
         assert _refuses(redis_port)
     finally:
