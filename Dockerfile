@@ -54,7 +54,8 @@ COPY policies/example.yaml /etc/creditgate/catalog.yaml
 # is the boundary here, hence 0.0.0.0; the Helm chart sets 127.0.0.1 for the sidecar, where the
 # gateway shares the pod's localhost. The admin listeners run only with CREDITGATE_ADMIN_TOKEN
 # and their ports are not exposed. /metrics, /healthz and /readyz get a listener of their own
-# on 9464 for Prometheus and kubelet probes; `creditgate health` checks that one.
+# on 9464 for Prometheus and kubelet probes (the ledger's too, when the image runs
+# `ledger serve`); `creditgate health` checks that one.
 # CREDITGATE_REDIS has no default: `serve` stops at once, naming it, when it is missing.
 ENV PATH="$VENV/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
@@ -62,7 +63,9 @@ ENV PATH="$VENV/bin:$PATH" \
     CREDITGATE_CATALOG=/etc/creditgate/catalog.yaml \
     CREDITGATE_HOST=0.0.0.0 \
     CREDITGATE_METRICS_HOST=0.0.0.0 \
-    CREDITGATE_METRICS_PORT=9464
+    CREDITGATE_METRICS_PORT=9464 \
+    CREDITGATE_LEDGER_METRICS_HOST=0.0.0.0 \
+    CREDITGATE_LEDGER_METRICS_PORT=9464
 WORKDIR /home/creditgate
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 10001:10001

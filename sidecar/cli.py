@@ -46,9 +46,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def health_url(environ: Mapping[str, str]) -> str:
-    """Where a sidecar configured by ``environ`` answers /healthz: its metrics listener when it
-    has one, else its public port."""
-    port = environ.get("CREDITGATE_METRICS_PORT") or environ.get("CREDITGATE_PORT") or "7070"
+    """Where a sidecar (or a ledger) configured by ``environ`` answers /healthz: its metrics
+    listener when it has one, else the sidecar's public port."""
+    port = (
+        environ.get("CREDITGATE_METRICS_PORT")
+        or environ.get("CREDITGATE_LEDGER_METRICS_PORT")
+        or environ.get("CREDITGATE_PORT")
+        or "7070"
+    )
     return f"http://127.0.0.1:{port}/healthz"
 
 

@@ -12,16 +12,18 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from sidecar.settings import SettingsError
 
-__all__ = ["JsonFormatter", "configure_logging", "redacted"]
+__all__ = ["JsonFormatter", "configure_logging", "redacted", "safe_url"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("json", "text")
 SECRET_FIELDS = frozenset({"admin_token", "token", "database_url", "redis"})
+SECRET_PARAMETERS = frozenset({"password", "passwd", "sslpassword", "pass"})
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
@@ -42,13 +44,27 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(line).decode()
 
 
-def _without_password(url: str) -> str:
-    scheme, found, rest = url.partition("://")
-    if not found or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.partition(":")[0]
-    return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
+def safe_url(url: str) -> str:
+    """``url`` fit for a log line: a password in the user part or the query is masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, host = netloc.rpartition("@")
+        user = credentials.partition(":")[0]
+        netloc = f"{user}:***@{host}" if user else f"***@{host}"
+    query = urlencode(
+        [
+            (key, "***" if key.lower() in SECRET_PARAMETERS else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    safe = urlunsplit(parts._replace(netloc=netloc, query=query))
+    # urlunsplit writes unix:///path as unix:/path (no host); keep the form the user wrote.
+    scheme = parts.scheme + ":"
+    if "://" in url and not safe.startswith(scheme + "//"):
+        safe = scheme + "//" + safe.removeprefix(scheme)
+    return safe
 
 
 def redacted(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,7 +75,7 @@ def redacted(settings: Mapping[str, Any]) -> dict[str, Any]:
 def _masked(value: str | None) -> str | None:
     if value is None:
         return None
-    return _without_password(value) if "://" in value else "***"
+    return safe_url(value) if "://" in value else "***"
 
 
 def configure_logging(environ: Mapping[str, str], default_format: str = "json") -> None:

@@ -29,6 +29,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._watched: _Callback | None = None
+        self._decided: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+        self._round_trips: dict[str, Histogram] = {}
         registry = self.registry
         self.decision_seconds = Histogram(
             "creditgate_decision_seconds",
@@ -80,8 +82,23 @@ class Metrics:
         )  # fmt: skip
 
     def decided(self, operation: str, outcome: str, reason: str, started: float) -> None:
-        self.decision_seconds.labels(operation, outcome).observe(time.perf_counter() - started)
-        self.decisions.labels(operation, reason).inc()
+        elapsed = time.perf_counter() - started
+        key = (operation, outcome, reason)
+        children = self._decided.get(key)
+        if children is None:  # resolving labels costs more than observing: once per key
+            children = self._decided[key] = (
+                self.decision_seconds.labels(operation, outcome),
+                self.decisions.labels(operation, reason),
+            )
+        children[0].observe(elapsed)
+        children[1].inc()
+
+    def redis_round_trip(self, command: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        child = self._round_trips.get(command)
+        if child is None:
+            child = self._round_trips[command] = self.redis_seconds.labels(command)
+        child.observe(elapsed)
 
     def catalog_in_force(self, version: str) -> None:
         self.catalog_info.clear()

@@ -1,78 +1,107 @@
-"""Catalog hot reload: the sidecar re-reads its catalog file and switches when it changes.
+"""Catalog hot reload: a process re-reads its catalog file and switches when it changes.
 
 A Kubernetes ConfigMap update replaces the mounted file (through a symlink swap) within about
 a minute; polling its bytes every ``interval`` finds that without inotify. A changed file is
-validated in full before it is used: a valid one replaces the catalog whole (requests in
-flight keep the one they started with), an invalid or unreadable one is logged once and the
-catalog in force stays.
+validated in full before it is used: a valid one is adopted whole (the sidecar's requests in
+flight keep the catalog they started with; the ledger records the new version), an invalid or
+unreadable one is logged once and the catalog in force stays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sidecar.catalog import parse_catalog
+from prometheus_client import Counter
+
+from sidecar.catalog import Catalog, parse_catalog
 from sidecar.errors import CatalogError
-from sidecar.service import Service
 
 __all__ = ["CatalogWatcher"]
 
 log = logging.getLogger(__name__)
 
 
+def _read(path: Path) -> tuple[bytes, Catalog | CatalogError]:
+    """The file's bytes and what they parse to (off the event loop: both can take a while)."""
+    data = path.read_bytes()
+    try:
+        return data, parse_catalog(data.decode("utf-8"), file=str(path))
+    except UnicodeDecodeError as error:
+        return data, CatalogError(str(path), "(file)", str(error), "save it as UTF-8")
+    except CatalogError as error:
+        return data, error
+
+
 class CatalogWatcher:
-    def __init__(self, path: str | Path, service: Service, *, interval_s: float) -> None:
+    """Checks ``path`` every ``interval_s``; ``adopt`` is called with each valid new catalog,
+    ``reloads`` counts the outcomes by ``result`` (applied, rejected)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        current: Callable[[], Catalog],
+        adopt: Callable[[Catalog], Awaitable[None]],
+        reloads: Counter,
+        interval_s: float,
+    ) -> None:
         self.path = Path(path)
-        self.service = service
+        self.current = current
+        self.adopt = adopt
+        self.reloads = reloads
         self.interval_s = interval_s
         self._seen: bytes | None = None
+        self._unreadable = False
 
     async def check(self) -> str:
         """Look at the file once: "unchanged", "applied", "same_version" or "rejected"."""
         try:
-            data = self.path.read_bytes()
+            data, parsed = await asyncio.to_thread(_read, self.path)
         except OSError as error:
-            if self._seen != b"":
-                self.service.metrics.catalog_reloads.labels("rejected").inc()
+            if not self._unreadable:
+                self._unreadable = True
+                self.reloads.labels("rejected").inc()
                 log.error(
                     "catalog file unreadable (%s); keeping the catalog in force",
                     error.strerror,
                     extra=self._context(),
                 )
-            self._seen = b""
             return "rejected"
-        if data == self._seen:
+        unchanged = data == self._seen and not self._unreadable
+        self._seen, self._unreadable = data, False
+        if unchanged:
             return "unchanged"
-        self._seen = data
-        try:
-            text = data.decode("utf-8")
-            catalog = await asyncio.to_thread(parse_catalog, text, file=str(self.path))
-        except (CatalogError, UnicodeDecodeError) as error:
-            self.service.metrics.catalog_reloads.labels("rejected").inc()
+        if isinstance(parsed, CatalogError):
+            self.reloads.labels("rejected").inc()
             log.error(
                 "catalog change rejected, keeping the catalog in force: %s",
-                error,
+                parsed,
                 extra=self._context(),
             )
             return "rejected"
-        previous = self.service.catalog.version
-        if catalog.version == previous:
+        previous = self.current().version
+        if parsed.version == previous:
             return "same_version"
-        self.service.swap_catalog(catalog)
-        self.service.metrics.catalog_reloads.labels("applied").inc()
-        log.info(
-            "catalog reloaded",
-            extra={**self._context(), "previous_version": previous},
-        )
+        try:
+            await self.adopt(parsed)
+        except Exception:
+            self._seen = None  # not adopted: the next check tries again
+            raise
+        self.reloads.labels("applied").inc()
+        log.info("catalog reloaded", extra={**self._context(), "previous_version": previous})
         return "applied"
 
     def _context(self) -> dict[str, str]:
-        return {"file": str(self.path), "catalog_version": self.service.catalog.version}
+        return {"file": str(self.path), "catalog_version": self.current().version}
 
     async def run(self) -> None:
-        """Check every ``interval_s`` until cancelled."""
+        """Check every ``interval_s`` until cancelled; a failure is logged and checked again."""
         while True:
-            await self.check()
+            try:
+                await self.check()
+            except Exception:
+                log.exception("catalog check failed; trying again", extra=self._context())
             await asyncio.sleep(self.interval_s)

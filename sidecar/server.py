@@ -8,7 +8,6 @@ Shutdown is graceful: stop accepting, let requests in flight finish (up to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +15,7 @@ import grpc
 import msgspec
 from aiohttp import web
 
-from sidecar.catalog import load_catalog
+from sidecar.catalog import Catalog, load_catalog
 from sidecar.customers import CustomerDirectory
 from sidecar.errors import StoreError
 from sidecar.http import admin_app, api_app
@@ -31,11 +30,26 @@ from sidecar.service import Service
 from sidecar.settings import Settings
 from sidecar.store.redis_store import RedisStore
 
-__all__ = ["SHUTDOWN_TIMEOUT_S", "Sidecar", "serve"]
+__all__ = ["SHUTDOWN_TIMEOUT_S", "Sidecar", "catalog_watcher", "serve"]
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 10.0
 FEED_TIMEOUT_S = 5.0
+
+
+def catalog_watcher(service: Service, path: str, *, interval_s: float) -> CatalogWatcher:
+    """Reloads ``service``'s catalog from ``path``."""
+
+    async def adopt(catalog: Catalog) -> None:
+        service.swap_catalog(catalog)
+
+    return CatalogWatcher(
+        path,
+        current=lambda: service.catalog,
+        adopt=adopt,
+        reloads=service.metrics.catalog_reloads,
+        interval_s=interval_s,
+    )
 
 
 class Sidecar:
@@ -50,8 +64,8 @@ class Sidecar:
         self.service = Service(self.store, load_catalog(settings.catalog), customers=self.customers)
         self._runners: list[web.AppRunner] = []
         self._grpc_servers: list[grpc.aio.Server] = []
-        self.watcher = CatalogWatcher(
-            settings.catalog, self.service, interval_s=settings.catalog_reload_ms / 1000
+        self.watcher = catalog_watcher(
+            self.service, settings.catalog, interval_s=settings.catalog_reload_ms / 1000
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._feed: asyncio.Task[None] | None = None
@@ -83,11 +97,6 @@ class Sidecar:
         settings = self.settings
         if settings.catalog_reload_ms:
             self._tasks.append(asyncio.create_task(self.watcher.run()))
-        if settings.metrics_port is not None:
-            app = probes_app(self.service.metrics.registry, readiness(self.service))
-            self.metrics_port = await self._listen(
-                app, settings.metrics_port, settings.metrics_host
-            )
         body, host, token = settings.max_body_bytes, settings.host, settings.admin_token
         if settings.http:
             self.port = await self._listen(
@@ -110,16 +119,23 @@ class Sidecar:
                     max_message_bytes=body,
                 )
                 self._grpc_servers.append(server)
+        # Last: a probe that passes means every listener is up (a native sidecar's startup
+        # probe lets the gateway start).
+        if settings.metrics_port is not None:
+            app = probes_app(self.service.metrics.registry, readiness(self.service))
+            self.metrics_port = await self._listen(
+                app, settings.metrics_port, settings.metrics_host
+            )
 
     async def stop(self) -> None:
         for server in self._grpc_servers:
             await server.stop(SHUTDOWN_TIMEOUT_S)
         for runner in self._runners:
             await runner.cleanup()
-        for task in [*self._tasks, *([self._feed] if self._feed else [])]:
+        tasks = [*self._tasks, *([self._feed] if self._feed else [])]
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.close()
 
 

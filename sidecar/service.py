@@ -102,17 +102,18 @@ def _credits(nanos: Any) -> str:
     return format_credits(int(nanos))
 
 
+Q = TypeVar("Q")
 R = TypeVar("R")
-Operation = Callable[["Service", Any], Awaitable[R]]
+Operation = Callable[["Service", Q], Awaitable[R]]
 
 
-def _measured(operation: str) -> Callable[[Operation[R]], Operation[R]]:
+def _measured(operation: str) -> Callable[[Operation[Q, R]], Operation[Q, R]]:
     """Time an operation and count its answer: by outcome (allowed, denied, settled, or the
     error code) and by reason or result code."""
 
-    def wrap(method: Operation[R]) -> Operation[R]:
+    def wrap(method: Operation[Q, R]) -> Operation[Q, R]:
         @functools.wraps(method)
-        async def measured(self: Service, request: Any) -> R:
+        async def measured(self: Service, request: Q) -> R:
             started = time.perf_counter()
             try:
                 response = await method(self, request)

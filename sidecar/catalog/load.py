@@ -62,6 +62,10 @@ def parse_catalog(text: str, *, file: str = "<catalog>") -> Catalog:
         mark = error.problem_mark
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
         raise CatalogError(file, where, str(error.problem), "fix the YAML syntax") from None
+    except yaml.YAMLError as error:  # e.g. a control character, which YAML does not allow
+        raise CatalogError(
+            file, "(file)", str(error).splitlines()[0], "save it as plain UTF-8 text"
+        ) from None
     duplicate = root is not None and _duplicates(root)
     if duplicate:
         path, line = duplicate

@@ -58,6 +58,17 @@ class LedgerMetrics:
             "Entries read by a worker and not yet acknowledged.",
             registry=registry,
         )
+        self.lag_refresh_errors = Counter(
+            "creditgate_ledger_lag_refresh_errors",
+            "Scrapes whose stream and lag figures could not be read from Redis (last kept).",
+            registry=registry,
+        )
+        self.catalog_reloads = Counter(
+            "creditgate_ledger_catalog_reloads",
+            "Catalog file changes seen: applied (recorded), or rejected as invalid.",
+            ["result"],
+            registry=registry,
+        )
         self.lag_seconds = Gauge(
             "creditgate_ledger_lag_seconds",
             "Age of the oldest entry not yet stored; 0 when the ledger has caught up.",

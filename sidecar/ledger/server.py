@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from sidecar.catalog import load_catalog
+from sidecar.catalog import Catalog, load_catalog
 from sidecar.http.probes import probes_app
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
@@ -36,6 +36,7 @@ from sidecar.ledger.settings import LedgerSettings
 from sidecar.ledger.streams import StreamReader
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
+from sidecar.reload import CatalogWatcher
 from sidecar.settings import SettingsError
 
 __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
@@ -43,6 +44,7 @@ __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
 log = logging.getLogger(__name__)
 RESTART_DELAY_MAX_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 2.0
 
 
 class Ledger:
@@ -57,10 +59,18 @@ class Ledger:
         self.redis = aioredis.Redis.from_url(settings.redis, socket_timeout=10)
         self.ingestors: list[Ingestor] = []
         self.metrics = LedgerMetrics()
+        self.watcher = CatalogWatcher(
+            settings.catalog,
+            current=lambda: self.catalog,
+            adopt=self._adopt,
+            reloads=self.metrics.catalog_reloads,
+            interval_s=settings.catalog_reload_ms / 1000,
+        )
         self.port: int | None = None
         self.metrics_port: int | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
 
     async def start(self) -> None:
@@ -90,6 +100,8 @@ class Ledger:
             )
             self.ingestors.append(ingestor)
             self._tasks.append(asyncio.create_task(self._supervise(ingestor)))
+        if self.settings.catalog_reload_ms:
+            self._watch = asyncio.create_task(self.watcher.run())
         if self.settings.token is not None:
             app = ledger_app(self.pool, self.settings.token, self.status)
             self.port = await self._listen(app, self.settings.host, self.settings.port)
@@ -106,22 +118,37 @@ class Ledger:
         await web.TCPSite(runner, host, port).start()
         return int(runner.addresses[0][1])
 
+    async def _adopt(self, catalog: Catalog) -> None:
+        """Record a new catalog version, so the events the sidecars price with it resolve."""
+        assert self.pool is not None
+        async with self.pool.acquire() as connection:
+            await record_catalog(connection, catalog)
+        self.catalog = catalog
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when PostgreSQL and Redis both answer."""
+        """Ready when PostgreSQL and Redis both answer within PROBE_TIMEOUT_S."""
         assert self.pool is not None
         try:
-            async with self.pool.acquire() as connection:
-                await connection.fetchval("SELECT 1")
-            await self.redis.ping()
-        except (OSError, asyncpg.PostgresError, RedisError) as error:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                async with self.pool.acquire() as connection:
+                    await connection.fetchval("SELECT 1")
+                await self.redis.ping()
+        except Exception as error:  # whatever stops an answer: not ready, and why
             return False, {"status": "not_ready", "reason": type(error).__name__}
         return True, {"status": "ready", "catalog_version": self.catalog.version}
 
     async def refresh_lag(self) -> None:
-        """Stream length, pending entries and lag, read from Redis for a scrape."""
-        if self.ingestors:
-            lag = await self.ingestors[0].reader.lag()
-            self.metrics.lag(lag, time.time_ns() // 1_000_000)
+        """Stream length, pending entries and lag, read from Redis for a scrape; when Redis
+        does not answer in PROBE_TIMEOUT_S the last figures stay and the error is counted."""
+        if not self.ingestors:
+            return
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                lag = await self.ingestors[0].reader.lag()
+        except (RedisError, OSError, TimeoutError):
+            self.metrics.lag_refresh_errors.inc()
+            return
+        self.metrics.lag(lag, time.time_ns() // 1_000_000)
 
     async def _supervise(self, ingestor: Ingestor) -> None:
         delay = 0.5
@@ -152,6 +179,9 @@ class Ledger:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         for runner in self._runners:
             await runner.cleanup()
         for task in self._tasks:

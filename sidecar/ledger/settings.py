@@ -40,6 +40,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     """A listener for /metrics, /healthz and /readyz, open without a token; None: none."""
+    catalog_reload_ms: int = 2000
+    """How often the catalog file is checked; a new version is recorded (0: never)."""
 
 
 _HELP = {
@@ -59,6 +61,7 @@ _HELP = {
     "pool_max": "PostgreSQL connections (default 8)",
     "metrics_host": "address of the metrics listener (default 127.0.0.1)",
     "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
+    "catalog_reload_ms": "record a changed catalog file's version this often; 0: never (2000)",
 }
 _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
@@ -85,6 +88,8 @@ def ledger_settings_from(
     """Merge flags over environment over ``overrides`` over defaults; raise SettingsError."""
     settings = SOURCE.load(flags, environ, required=("catalog", "redis"), **overrides)
     SOURCE.check_port(settings, "port", "metrics_port")
+    if settings.catalog_reload_ms < 0:
+        raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
         settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max"
     )

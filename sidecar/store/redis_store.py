@@ -11,12 +11,23 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import minute_id, period_ids
 from sidecar.errors import StoreError
+from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
 from sidecar.store.keys import customer_key, idem_key, prefix
 from sidecar.store.scripts import Script, load_scripts
@@ -29,6 +40,18 @@ REGISTRY_KEY = "cg:customers"
 """Every customer id: how the ledger finds the per-customer event streams."""
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
+
+
+_UNAVAILABLE = (
+    BusyLoadingError, ClusterDownError, MasterDownError, OutOfMemoryError, ReadOnlyError,
+    TryAgainError,
+)  # fmt: skip
+
+
+def _unavailable(error: ResponseError) -> bool:
+    """Replies that say this Redis cannot serve now (full, loading, a replica, a long script),
+    as against an error of the command itself."""
+    return isinstance(error, _UNAVAILABLE) or str(error).startswith("BUSY ")
 
 
 class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,12 +100,12 @@ class RedisStore:
         ``name`` labels its metrics; the default is the command's own name.
         """
         label = name or str(getattr(command, "__name__", "command"))
-        started = time.perf_counter()
         try:
             if self._slots.locked():
                 await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
             else:
                 await self._slots.acquire()
+            started = time.perf_counter()  # the round trip, not the wait for a slot
             try:
                 result = await command(*args)
             finally:
@@ -90,30 +113,26 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(label, error, lua=name is not None)
             raise StoreError("Redis is unavailable or failed the command; retry") from error
-        self.metrics.redis_seconds.labels(label).observe(time.perf_counter() - started)
+        self.metrics.redis_round_trip(label, started)
         if not self.up:
             self.up = True
             self.metrics.redis_up.set(1)
-            log.info("redis up again", extra={"redis": self.safe_url})
+            log.info("redis up again", extra={"redis": safe_url(self.url)})
         return result
 
     def _failed(self, label: str, error: BaseException, *, lua: bool) -> None:
+        if isinstance(error, NoScriptError):  # after a Redis restart; loaded again at once
+            return
         self.metrics.redis_errors.labels(label).inc()
-        if isinstance(error, ResponseError):  # Redis answered: it is up, the command is wrong
-            if lua and not isinstance(error, NoScriptError):
+        if isinstance(error, ResponseError) and not _unavailable(error):
+            if lua:  # Redis answered: it is up, and the script is wrong
                 self.metrics.lua_errors.labels(label).inc()
                 log.error("lua script %s failed: %s", label, error)
             return
         if self.up:
             self.up = False
             self.metrics.redis_up.set(0)
-            log.error("redis down: %s", error or repr(error), extra={"redis": self.safe_url})
-
-    @property
-    def safe_url(self) -> str:
-        """The URL without its password, for logs."""
-        scheme, _, rest = self.url.partition("://")
-        return f"{scheme}://{rest.rpartition('@')[2]}"
+            log.error("redis down: %s", error or repr(error), extra={"redis": safe_url(self.url)})
 
     async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> Any:
         key, arg = customer_key(customer), _json.encode(payload)

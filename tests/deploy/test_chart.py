@@ -192,6 +192,13 @@ def test_the_schema_rejects_bad_values_naming_them(values: Any, named_value: str
         ({"sidecar": {"http": False, "grpc": False}}, "sidecar.http and sidecar.grpc"),
         ({"ledger": {"workers": 4, "poolMax": 8}}, "ledger.poolMax must be at least"),
         ({"networkPolicy": {"sidecar": {"enabled": True}}}, "needs sidecar.podSelector"),
+        (
+            {
+                "networkPolicy": {"sidecar": {"enabled": True}},
+                "sidecar": {"podSelector": {"a": "b"}},
+            },
+            "needs networkPolicy.sidecar.gatewayPorts",
+        ),
         ({"redisUrl": {"existingSecret": {"name": ""}}}, "set redisUrl.value"),
     ],
 )

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sidecar.embedded import EmbeddedRedis
+from sidecar.logs import redacted, safe_url
 from tests.conftest import EXAMPLE, ROOT
 
 pytestmark = pytest.mark.redis
@@ -109,3 +110,26 @@ def test_a_bad_level_is_refused_naming_the_variable(catalog: Path) -> None:
     assert done.returncode == 2
     assert "CREDITGATE_LOG_LEVEL" in done.stderr.decode()
     assert "DEBUG, INFO, WARNING, ERROR" in done.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("redis://:hunter2@cache:6379/0", "redis://***@cache:6379/0"),
+        ("redis://app:hunter2@cache:6379/0", "redis://app:***@cache:6379/0"),
+        ("redis://cache:6379/0?password=hunter2", "redis://cache:6379/0?password=***"),
+        (
+            "postgresql://u:hunter2@db/ledger?sslmode=require&sslpassword=hunter2",
+            "postgresql://u:***@db/ledger?sslmode=require&sslpassword=***",
+        ),
+        (
+            "unix:///run/redis.sock?db=0&password=hunter2",
+            "unix:///run/redis.sock?db=0&password=***",
+        ),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+    ],
+)
+def test_urls_are_logged_without_their_passwords(url: str, logged: str) -> None:
+    assert safe_url(url) == logged
+    config = redacted({"redis": url, "database_url": url, "admin_token": "t" * 20, "port": 1})
+    assert config == {"redis": logged, "database_url": logged, "admin_token": "***", "port": 1}

@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 import yaml
 
-from sidecar.catalog import load_catalog
+from sidecar.catalog import Catalog, load_catalog
 from sidecar.reload import CatalogWatcher
+from sidecar.server import catalog_watcher
 from sidecar.service import Service
 from sidecar.wire import CheckRequest, ReserveRequest
 from tests.conftest import EXAMPLE
@@ -40,7 +41,7 @@ def file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def watcher(file: Path, service: Service) -> CatalogWatcher:
-    return CatalogWatcher(file, service, interval_s=3600)
+    return catalog_watcher(service, str(file), interval_s=3600)
 
 
 def _reloads(service: Service, result: str) -> float:
@@ -100,6 +101,46 @@ async def test_an_invalid_file_is_rejected_once_and_the_old_catalog_stays(
     assert await watcher.check() == "applied"
 
 
+async def test_a_control_character_is_rejected_like_any_invalid_file(
+    file: Path, watcher: CatalogWatcher, service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = service.catalog
+    await watcher.check()
+    file.write_text(EXAMPLE.read_text() + "\x07\n")
+    assert await watcher.check() == "rejected"
+    assert service.catalog is old
+    assert "unacceptable character" in caplog.records[-1].getMessage()
+
+
+async def test_a_failed_adoption_is_logged_and_tried_again(
+    file: Path, service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What adopting a catalog does may fail (the ledger records it in PostgreSQL): the watcher
+    logs it, keeps running, and tries the same file again at its next check."""
+    attempts = []
+
+    async def adopt(catalog: Catalog) -> None:
+        attempts.append(catalog.version)
+        if len(attempts) == 1:
+            raise ConnectionError("database away")
+        service.swap_catalog(catalog)
+
+    watcher = CatalogWatcher(
+        file, current=lambda: service.catalog, adopt=adopt,
+        reloads=service.metrics.catalog_reloads, interval_s=0.01,
+    )  # fmt: skip
+    file.write_text(_catalog(limit=55))
+    task = asyncio.create_task(watcher.run())
+    try:
+        async with asyncio.timeout(5):
+            while service.catalog.version != load_catalog(file).version:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert len(attempts) == 2
+    assert any(r.getMessage().startswith("catalog check failed") for r in caplog.records)
+
+
 async def test_a_missing_file_is_rejected_and_the_old_catalog_stays(
     file: Path, watcher: CatalogWatcher, service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -124,7 +165,7 @@ async def test_a_configmap_symlink_swap_is_applied(tmp_path: Path, service: Serv
     (second / "catalog.yaml").write_text(_catalog(limit=777))
     (volume / "..data").symlink_to(first.name)
     (volume / "catalog.yaml").symlink_to("..data/catalog.yaml")
-    watcher = CatalogWatcher(volume / "catalog.yaml", service, interval_s=3600)
+    watcher = catalog_watcher(service, str(volume / "catalog.yaml"), interval_s=3600)
     assert await watcher.check() == "same_version"
     (volume / "..data_tmp").symlink_to(second.name)
     os.replace(volume / "..data_tmp", volume / "..data")  # atomic, as the kubelet does it

@@ -179,3 +179,22 @@ async def test_a_second_service_on_the_same_store_takes_over_the_state_gauges(
     await replacement.reserve(_reserve("k", customer="nobody"))
     registry = sidecar.store.metrics.registry
     assert registry.get_sample_value("creditgate_customer_cache_misses_total") == 1
+
+
+async def test_a_full_redis_is_down_not_a_lua_error(
+    sidecar: Sidecar, store: RedisStore, clients: Clients
+) -> None:
+    """An OOM reply (maxmemory reached under noeviction) means Redis cannot serve: redis_up
+    drops, the reserve is store_unavailable, and no Lua error is counted."""
+    await seed(clients.http, grants={"paid": "100"})
+    registry = sidecar.store.metrics.registry
+    await store.client.config_set("maxmemory", "1")
+    try:
+        answer = await sidecar.service.reserve(_reserve("oom", customer="acme"))
+        assert answer.reason == "store_unavailable"
+        assert registry.get_sample_value("creditgate_redis_up") == 0
+    finally:
+        await store.client.config_set("maxmemory", "0")
+    assert registry.get_sample_value("creditgate_lua_errors_total", {"script": "reserve"}) is None
+    assert await sidecar.store.ping()
+    assert registry.get_sample_value("creditgate_redis_up") == 1
