@@ -24,20 +24,26 @@ FIELD_NAMES = {"amount": "amount_nanos", "limit": "limit_nanos"}
 
 
 def status_of(error: RequestError) -> grpc.Status:
-    """The rich status for ``error``: its code, its message, and the field at fault."""
+    """The rich status for ``error``: its code, its message, and the field at fault (as a
+    ``google.rpc.BadRequest``) when there is one."""
     code = STATUS[error.code]
     field = FIELD_NAMES.get(error.field, error.field)
-    detail = any_pb2.Any()
-    detail.Pack(
-        error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=error.message)
-            ]
+    details = []
+    if field:  # a BadRequest names a field at fault; an internal error has none
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=field, description=error.message
+                    )
+                ]
+            )
         )
-    )
+        details.append(detail)
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=f"{field}: {error.message}" if field else error.message,
-        details=[detail],
+        details=details,
     )
     return rpc_status.to_status(status)

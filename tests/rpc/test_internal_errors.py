@@ -8,6 +8,7 @@ import logging
 import aiohttp
 import grpc
 import pytest
+from grpc_status import rpc_status
 
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.server import Sidecar
@@ -52,5 +53,7 @@ async def test_grpc_answers_internal_and_logs_the_trace(
         await stubs.public.GetBalance(pb.GetBalanceRequest(customer="acme"), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INTERNAL
     assert raised.value.details() == "internal error; it is logged"
+    assert rpc_status.from_call(raised.value) is not None
+    assert not rpc_status.from_call(raised.value).details  # no BadRequest: no field at fault
     (record,) = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert record.exc_info is not None
