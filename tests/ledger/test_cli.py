@@ -78,3 +78,22 @@ async def test_reconcile_and_rebuild_from_the_command_line(
     code, _, err = await creditgate("ledger", "reconcile", "--redis", redis_server.url)
     assert code == 2
     assert "--database-url (or DATABASE_URL) is required" in err
+
+
+async def test_serve_without_a_database_or_embedded_binaries_names_the_setting(
+    tmp_path: os.PathLike[str], redis_server: EmbeddedRedis
+) -> None:
+    """As in the image, which carries no PostgreSQL: exit 2 and say to set DATABASE_URL."""
+    empty = str(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar.cli", "ledger", "serve", "--catalog", str(CATALOG),
+        "--redis", redis_server.url,
+        stderr=asyncio.subprocess.PIPE,
+        env={**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+             "CREDITGATE_PG_BIN": empty},
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    message = err.decode()
+    assert "--database-url (or DATABASE_URL) is unset" in message
+    assert "Traceback" not in message
