@@ -121,9 +121,9 @@ class _Callback(Collector):
         return self._collect()
 
 
-def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+def counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
 
 
-def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+def gauge(name: str, documentation: str, value: int) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)

@@ -143,7 +143,7 @@ def _answer(response: Any) -> tuple[str, str]:
     return "settled", response.result
 
 
-def _hold_expiry(_rid: str, hold: tuple[dict[str, str], int], _now: float) -> float:
+def _hold_expiry(_rid: str, hold: tuple[dict[str, str], int], _now: object) -> int:
     return hold[1]
 
 

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.embedded import EmbeddedRedis
+from sidecar.server import Sidecar
 from sidecar.service import Service
+from sidecar.settings import Settings
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 
@@ -86,3 +90,29 @@ def setup_customer(service: Service) -> Setup:
             )
 
     return setup
+
+
+StartSidecar = Callable[..., Awaitable[Sidecar]]
+
+
+@contextlib.asynccontextmanager
+async def sidecars(redis_url: str, admin_token: str) -> AsyncIterator[StartSidecar]:
+    """Start any number of sidecars on ``redis_url``, every port picked by the OS; all stop
+    on exit. Keyword arguments override settings (``http=False``, ``metrics_port=0``...)."""
+    started: list[Sidecar] = []
+
+    async def start(**overrides: Any) -> Sidecar:
+        settings: dict[str, Any] = {
+            "catalog": str(EXAMPLE), "redis": redis_url, "port": 0, "admin_port": 0,
+            "grpc_port": 0, "grpc_admin_port": 0, "admin_token": admin_token,
+        }  # fmt: skip
+        sidecar = Sidecar(Settings(**(settings | overrides)))
+        await sidecar.start()
+        started.append(sidecar)
+        return sidecar
+
+    try:
+        yield start
+    finally:
+        for sidecar in started:
+            await sidecar.stop()

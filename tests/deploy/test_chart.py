@@ -176,7 +176,7 @@ def test_helm_lint_strict_passes(name: str) -> None:
         ({"ledger": {"database": {"existingSecret": {"name": ""}}}}, "/ledger/database/"),
         ({"monitoring": {"podMonitor": {"enabled": "yes"}}}, "/monitoring/podMonitor/enabled"),
         ({"log": {"level": "verbose"}}, "/log/level"),
-        ({"redisUrl": {"value": "http://redis:6379"}}, "/redisUrl/value"),
+        ({"redisUrl": {"value": "http://redis:6380"}}, "/redisUrl/value"),
         ({"gateway": {"enabled": True}}, "/gateway/image/repository"),
     ],
 )
@@ -286,7 +286,7 @@ def test_the_bundled_redis_appears_only_when_enabled() -> None:
     assert not [m for m in render() if m["metadata"]["name"].endswith("-redis")]
     trial = render(VALUE_SETS["trial"])
     assert named(trial, "Service", "-redis")["metadata"]["name"] == "cg-creditgate-redis"
-    url = "redis://cg-creditgate-redis.billing.svc:6379/0"
+    url = "redis://cg-creditgate-redis.billing.svc:6390/0"  # the trial's own port
     assert {
         env(c)["CREDITGATE_REDIS"]
         for c in containers(trial)

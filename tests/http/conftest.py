@@ -6,7 +6,7 @@ never with the sidecar's own pricing code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -18,9 +18,8 @@ import yaml
 
 from sidecar.embedded import EmbeddedRedis
 from sidecar.server import Sidecar
-from sidecar.settings import Settings
 from sidecar.store.redis_store import RedisStore
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, StartSidecar, sidecars
 
 ADMIN_TOKEN = "t" * 32
 EVENTS = "cg:{c:acme}:events"
@@ -192,35 +191,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-StartSidecar = Callable[..., Awaitable[Sidecar]]
-
-
 @pytest.fixture
 async def start_sidecar(
     redis_server: EmbeddedRedis, store: RedisStore
 ) -> AsyncIterator[StartSidecar]:
-    """Start any number of sidecars on the (flushed) suite server; all stop at teardown.
-    Keyword arguments override settings."""
-    started: list[Sidecar] = []
-
-    async def start(**overrides: Any) -> Sidecar:
-        settings: dict[str, Any] = {
-            "catalog": str(EXAMPLE),
-            "redis": redis_server.url,
-            "port": 0,
-            "admin_port": 0,
-            "grpc_port": 0,
-            "grpc_admin_port": 0,
-            "admin_token": ADMIN_TOKEN,
-        }
-        sidecar = Sidecar(Settings(**(settings | overrides)))
-        await sidecar.start()
-        started.append(sidecar)
-        return sidecar
-
-    yield start
-    for sidecar in started:
-        await sidecar.stop()
+    """Sidecars on the (flushed) suite server; all stop at teardown."""
+    async with sidecars(redis_server.url, ADMIN_TOKEN) as start:
+        yield start
 
 
 @pytest.fixture

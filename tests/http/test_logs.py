@@ -115,9 +115,9 @@ def test_a_bad_level_is_refused_naming_the_variable(catalog: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "logged"),
     [
-        ("redis://:hunter2@cache:6379/0", "redis://***@cache:6379/0"),
-        ("redis://app:hunter2@cache:6379/0", "redis://app:***@cache:6379/0"),
-        ("redis://cache:6379/0?password=hunter2", "redis://cache:6379/0?password=***"),
+        ("redis://:hunter2@cache:6380/0", "redis://***@cache:6380/0"),
+        ("redis://app:hunter2@cache:6380/0", "redis://app:***@cache:6380/0"),
+        ("redis://cache:6380/0?password=hunter2", "redis://cache:6380/0?password=***"),
         (
             "postgresql://u:hunter2@db/ledger?sslmode=require&sslpassword=hunter2",
             "postgresql://u:***@db/ledger?sslmode=require&sslpassword=***",
@@ -126,7 +126,7 @@ def test_a_bad_level_is_refused_naming_the_variable(catalog: Path) -> None:
             "unix:///run/redis.sock?db=0&password=hunter2",
             "unix:///run/redis.sock?db=0&password=***",
         ),
-        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("redis://cache:6380/0", "redis://cache:6380/0"),
     ],
 )
 def test_urls_are_logged_without_their_passwords(url: str, logged: str) -> None:

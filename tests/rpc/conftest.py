@@ -7,7 +7,7 @@ never with the sidecar's own pricing code. This suite imports nothing from ``tes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -22,10 +22,9 @@ from sidecar.embedded import EmbeddedRedis
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.server import Sidecar
-from sidecar.settings import Settings
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, SetBudgetRequest, UpsertCustomerRequest
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, StartSidecar, sidecars
 
 ADMIN_TOKEN = "g" * 32
 NANO = Decimal("0.000000001")
@@ -71,35 +70,13 @@ def plan_grant(plan: str) -> Decimal:
     return sum((Decimal(g["amount"]) for g in CATALOG["plans"][plan]["grants"]), Decimal(0))
 
 
-StartSidecar = Callable[..., Awaitable[Sidecar]]
-
-
 @pytest.fixture
 async def start_sidecar(
     redis_server: EmbeddedRedis, store: RedisStore
 ) -> AsyncIterator[StartSidecar]:
-    """Start sidecars on the (flushed) suite server, all ports picked by the OS; all stop at
-    teardown. Keyword arguments override settings (``http=False``, ``grpc=False``)."""
-    started: list[Sidecar] = []
-
-    async def start(**overrides: Any) -> Sidecar:
-        settings: dict[str, Any] = {
-            "catalog": str(EXAMPLE),
-            "redis": redis_server.url,
-            "port": 0,
-            "admin_port": 0,
-            "grpc_port": 0,
-            "grpc_admin_port": 0,
-            "admin_token": ADMIN_TOKEN,
-        }
-        sidecar = Sidecar(Settings(**(settings | overrides)))
-        await sidecar.start()
-        started.append(sidecar)
-        return sidecar
-
-    yield start
-    for sidecar in started:
-        await sidecar.stop()
+    """Sidecars on the (flushed) suite server; all stop at teardown."""
+    async with sidecars(redis_server.url, ADMIN_TOKEN) as start:
+        yield start
 
 
 @pytest.fixture
