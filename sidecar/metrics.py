@@ -45,6 +45,13 @@ class Metrics:
             ["operation", "reason"],
             registry=registry,
         )
+        self.request_errors = Counter(
+            "creditgate_request_errors",
+            "Requests answered with an error (bad input, not found, auth, store, internal), "
+            "by transport and error code, wherever they were refused.",
+            ["transport", "code"],
+            registry=registry,
+        )
         self.redis_seconds = Histogram(
             "creditgate_redis_seconds",
             "Round trip of one Redis command or Lua script, by command or script name.",

@@ -10,7 +10,7 @@ from aiohttp import web
 from sidecar.auth import authorize
 from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import Handler, error_middleware
-from sidecar.http.keys import ADMIN_TOKEN, MAX_BODY_BYTES, SERVICE
+from sidecar.http.keys import ADMIN_TOKEN, MAX_BODY_BYTES, REQUEST_ERRORS, SERVICE
 from sidecar.service import Service
 from sidecar.wire import GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 
@@ -43,6 +43,7 @@ def admin_app(service: Service, token: str, *, max_body_bytes: int = 65_536) -> 
     middlewares: list[Any] = [error_middleware, _require_token]
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app[SERVICE] = service
+    app[REQUEST_ERRORS] = service.metrics.request_errors
     app[ADMIN_TOKEN] = token.encode()
     app[MAX_BODY_BYTES] = max_body_bytes
     base = "/admin/v1/customers/{customer}"

@@ -12,7 +12,7 @@ from aiohttp import web
 from sidecar.errors import InvalidInput, StoreError
 from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import error_middleware
-from sidecar.http.keys import MAX_BODY_BYTES, SERVICE
+from sidecar.http.keys import MAX_BODY_BYTES, REQUEST_ERRORS, SERVICE
 from sidecar.http.probes import Readiness, add_probes
 from sidecar.service import Service
 from sidecar.wire import CheckRequest, CommitRequest, ReleaseRequest, ReserveRequest
@@ -68,6 +68,7 @@ def readiness(service: Service) -> Readiness:
 def api_app(service: Service, *, max_body_bytes: int = 65_536) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
     app[SERVICE] = service
+    app[REQUEST_ERRORS] = service.metrics.request_errors
     app[MAX_BODY_BYTES] = max_body_bytes
     for path, kind, operation in _POSTS:
         app.router.add_post(path, _post(kind, operation))

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from sidecar.errors import InternalError, RequestError
 from sidecar.http.codec import json_response
-from sidecar.http.keys import MAX_BODY_BYTES
+from sidecar.http.keys import MAX_BODY_BYTES, REQUEST_ERRORS
 
 __all__ = ["STATUS", "error_middleware", "error_response"]
 
@@ -36,19 +36,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RequestError as error:
-        return error_response(STATUS[error.code], error.code, error.field, error.message)
+        status, code, field, message = STATUS[error.code], error.code, error.field, error.message
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        code = _HTTP_CODES.get(error.status, "invalid_request")
+        status, code = error.status, _HTTP_CODES.get(error.status, "invalid_request")
         field = "body" if error.status == 413 else ""
         message = (
             error.reason
             if error.status != 413
             else (f"request body is over {request.app[MAX_BODY_BYTES]} bytes; send less")
         )
-        return error_response(error.status, code, field, message)
     except Exception:  # a bug: logged with its trace, answered without it
         log.exception("unhandled error", extra={"path": request.path})
         internal = InternalError()
-        return error_response(STATUS[internal.code], internal.code, "", internal.message)
+        status, code, field, message = STATUS[internal.code], internal.code, "", internal.message
+    counter = request.app.get(REQUEST_ERRORS)
+    if counter is not None:
+        counter.labels("http", code).inc()
+    return error_response(status, code, field, message)

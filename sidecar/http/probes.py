@@ -16,16 +16,9 @@ __all__ = ["Readiness", "add_probes", "probes_app"]
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 """Whether the process can serve, and the body that says why (or why not)."""
-Refresh = Callable[[], Awaitable[None]]
-"""Brings gauges that need I/O up to date before a scrape."""
 
 
-def add_probes(
-    app: web.Application,
-    registry: CollectorRegistry,
-    ready: Readiness,
-    refresh: Refresh | None = None,
-) -> None:
+def add_probes(app: web.Application, registry: CollectorRegistry, ready: Readiness) -> None:
     async def healthz(_: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
@@ -34,8 +27,6 @@ def add_probes(
         return json_response(body, 200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        if refresh is not None:
-            await refresh()
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -44,10 +35,8 @@ def add_probes(
     app.router.add_get("/metrics", metrics)
 
 
-def probes_app(
-    registry: CollectorRegistry, ready: Readiness, refresh: Refresh | None = None
-) -> web.Application:
+def probes_app(registry: CollectorRegistry, ready: Readiness) -> web.Application:
     """An application with the three probe routes and nothing else."""
     app = web.Application()
-    add_probes(app, registry, ready, refresh)
+    add_probes(app, registry, ready)
     return app

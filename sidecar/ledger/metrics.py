@@ -1,5 +1,6 @@
 """Prometheus metrics of the ledger service: ingest counters and batch latency as they happen,
-stream length and lag read from Redis at scrape time. No customer id is ever a label."""
+stream length and lag read from Redis on a timer (``lag_refresh_ms``). No customer id is ever a
+label."""
 
 from __future__ import annotations
 

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 RESTART_DELAY_MAX_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 2.0
+LAG_TIMEOUT_S = 30.0
 
 
 class Ledger:
@@ -71,6 +72,7 @@ class Ledger:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: asyncio.Task[None] | None = None
+        self._lag: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
 
     async def start(self) -> None:
@@ -106,11 +108,12 @@ class Ledger:
             self._tasks.append(asyncio.create_task(self._supervise(ingestor)))
         if self.settings.catalog_reload_ms:
             self._watch = asyncio.create_task(self.watcher.run())
+        self._lag = asyncio.create_task(self._refresh_lag_until_stopped())
         if self.settings.token is not None:
             app = ledger_app(self.pool, self.settings.token, self.status)
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.metrics_port is not None:
-            app = probes_app(self.metrics.registry, self.readiness, self.refresh_lag)
+            app = probes_app(self.metrics.registry, self.readiness)
             self.metrics_port = await self._listen(
                 app, self.settings.metrics_host, self.settings.metrics_port
             )
@@ -141,18 +144,25 @@ class Ledger:
             return False, {"status": "not_ready", "reason": type(error).__name__}
         return True, {"status": "ready", "catalog_version": self.catalog.version}
 
-    async def refresh_lag(self) -> None:
-        """Stream length, pending entries and lag, read from Redis for a scrape; when Redis
-        does not answer in PROBE_TIMEOUT_S the last figures stay and the error is counted."""
+    async def refresh_lag(self, timeout_s: float = LAG_TIMEOUT_S) -> None:
+        """Stream length, pending entries and lag, read from Redis for the metrics (one round
+        trip per stream: too slow for every scrape at many customers, so it runs on a timer).
+        When Redis does not answer in time the last figures stay and the error is counted."""
         if not self.ingestors:
             return
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
+            async with asyncio.timeout(timeout_s):
                 lag = await self.ingestors[0].reader.lag()
         except (RedisError, OSError, TimeoutError):
             self.metrics.lag_refresh_errors.inc()
             return
         self.metrics.lag(lag, time.time_ns() // 1_000_000)
+
+    async def _refresh_lag_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            await self.refresh_lag()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.lag_refresh_ms / 1000)
 
     async def _supervise(self, ingestor: Ingestor) -> None:
         delay = 0.5
@@ -183,9 +193,10 @@ class Ledger:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        timers = [task for task in (self._watch, self._lag) if task is not None]
+        for task in timers:
+            task.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
         for runner in self._runners:
             await runner.cleanup()
         for task in self._tasks:

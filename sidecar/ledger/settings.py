@@ -42,6 +42,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """A listener for /metrics, /healthz and /readyz, open without a token; None: none."""
     catalog_reload_ms: int = 2000
     """How often the catalog file is checked; a new version is recorded (0: never)."""
+    lag_refresh_ms: int = 10_000
+    """How often stream length and lag are read from Redis for the metrics."""
 
 
 _HELP = {
@@ -62,6 +64,7 @@ _HELP = {
     "metrics_host": "address of the metrics listener (default 127.0.0.1)",
     "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
     "catalog_reload_ms": "record a changed catalog file's version this often; 0: never (2000)",
+    "lag_refresh_ms": "read stream length and lag from Redis this often (default 10000)",
 }
 _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
@@ -91,8 +94,9 @@ def ledger_settings_from(
     if settings.catalog_reload_ms < 0:
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
-        settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max"
-    )
+        settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max",
+        "lag_refresh_ms",
+    )  # fmt: skip
     if settings.pool_max < settings.workers * 2 + 1:
         raise SOURCE.fail(
             "pool_max",

@@ -108,6 +108,9 @@ class Servicer:
         header = str(metadata.get("authorization", ""))
         authorize(header, self._token, field="authorization", what="admin token")
 
+    def _refused(self, code: str) -> None:
+        self._service.metrics.request_errors.labels("grpc", code).inc()
+
     def _method(self, call: Call, answer: type[Message]) -> Any:
         async def method(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
@@ -116,9 +119,11 @@ class Servicer:
                     raise InvalidInput("request", f"is over {self._max_bytes} bytes; send less")
                 remaining = context.time_remaining()
                 if remaining is not None and remaining <= 0:
+                    self._refused("deadline_exceeded")
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired")
                 result = await _guarded(call, self._service, request)
             except RequestError as error:
+                self._refused(error.code)
                 await context.abort_with_status(status_of(error))
             return to_proto(result, answer)
 

@@ -68,7 +68,7 @@ async def ledger(
 ) -> AsyncIterator[Ledger]:
     settings = LedgerSettings(
         catalog=str(CATALOG), redis=redis_server.url, database_url=database, metrics_port=0,
-        poll_ms=10, trim=False,
+        poll_ms=10, trim=False, lag_refresh_ms=20,
     )  # fmt: skip
     ledger = Ledger(settings)
     await ledger.start()
@@ -87,19 +87,40 @@ async def test_the_metrics_listener_serves_probes_and_a_scrape_after_ingest(
         async with http.get("/readyz") as response:
             assert response.status == 200
             assert (await response.json())["catalog_version"] == ledger.catalog.version
-        async with asyncio.timeout(10):
-            while sum(i.stored for i in ledger.ingestors) < appended:
+        async with asyncio.timeout(10):  # until stored, and the lag read after that
+            while True:
+                async with http.get("/metrics") as response:
+                    assert response.status == 200
+                    samples = _samples(await response.text())
+                if samples["creditgate_ledger_stream_entries"] == appended and (
+                    samples["creditgate_ledger_undelivered_entries"] == 0
+                ):
+                    break
                 await asyncio.sleep(0.02)
-        async with http.get("/metrics") as response:
-            assert response.status == 200
-            text = await response.text()
-    samples = {
+    assert samples["creditgate_ledger_events_ingested_total"] == appended
+    assert samples["creditgate_ledger_pending_entries"] == 0
+    assert samples["creditgate_ledger_lag_seconds"] == 0
+
+
+async def test_a_lag_refresh_redis_does_not_answer_keeps_the_last_figures(
+    ledger: Ledger, store: RedisStore, setup_customer: Setup, call: Call
+) -> None:
+    await setup_customer(grants={"paid": "10"})
+    await call(units={"input_tokens": 1000}, team="eng")
+    await ledger.refresh_lag()
+    registry = ledger.metrics.registry
+    before = registry.get_sample_value("creditgate_ledger_stream_entries")
+    assert before == await _appended(store)
+    await store.client.execute_command("CLIENT", "PAUSE", "300", "ALL")
+    await ledger.refresh_lag(timeout_s=0.05)
+    assert registry.get_sample_value("creditgate_ledger_lag_refresh_errors_total") >= 1
+    assert registry.get_sample_value("creditgate_ledger_stream_entries") == before
+    await asyncio.sleep(0.35)  # the pause is over before the next test
+
+
+def _samples(text: str) -> dict[str, float]:
+    return {
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-    assert samples["creditgate_ledger_events_ingested_total"] == appended
-    assert samples["creditgate_ledger_stream_entries"] == appended
-    assert samples["creditgate_ledger_undelivered_entries"] == 0
-    assert samples["creditgate_ledger_pending_entries"] == 0
-    assert samples["creditgate_ledger_lag_seconds"] == 0

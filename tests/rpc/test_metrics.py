@@ -9,16 +9,18 @@ import logging
 from collections.abc import Iterator
 
 import aiohttp
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from sidecar.errors import RequestError, StoreError
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.server import Sidecar
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CheckRequest, CommitRequest, ReleaseRequest, ReserveRequest
-from tests.rpc.conftest import Clients, StartSidecar, seed
+from tests.rpc.conftest import Clients, StartSidecar, Stubs, seed
 
 pytestmark = pytest.mark.redis
 
@@ -198,3 +200,30 @@ async def test_a_full_redis_is_down_not_a_lua_error(
     assert registry.get_sample_value("creditgate_lua_errors_total", {"script": "reserve"}) is None
     assert await sidecar.store.ping()
     assert registry.get_sample_value("creditgate_redis_up") == 1
+
+
+async def test_every_refused_request_is_counted_by_transport_and_code(
+    sidecar: Sidecar, clients: Clients, stubs: Stubs
+) -> None:
+    """Refusals before the service (undecodable body, a field proto3 cannot send) count too."""
+    base = f"http://127.0.0.1:{sidecar.port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/v1/reserve", data=b"{not json") as response:
+            assert response.status == 400
+        async with session.post(f"{base}/v1/commit", json={"reservation_id": "r_nope"}) as answer:
+            assert answer.status == 404
+        admin = f"http://127.0.0.1:{sidecar.admin_port}/admin/v1/customers/acme"
+        async with session.get(admin) as response:
+            assert response.status == 401
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stubs.public.Reserve(pb.ReserveRequest(customer="acme", feature="chat"), timeout=5)
+    registry = sidecar.store.metrics.registry
+
+    def refused(transport: str, code: str) -> float | None:
+        labels = {"transport": transport, "code": code}
+        return registry.get_sample_value("creditgate_request_errors_total", labels)
+
+    assert refused("http", "invalid_request") == 1
+    assert refused("http", "not_found") == 1
+    assert refused("http", "unauthenticated") == 1
+    assert refused("grpc", "invalid_request") == 1
