@@ -48,7 +48,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             else (f"request body is over {request.app[MAX_BODY_BYTES]} bytes; send less")
         )
     except Exception:  # a bug: logged with its trace, answered without it
-        log.exception("unhandled error", extra={"path": request.path})
+        context = {"path": request.path, "request_id": request.headers.get("X-Request-Id")}
+        log.exception("unhandled error", extra=context)
         internal = InternalError()
         status, code, field, message = STATUS[internal.code], internal.code, "", internal.message
     counter = request.app.get(REQUEST_ERRORS)

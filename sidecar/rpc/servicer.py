@@ -33,18 +33,27 @@ from sidecar.wire import (
 __all__ = ["ADMIN_ROUTES", "PUBLIC_ROUTES", "Servicer"]
 
 log = logging.getLogger(__name__)
+REQUEST_ID_HEADER = "x-request-id"
 
 Call = Callable[[Service, Any], Awaitable[Any]]
 
 
-async def _guarded(call: Call, service: Service, request: Message) -> Any:
-    """Run one operation; a bug leaves as InternalError, logged here with its trace."""
+async def _guarded(
+    call: Call, service: Service, request: Message, context: grpc.aio.ServicerContext
+) -> Any:
+    """Run one operation; a bug leaves as InternalError, logged here with its trace and the
+    caller's ``x-request-id``."""
     try:
         return await call(service, request)
     except RequestError:
         raise
     except Exception as error:
-        log.exception("unhandled error", extra={"request": type(request).__name__})
+        metadata = dict(context.invocation_metadata() or ())
+        context_fields = {
+            "request": type(request).__name__,
+            "request_id": metadata.get(REQUEST_ID_HEADER),
+        }
+        log.exception("unhandled error", extra=context_fields)
         raise InternalError from error
 
 
@@ -121,7 +130,7 @@ class Servicer:
                 if remaining is not None and remaining <= 0:
                     self._refused("deadline_exceeded")
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired")
-                result = await _guarded(call, self._service, request)
+                result = await _guarded(call, self._service, request, context)
             except RequestError as error:
                 self._refused(error.code)
                 await context.abort_with_status(status_of(error))

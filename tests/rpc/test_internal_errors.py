@@ -32,7 +32,10 @@ async def test_http_answers_500_internal_and_logs_the_trace(
 ) -> None:
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{sidecar.port}/v1/balance?customer=acme") as response,
+        session.get(
+            f"http://127.0.0.1:{sidecar.port}/v1/balance?customer=acme",
+            headers={"X-Request-Id": "req-http-1"},
+        ) as response,
     ):
         assert response.status == 500
         body = await response.json()
@@ -43,6 +46,7 @@ async def test_http_answers_500_internal_and_logs_the_trace(
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
     assert "secret detail" in str(record.exc_info[1])
+    assert vars(record)["request_id"] == "req-http-1"
 
 
 @pytest.mark.usefixtures("broken")
@@ -50,10 +54,15 @@ async def test_grpc_answers_internal_and_logs_the_trace(
     stubs: Stubs, caplog: pytest.LogCaptureFixture
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stubs.public.GetBalance(pb.GetBalanceRequest(customer="acme"), timeout=5)
+        await stubs.public.GetBalance(
+            pb.GetBalanceRequest(customer="acme"),
+            timeout=5,
+            metadata=(("x-request-id", "req-grpc-1"),),
+        )
     assert raised.value.code() == grpc.StatusCode.INTERNAL
     assert raised.value.details() == "internal error; it is logged"
     assert rpc_status.from_call(raised.value) is not None
     assert not rpc_status.from_call(raised.value).details  # no BadRequest: no field at fault
     (record,) = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert record.exc_info is not None
+    assert vars(record)["request_id"] == "req-grpc-1"
