@@ -242,6 +242,19 @@ def test_the_default_render_keeps_admin_closed_and_the_api_pod_local() -> None:
     assert not [m for m in manifests if m["kind"] == "Secret"]
 
 
+def test_the_sidecar_probes_hit_its_metrics_listener_and_readiness_is_opt_in() -> None:
+    """A Redis outage must not take every gateway pod out of its Service at once."""
+    [sidecar] = containers(render(), "creditgate")
+    metrics = env(sidecar)["CREDITGATE_METRICS_PORT"]
+    assert [p["containerPort"] for p in sidecar["ports"]] == [int(metrics)]
+    for probe in ("startupProbe", "livenessProbe"):
+        assert sidecar[probe]["httpGet"] == {"path": "/healthz", "port": "cg-metrics"}
+    assert "readinessProbe" not in sidecar
+    values = {"sidecar": {"probes": {"readiness": {"enabled": True}}}}
+    [ready] = containers(render(values), "creditgate")
+    assert ready["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "cg-metrics"}
+
+
 def test_the_sidecar_policy_opens_the_gateway_and_metrics_ports_only() -> None:
     for name, gateway_port in [("trial", 4000), ("production", 8080)]:
         policy = named(render(VALUE_SETS[name]), "NetworkPolicy", "-sidecar")
