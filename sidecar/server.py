@@ -23,7 +23,6 @@ from sidecar.http.api import readiness
 from sidecar.http.probes import probes_app
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
-from sidecar.metrics import Metrics
 from sidecar.reload import CatalogWatcher
 from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
@@ -55,9 +54,7 @@ def catalog_watcher(service: Service, path: str, *, interval_s: float) -> Catalo
 class Sidecar:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = RedisStore(
-            settings.redis, timeout_s=settings.redis_timeout_ms / 1000, metrics=Metrics()
-        )
+        self.store = RedisStore(settings.redis, timeout_s=settings.redis_timeout_ms / 1000)
         self.customers = CustomerDirectory(
             self.store, max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
         )
