@@ -114,7 +114,7 @@ def _measured(operation: str) -> Callable[[Operation[Q, R]], Operation[Q, R]]:
     def wrap(method: Operation[Q, R]) -> Operation[Q, R]:
         @functools.wraps(method)
         async def measured(self: Service, request: Q) -> R:
-            started = time.perf_counter()
+            started = time.perf_counter_ns()
             try:
                 response = await method(self, request)
             except RequestError as error:

@@ -122,7 +122,7 @@ class Ingestor:
         return events
 
     async def _commit_and_ack(self, entries: Sequence[Entry], events: list[Event]) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         async with self.pool.acquire() as connection:
             await write_batch(connection, events)
         if self.after_commit is not None:

@@ -4,11 +4,10 @@ label."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sidecar.ledger.streams import Lag
+from sidecar.metrics import seconds_since
 
 __all__ = ["LedgerMetrics"]
 
@@ -76,10 +75,10 @@ class LedgerMetrics:
             registry=registry,
         )
 
-    def batch(self, entries: int, started: float) -> None:
+    def batch(self, entries: int, started_ns: int) -> None:
         self.ingested.inc(entries)
         self.batch_size.observe(entries)
-        self.batch_seconds.observe(time.perf_counter() - started)
+        self.batch_seconds.observe(seconds_since(started_ns))
 
     def lag(self, lag: Lag, now_ms: int) -> None:
         self.streams.set(lag.streams)

@@ -105,7 +105,7 @@ class RedisStore:
                 await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
             else:
                 await self._slots.acquire()
-            started = time.perf_counter()  # the round trip, not the wait for a slot
+            started = time.perf_counter_ns()  # the round trip, not the wait for a slot
             try:
                 result = await command(*args)
             finally:
