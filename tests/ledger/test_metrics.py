@@ -87,19 +87,26 @@ async def test_the_metrics_listener_serves_probes_and_a_scrape_after_ingest(
         async with http.get("/readyz") as response:
             assert response.status == 200
             assert (await response.json())["catalog_version"] == ledger.catalog.version
-        async with asyncio.timeout(10):  # until stored, and the lag read after that
-            while True:
-                async with http.get("/metrics") as response:
-                    assert response.status == 200
-                    samples = _samples(await response.text())
-                if samples["creditgate_ledger_stream_entries"] == appended and (
-                    samples["creditgate_ledger_undelivered_entries"] == 0
-                ):
-                    break
-                await asyncio.sleep(0.02)
-    assert samples["creditgate_ledger_events_ingested_total"] == appended
-    assert samples["creditgate_ledger_pending_entries"] == 0
-    assert samples["creditgate_ledger_lag_seconds"] == 0
+        caught_up = {
+            "creditgate_ledger_stream_entries": appended,
+            "creditgate_ledger_events_ingested_total": appended,
+            "creditgate_ledger_undelivered_entries": 0,
+            "creditgate_ledger_pending_entries": 0,
+            "creditgate_ledger_lag_seconds": 0,
+        }
+        # Delivered, stored, acknowledged and a lag read taken after all three: each is its own
+        # step in the worker, so one scrape can fall between them; wait for the whole picture.
+        seen: dict[str, float | None] = {}
+        try:
+            async with asyncio.timeout(30):
+                while seen != caught_up:
+                    async with http.get("/metrics") as response:
+                        assert response.status == 200
+                        samples = _samples(await response.text())
+                    seen = {name: samples.get(name) for name in caught_up}
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            pytest.fail(f"the ledger never caught up: last scrape {seen}, expected {caught_up}")
 
 
 async def test_a_lag_refresh_redis_does_not_answer_keeps_the_last_figures(
