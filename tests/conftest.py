@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "policies" / "example.yaml"
 # 2026-11-19T12:00:00Z: far from any day or month boundary.
 NOON_MS = 1_795_089_600_000
+# Redis connect and read timeout for the suite's stores and sidecars: one only a real bug
+# exceeds. A cold burst opens up to 256 connections at once, and on a busy 2-core machine
+# that takes longer than the 250 ms a sidecar uses by default. Tests of timeouts set their own.
+REDIS_TIMEOUT_S = 10.0
 
 
 class Clock:
@@ -53,7 +57,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
     """A store on the suite's own server, emptied first (the suite started that server)."""
-    store = RedisStore(redis_server.url)
+    store = RedisStore(redis_server.url, timeout_s=REDIS_TIMEOUT_S)
     await store.client.flushall()
     yield store
     await store.close()
@@ -105,6 +109,7 @@ async def sidecars(redis_url: str, admin_token: str) -> AsyncIterator[StartSidec
         settings: dict[str, Any] = {
             "catalog": str(EXAMPLE), "redis": redis_url, "port": 0, "admin_port": 0,
             "grpc_port": 0, "grpc_admin_port": 0, "admin_token": admin_token,
+            "redis_timeout_ms": int(REDIS_TIMEOUT_S * 1000),
         }  # fmt: skip
         sidecar = Sidecar(Settings(**(settings | overrides)))
         await sidecar.start()

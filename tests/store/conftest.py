@@ -9,7 +9,7 @@ from sidecar.catalog import Catalog, load_catalog
 from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
-from tests.conftest import Clock
+from tests.conftest import REDIS_TIMEOUT_S, Clock
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,7 @@ async def sidecars(
     redis_server: EmbeddedRedis, store: RedisStore, store_catalog: Catalog, clock: Clock
 ) -> AsyncIterator[list[Service]]:
     """Four services, each with its own connection pool: four sidecars on one Redis."""
-    stores = [RedisStore(redis_server.url) for _ in range(4)]
+    stores = [RedisStore(redis_server.url, timeout_s=REDIS_TIMEOUT_S) for _ in range(4)]
     yield [Service(s, store_catalog, clock=clock) for s in stores]
     for s in stores:
         await s.close()
