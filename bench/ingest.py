@@ -40,9 +40,10 @@ from sidecar.embedded import EmbeddedRedis, free_port
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.streams import StreamReader, stream_key
 from sidecar.lifecycle import stop_process
+from sidecar.reservations import new_reservation_id
 from sidecar.service import Service
-from sidecar.store.keys import new_reservation_id
-from sidecar.store.redis_store import REGISTRY_KEY, RedisStore
+from sidecar.store.layout import REGISTRY_KEY
+from sidecar.store.redis_store import RedisStore
 from sidecar.wire import (
     CommitRequest,
     GrantRequest,

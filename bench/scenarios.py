@@ -19,7 +19,7 @@ from bench.loadgen import Load, run_load
 from bench.stats import new_histogram, summarize
 from bench.targets import CATALOG, Process, rss_bytes, start_sidecar
 from sidecar.catalog import load_catalog
-from sidecar.engine import CustomerSnapshot, plan_reserve, price_usage
+from sidecar.engine import CustomerSnapshot, parse_reserve, parse_usage, plan_commit, plan_reserve
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, ReserveRequest, SetBudgetRequest, UpsertCustomerRequest
@@ -152,8 +152,9 @@ def engine(bench: Bench) -> dict[str, Any]:
     calls = 20_000 if bench.smoke else 300_000
     for i in range(calls + calls // 10):
         started = clock()
-        plan_reserve(catalog, customer, request, 1_795_089_600_000)
-        price_usage(catalog, customer, "gpt-4o-mini", units, None)
+        plan_reserve(catalog, customer, parse_reserve(catalog, request), 1_795_089_600_000)
+        usage = parse_usage(catalog, units, None)
+        plan_commit(catalog, customer, model="gpt-4o-mini", feature="chat", usage=usage)
         if i >= calls // 10:  # the first tenth warms up
             histogram.record_value(max(1, clock() - started))
     result = summarize(histogram, unit="ns")

@@ -1,7 +1,8 @@
-"""The wire contract (DESIGN.md): request and response types shared by HTTP and gRPC.
+"""The wire contract (docs/design.md): request and response types shared by HTTP and gRPC.
 
 Amounts travel as decimal strings of credits; unit counts are integers. Requests decode with
-unknown fields forbidden; semantic checks (ranges, ids, unit kinds) live in ``engine.validate``.
+unknown fields forbidden; semantic checks (ranges, ids, unit kinds) live in the engine
+(``engine.decide.parse_reserve``, ``engine.usage.parse_usage``) and the admin service.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ class UpsertCustomerRequest(_Request, frozen=True):
 class CustomerResponse(_Response, frozen=True):
     customer: str
     plan: str
-    result: Literal["upserted"]
+    result: Literal["upserted", "unchanged"]
+    """``unchanged`` when the customer already had this plan and these overrides."""
 
 
 class GrantRequest(_Request, frozen=True):
@@ -241,3 +243,5 @@ class SetBudgetResponse(_Response, frozen=True):
     period: Literal["day", "month", "lifetime"]
     limit: str
     mode: Literal["hard", "soft"]
+    result: Literal["set", "unchanged"] = "set"
+    """``unchanged`` when the budget already had this limit and mode."""

@@ -1,8 +1,9 @@
 """Local decisions and the work order for the store: pure, no I/O, explicit ``now_ms``.
 
-``plan_reserve`` answers what the cached catalog can answer alone (unknown feature, feature
-not in plan, model not allowed, malformed input) and otherwise returns a ``ReservePlan``: the
-hold and every budget, quota, rate limit and credit type the store must check atomically.
+``parse_reserve`` checks a request's form once, before any I/O, and hands the parsed values
+on. ``plan_reserve`` answers what the cached catalog can answer alone (unknown feature,
+feature not in plan, model not allowed) and otherwise returns a ``ReservePlan``: the hold and
+every budget, quota, rate limit and credit type the store must check atomically.
 """
 
 from __future__ import annotations
@@ -12,32 +13,31 @@ from collections.abc import Mapping
 
 import msgspec
 
-from sidecar.catalog.model import MODEL_UNIT_KINDS, TOKEN_UNIT_KINDS, Catalog, Period
-from sidecar.engine.customer import CustomerSnapshot, limit_of, outcome_price_of, prices_of
-from sidecar.engine.pricing import cost_femtos, hold_nanos
+from sidecar.catalog.model import TOKEN_UNIT_KINDS, Catalog, Period
+from sidecar.engine.customer import CustomerSnapshot, limit_of
+from sidecar.engine.pricing import hold_nanos
+from sidecar.engine.usage import Usage, parse_usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
-from sidecar.money import FEMTOS_PER_NANO, MAX_AMOUNT_NANOS, parse_credits
+from sidecar.money import MAX_AMOUNT_NANOS
 from sidecar.wire import CheckRequest, Reason, ReserveRequest
 
 __all__ = [
     "MAX_TTL_MS",
-    "MAX_UNITS",
     "CheckDecision",
     "Denial",
+    "ParsedReserve",
     "Quota",
     "RateCheck",
     "ReservePlan",
     "check_idempotency_key",
+    "parse_reserve",
     "plan_check",
     "plan_reserve",
-    "price_usage",
     "subject_scopes",
     "validate_check",
-    "validate_reserve",
 ]
 
-MAX_UNITS = 10**12
 MAX_TTL_MS = 86_400_000
 MAX_TAGS = 16
 _KEY = re.compile(r"[!-~]{1,200}")
@@ -76,6 +76,11 @@ class ReservePlan(msgspec.Struct, frozen=True, kw_only=True):
     expires_at_ms: int
 
 
+class ParsedReserve(msgspec.Struct, frozen=True, kw_only=True):
+    request: ReserveRequest
+    usage: Usage
+
+
 class CheckDecision(msgspec.Struct, frozen=True, kw_only=True):
     reason: Reason
     value: int | str | None = None
@@ -105,53 +110,6 @@ def subject_scopes(team: str | None, user: str | None, agent: str | None) -> tup
     return ("customer", *(f"{kind}:{name}" for kind, name in nodes if name is not None))
 
 
-def _units(units: Mapping[str, int] | None, catalog: Catalog, field: str) -> dict[str, int]:
-    if units is None:
-        return {}
-    known = (*MODEL_UNIT_KINDS, *catalog.outcome_prices_femtos)
-    for kind, count in units.items():
-        if kind not in known:
-            raise InvalidInput(
-                f"{field}.{kind}", f"unknown unit kind; use one of {', '.join(known)}"
-            )
-        if not 0 <= count <= MAX_UNITS:
-            raise InvalidInput(f"{field}.{kind}", f"must be an integer >= 0 and <= {MAX_UNITS}")
-    return {kind: count for kind, count in units.items() if count}
-
-
-def price_usage(
-    catalog: Catalog,
-    customer: CustomerSnapshot,
-    model: str | None,
-    units: Mapping[str, int] | None,
-    amount: str | None,
-    field: str = "units",
-) -> tuple[int, dict[str, int]]:
-    """Exact cost in femto-credits and the validated non-zero units of one call.
-
-    ``amount`` (credits), when given, prices the call; units then only count toward quotas.
-    """
-    counted = _units(units, catalog, field)
-    if amount is not None:
-        return parse_credits(amount, "amount") * FEMTOS_PER_NANO, counted
-    model_prices = prices_of(catalog, customer, model) if model is not None else {}
-    prices: dict[str, int] = {}
-    for kind in counted:
-        if kind in MODEL_UNIT_KINDS:
-            if model is None:
-                raise InvalidInput("model", f"is required when {field} include {kind}")
-            if kind not in model_prices:
-                raise InvalidInput(
-                    f"{field}.{kind}", f"model {model} has no price for {kind}; remove it"
-                )
-            prices[kind] = model_prices[kind]
-        else:
-            price = outcome_price_of(catalog, customer, kind)
-            assert price is not None, "outcome kinds come from the catalog"
-            prices[kind] = price
-    return cost_femtos(counted, prices), counted
-
-
 def _entitlement(
     catalog: Catalog, customer: CustomerSnapshot, feature: str, model: str | None
 ) -> Reason:
@@ -179,7 +137,7 @@ def _quota(
     return Quota(feature=feature, units=counted, limit=limit, period=period)
 
 
-def validate_reserve(catalog: Catalog, request: ReserveRequest) -> None:
+def parse_reserve(catalog: Catalog, request: ReserveRequest) -> ParsedReserve:
     """Every check of a reserve request's form that needs no customer; raise InvalidInput."""
     _required_feature(request.feature)
     for field in ("team", "user", "agent", "session"):
@@ -192,9 +150,8 @@ def validate_reserve(catalog: Catalog, request: ReserveRequest) -> None:
     for key, value in request.tags.items():
         if not 1 <= len(key) <= 64 or len(value) > 256:
             raise InvalidInput(f"tags.{key}", "keys are 1-64 characters, values at most 256")
-    _units(request.units, catalog, "units")
-    if request.amount is not None:
-        parse_credits(request.amount, "amount")
+    usage = parse_usage(catalog, request.units, request.amount)
+    return ParsedReserve(request=request, usage=usage)
 
 
 def validate_check(request: CheckRequest) -> None:
@@ -204,16 +161,16 @@ def validate_check(request: CheckRequest) -> None:
 
 
 def plan_reserve(
-    catalog: Catalog, customer: CustomerSnapshot, request: ReserveRequest, now_ms: int
+    catalog: Catalog, customer: CustomerSnapshot, parsed: ParsedReserve, now_ms: int
 ) -> Denial | ReservePlan:
     """Decide locally, or return what the store must check and hold; raise InvalidInput."""
-    validate_reserve(catalog, request)
+    request, units = parsed.request, parsed.usage.units
     reason = _entitlement(catalog, customer, request.feature, request.model)
     if reason != "ok":
         return Denial(reason)
     if catalog.features[request.feature].type == "config":
         raise InvalidInput("feature", f"{request.feature} is a config feature; read it with check")
-    femtos, units = price_usage(catalog, customer, request.model, request.units, request.amount)
+    femtos = price_usage(catalog, customer, request.model, parsed.usage)
     plan = catalog.plans[customer.plan]
     scopes = subject_scopes(request.team, request.user, request.agent)
     present = {"customer": "customer"} | {scope.split(":", 1)[0]: scope for scope in scopes[1:]}
@@ -254,8 +211,8 @@ def plan_reserve(
 def plan_check(
     catalog: Catalog, customer: CustomerSnapshot, request: CheckRequest
 ) -> CheckDecision:
-    """Entitlement, config value and the quota to read; never moves anything."""
-    validate_check(request)
+    """Entitlement, config value and the quota to read; never moves anything. The request's
+    form is checked first (``validate_check``)."""
     reason = _entitlement(catalog, customer, request.feature, request.model)
     if reason != "ok":
         return CheckDecision(reason=reason)

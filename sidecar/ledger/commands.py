@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from sidecar.ledger.settings import add_ledger_flags
+from sidecar.times import wall_clock_ms
 
 __all__ = ["add_ledger_commands"]
 
@@ -27,7 +28,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _operate(args: argparse.Namespace) -> int:
     """reconcile or rebuild: both read the ledger and Redis, named by flags or environment."""
-    import time  # noqa: PLC0415
 
     import msgspec  # noqa: PLC0415
     import redis.asyncio as aioredis  # noqa: PLC0415
@@ -50,7 +50,7 @@ async def _operate(args: argparse.Namespace) -> int:
     database_url = required("--database-url", args.database_url, "DATABASE_URL")
     catalog_file = required("--catalog", args.catalog, "CREDITGATE_CATALOG")
     catalog = load_catalog(catalog_file)
-    now_ms = time.time_ns() // 1_000_000
+    now_ms = wall_clock_ms()
     client = aioredis.Redis.from_url(redis_url)
     pool = await open_pool(database_url, max_size=2)
     try:

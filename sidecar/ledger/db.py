@@ -6,7 +6,6 @@ exact integer arithmetic (no float seconds).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -17,28 +16,15 @@ from sidecar.catalog.model import Catalog
 from sidecar.ledger.migrate import apply_migrations
 
 __all__ = [
-    "EPOCH",
     "Connection",
     "Pool",
     "load_catalogs",
-    "ms_of",
     "open_pool",
     "record_catalog",
-    "time_of",
 ]
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-
-
-def time_of(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def ms_of(moment: datetime) -> int:
-    return (moment - EPOCH) // _ONE_MS
 
 
 async def _setup(connection: Any) -> None:

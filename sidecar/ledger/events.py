@@ -11,12 +11,13 @@ that one bad entry never blocks the ones behind it and nothing is silently dropp
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import msgspec
 
 from sidecar.ids import is_id
+from sidecar.reservations import reserved_ms
+from sidecar.store.layout import customer_of_key, idem_key
 
 __all__ = [
     "Budget",
@@ -28,23 +29,14 @@ __all__ = [
     "Grant",
     "StreamId",
     "Unparsed",
-    "customer_of_stream",
     "decode_entry",
     "parse_stream_id",
-    "reserved_ms",
 ]
 
 Fields = dict[bytes, str]
 """An entry's fields: names as Redis sent them, values decoded (names are only looked up)."""
 StreamId = tuple[int, int]
 """A stream entry id ``<ms>-<seq>`` as integers: the order of one customer's movements."""
-
-# A reservation id's ULID is Crockford base 32; translated to Python's base-32 digits, int()
-# reads it in C.
-_RESERVATION = re.compile(r"r_[0-9A-HJKMNP-TV-Z]{26}_")
-_CROCKFORD_TO_BASE32 = str.maketrans(
-    "0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv"
-)
 
 
 class Burn(msgspec.Struct, frozen=True):
@@ -146,19 +138,6 @@ def parse_stream_id(entry_id: bytes | str) -> StreamId:
     return int(ms), int(seq)
 
 
-def customer_of_stream(key: bytes | str) -> str:
-    """``cg:{c:acme}:events`` -> ``acme``."""
-    text = key.decode() if isinstance(key, bytes) else key
-    return text.removeprefix("cg:{c:").removesuffix("}:events")
-
-
-def reserved_ms(reservation_id: str, default_ms: int) -> int:
-    """When a hold was placed: the time in its ULID (``r_<ULID>_<customer>``), else the default."""
-    if _RESERVATION.match(reservation_id) is None:
-        return default_ms
-    return int(reservation_id[2:28].translate(_CROCKFORD_TO_BASE32), 32) >> 80
-
-
 def _amount(fields: Fields, name: bytes) -> int:
     text = fields[name]
     if not text.lstrip("-").isdigit():
@@ -216,7 +195,7 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
 def _grant(stream: StreamId, f: Fields) -> Grant:
     customer = f[b"customer"]
     idem = f.get(b"idem")
-    marker = f"cg:{{c:{customer}}}:idem:g:"
+    marker = idem_key(customer, "g", "")
     return Grant(
         stream=stream,
         event_id=f[b"event_id"],
@@ -285,7 +264,7 @@ def decode_entry(key: bytes | str, entry_id: bytes | str, raw: dict[bytes, bytes
     """One stream entry as a typed event, or ``Unparsed`` naming what is wrong with it."""
     stream = parse_stream_id(entry_id)
     fields = {name: value.decode(errors="replace") for name, value in raw.items()}
-    owner = customer_of_stream(key)
+    owner = customer_of_key(key)
     decoder = _DECODERS.get(fields.get(b"kind", ""))
     if decoder is None:
         problem = f"unknown kind {fields.get(b'kind')!r}"

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sidecar.ledger.db import Connection, ms_of, time_of
+from sidecar.ledger.db import Connection
 from sidecar.ledger.state import (
-    DAY_TTL_MS,
-    MONTH_TTL_MS,
-    SESSION_TTL_MS,
     BudgetFact,
     CustomerFact,
     GrantFact,
@@ -22,6 +19,8 @@ from sidecar.ledger.state import (
     QuotaRow,
     SessionRow,
 )
+from sidecar.store import layout
+from sidecar.times import ms_of, time_of
 
 __all__ = ["ledger_customers", "load_facts"]
 
@@ -90,9 +89,10 @@ async def ledger_customers(connection: Connection) -> list[str]:
 async def load_facts(connection: Connection, customer: str, now_ms: int) -> LedgerFacts:
     """Everything ``expected_state`` needs about ``customer``, read in one snapshot."""
     now = time_of(now_ms)
-    day_from = _start_of_day(now - timedelta(milliseconds=DAY_TTL_MS))
-    month_from = _start_of_day(now - timedelta(milliseconds=MONTH_TTL_MS)).replace(day=1)
-    session_from = now - timedelta(milliseconds=SESSION_TTL_MS)
+    day_from = _start_of_day(now - timedelta(milliseconds=layout.DAY_COUNTER_TTL_MS))
+    month_from = _start_of_day(now - timedelta(milliseconds=layout.MONTH_COUNTER_TTL_MS))
+    month_from = month_from.replace(day=1)
+    session_from = now - timedelta(milliseconds=layout.SESSION_TTL_MS)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         changes = [
             CustomerFact(plan=r["plan"], overrides=r["overrides"], ts_ms=ms_of(r["ts"]))

@@ -26,8 +26,9 @@ from sidecar.http.errors import Handler, error_middleware
 from sidecar.http.keys import MAX_BODY_BYTES
 from sidecar.ids import check_id
 from sidecar.ledger import queries
-from sidecar.ledger.db import Pool, load_catalogs, ms_of
-from sidecar.ledger.wire import month_range, parse_time
+from sidecar.ledger.db import Pool, load_catalogs
+from sidecar.ledger.wire import month_range
+from sidecar.times import ms_of, parse_time
 
 __all__ = ["Status", "ledger_app"]
 

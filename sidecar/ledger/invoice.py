@@ -21,9 +21,9 @@ from sidecar.ledger.wire import (
     InvoicePreview,
     UnitLine,
     format_femtos,
-    format_time,
 )
 from sidecar.money import format_credits
+from sidecar.times import format_time
 
 __all__ = ["LineTotal", "UnitTotal", "invoice_preview", "unit_price_femtos"]
 

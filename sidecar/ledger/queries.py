@@ -14,7 +14,7 @@ import msgspec
 
 from sidecar.catalog.model import Catalog
 from sidecar.errors import InvalidInput
-from sidecar.ledger.db import Connection, ms_of, time_of
+from sidecar.ledger.db import Connection
 from sidecar.ledger.invoice import LineTotal, UnitTotal, invoice_preview
 from sidecar.ledger.state import CustomerFact
 from sidecar.ledger.wire import (
@@ -23,9 +23,9 @@ from sidecar.ledger.wire import (
     InvoicePreview,
     UsageAnswer,
     UsageRow,
-    format_time,
 )
 from sidecar.money import format_credits
+from sidecar.times import format_time, ms_of, time_of
 
 __all__ = [
     "DIMENSIONS",

@@ -19,41 +19,40 @@ from sidecar.catalog.model import Catalog
 from sidecar.errors import InvalidInput, NotFound
 from sidecar.ledger.db import Connection
 from sidecar.ledger.facts import load_facts
-from sidecar.ledger.state import GRANTED, RedisState, expected_state
-from sidecar.store.keys import customer_key, idem_key, prefix
-from sidecar.store.redis_store import REGISTRY_KEY
+from sidecar.ledger.state import RedisState, expected_state
+from sidecar.store import layout
 
 __all__ = ["rebuild_customer", "write_state"]
 
 
 async def _customer_keys(client: aioredis.Redis, customer: str) -> list[bytes]:
-    base = prefix(customer)
     # Customer ids hold no glob characters (sidecar/ids.py), so the pattern is literal.
+    events = layout.key(customer, layout.EVENTS).encode()
     return [
         key
-        async for key in client.scan_iter(match=f"{base}:*", count=1000)
-        if not key.endswith(b":events")
+        async for key in client.scan_iter(match=layout.key(customer, "*"), count=1000)
+        if key != events
     ]
 
 
 async def write_state(client: aioredis.Redis, state: RedisState, *, replace: bool) -> None:
     """Write ``state`` in one MULTI (one hash slot); with ``replace``, delete the customer's
     other keys first (its event stream is kept)."""
-    base = prefix(state.customer)
+    customer = state.customer
     stale = await _customer_keys(client, state.customer) if replace else []
     async with client.pipeline(transaction=True) as pipe:
         if stale:
             pipe.delete(*stale)
         for name, fields in state.hashes.items():
-            pipe.hset(f"{base}:{name}", mapping=cast("dict[Any, Any]", fields))
+            pipe.hset(layout.key(customer, name), mapping=cast("dict[Any, Any]", fields))
         if state.buckets:
-            pipe.zadd(f"{base}:buckets", dict.fromkeys(state.buckets, 0))
+            pipe.zadd(layout.key(customer, layout.BUCKETS), dict.fromkeys(state.buckets, 0))
         for name, ttl_ms in state.ttl_ms.items():
-            pipe.pexpire(f"{base}:{name}", ttl_ms)
+            pipe.pexpire(layout.key(customer, name), ttl_ms)
         for key in state.idempotency_keys:
-            pipe.set(idem_key(state.customer, "g", key), GRANTED)
+            pipe.set(layout.idem_key(customer, "g", key), layout.GRANTED)
         await pipe.execute()
-    await client.sadd(REGISTRY_KEY, state.customer)
+    await client.sadd(layout.REGISTRY_KEY, customer)
 
 
 async def rebuild_customer(
@@ -70,7 +69,7 @@ async def rebuild_customer(
     facts = await load_facts(connection, customer, now_ms)
     if not facts.changes:
         raise NotFound("customer", f"the ledger has no customer {customer!r}")
-    if not force and await client.exists(customer_key(customer)):
+    if not force and await client.exists(layout.customer_key(customer)):
         raise InvalidInput(
             "customer",
             f"{customer!r} still has state in Redis; reconcile it, or rebuild with --force "

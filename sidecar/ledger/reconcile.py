@@ -23,9 +23,12 @@ from sidecar.ledger.db import Connection
 from sidecar.ledger.facts import load_facts
 from sidecar.ledger.state import RedisState, expected_state
 from sidecar.ledger.streams import stream_key
-from sidecar.store.keys import idem_key, prefix
+from sidecar.store import layout
 
 __all__ = ["Difference", "Report", "differences", "read_state", "reconcile"]
+
+_COUNTERS = (layout.usage_key(""), layout.session_key(""))
+"""Name stems of the counter keys: usage by period, and sessions."""
 
 
 class Difference(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,12 +49,12 @@ class Report(msgspec.Struct, kw_only=True):
 
 def _compared(name: str, fields: Mapping[str, str]) -> dict[str, str]:
     """The fields of one hash that are money, with zero counters dropped."""
-    if name == "customer":
-        return {f: v for f, v in fields.items() if f in ("plan", "overrides")}
-    if name == "balance":
-        return {f: v for f, v in fields.items() if f == "frac" and v != "0"}
-    if name.startswith(("u:", "s:")):
-        return {f: v for f, v in fields.items() if f.endswith("used") and v != "0"}
+    if name == layout.CUSTOMER:
+        return {f: v for f, v in fields.items() if f in (layout.PLAN, layout.OVERRIDES)}
+    if name == layout.BALANCE:
+        return {f: v for f, v in fields.items() if f == layout.CARRY and v != "0"}
+    if name.startswith(_COUNTERS):
+        return {f: v for f, v in fields.items() if f.endswith(layout.USED) and v != "0"}
     return dict(fields)
 
 
@@ -73,9 +76,9 @@ def differences(expected: RedisState, actual: RedisState) -> list[Difference]:
         for field in sorted(set(want) | set(have)):
             differ(name, field, have.get(field), want.get(field))
     if expected.buckets != actual.buckets:
-        differ("buckets", "members", " ".join(actual.buckets), " ".join(expected.buckets))
+        differ(layout.BUCKETS, "members", " ".join(actual.buckets), " ".join(expected.buckets))
     for key in sorted(set(expected.idempotency_keys) - set(actual.idempotency_keys)):
-        differ(f"idem:g:{key}", "", None, "present")
+        differ(layout.idem_name("g", key), "", None, "present")
     return out
 
 
@@ -87,14 +90,13 @@ async def read_state(
 ) -> RedisState:
     """The customer's money state in Redis: its fixed hashes, ``counter_keys`` (``u:...``,
     ``s:...``) and which of ``idempotency_keys`` exist; read in one MULTI (one hash slot)."""
-    base = prefix(customer)
-    names = ["customer", "bucket", "budgets", "balance", *counter_keys]
+    names = [layout.CUSTOMER, layout.BUCKET, layout.BUDGETS, layout.BALANCE, *counter_keys]
     async with client.pipeline(transaction=True) as pipe:
         for name in names:
-            pipe.hgetall(f"{base}:{name}")
-        pipe.zrange(f"{base}:buckets", 0, -1)
+            pipe.hgetall(layout.key(customer, name))
+        pipe.zrange(layout.key(customer, layout.BUCKETS), 0, -1)
         for key in idempotency_keys:
-            pipe.exists(idem_key(customer, "g", key))
+            pipe.exists(layout.idem_key(customer, "g", key))
         answers = await pipe.execute()
     hashes = {
         name: {k.decode(): v.decode() for k, v in answer.items()}
@@ -136,13 +138,13 @@ async def reconcile(
     """Compare each customer's Redis state with the ledger's; the report lists differences."""
     report = Report()
     periods = period_ids(now_ms)
-    current = [f"u:{periods.day}", f"u:{periods.month}", f"u:{periods.lifetime}"]
+    current = [layout.usage_key(p) for p in (periods.day, periods.month, periods.lifetime)]
     for customer in customers:
         report.customers += 1
         facts = await load_facts(connection, customer, now_ms)
         expected = expected_state(facts, catalogs, catalog, now_ms)
         counters = sorted(
-            {name for name in expected.hashes if name.startswith(("u:", "s:"))} | set(current)
+            {name for name in expected.hashes if name.startswith(_COUNTERS)} | set(current)
         )
         actual = await read_state(client, customer, counters, expected.idempotency_keys)
         report.differences.extend(differences(expected, actual))

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +37,7 @@ from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
 from sidecar.reload import CatalogWatcher
 from sidecar.settings import SettingsError
+from sidecar.times import wall_clock_ms
 
 __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
 
@@ -156,7 +156,7 @@ class Ledger:
         except (RedisError, OSError, TimeoutError):
             self.metrics.lag_refresh_errors.inc()
             return
-        self.metrics.lag(lag, time.time_ns() // 1_000_000)
+        self.metrics.lag(lag, wall_clock_ms())
 
     async def _refresh_lag_until_stopped(self) -> None:
         while not self._stop.is_set():

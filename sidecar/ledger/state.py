@@ -3,12 +3,12 @@
 Both ``rebuild`` (write it) and ``reconcile`` (compare with Redis) use this one function, so
 they cannot disagree. What it holds is money and what decides about money: the customer's
 plan, every unspent bucket (remaining amount under its burn key), budgets, the period
-counters of use (``<scope>|used``, ``q:<feature>|used``, ``overage|used``, sessions' ``used``),
-the carried sub-nano remainder, and the grants' idempotency keys. Holds in flight are not
-money and are not part of it; neither are rate-limit windows.
+counters of use (of every node, quota and session, and the month's uncovered cost), the
+carried sub-nano remainder, and the grants' idempotency keys; names are store/layout.py's.
+Holds in flight are not money and are not part of it; neither are rate-limit windows.
 
 Counters are named by the period in force when the hold was placed (the reservation id's
-time), exactly as ``reserve.lua`` names them, and live as long as ``reserve.lua`` lets them.
+time), exactly as ``reserve.lua`` names them, and live as long as the layout says.
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ from sidecar.engine.burn import burn_key
 from sidecar.engine.customer import CustomerSnapshot, limit_of
 from sidecar.engine.periods import period_ids
 from sidecar.errors import CreditgateError
+from sidecar.store import layout
 
 __all__ = [
-    "DAY_TTL_MS",
-    "GRANTED",
-    "MONTH_TTL_MS",
-    "SESSION_TTL_MS",
     "BudgetFact",
     "CustomerFact",
     "GrantFact",
@@ -41,14 +38,6 @@ __all__ = [
     "expected_state",
     "overrides_of",
 ]
-
-DAY_MS = 86_400_000
-# How long reserve.lua keeps counters after the last hold placed in them.
-DAY_TTL_MS = 3 * DAY_MS
-MONTH_TTL_MS = 70 * DAY_MS
-SESSION_TTL_MS = 30 * DAY_MS
-GRANTED = '{"result":"granted"}'
-"""What grant.lua stores under a grant's idempotency key."""
 
 
 class CustomerFact(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,7 +119,7 @@ class RedisState(msgspec.Struct, kw_only=True):
     """Members of the ``buckets`` sorted set (all with score 0): the burn order."""
     ttl_ms: dict[str, int]
     idempotency_keys: list[str]
-    """Grant idempotency keys, each stored as ``GRANTED``."""
+    """Grant idempotency keys, each stored as ``layout.GRANTED``."""
 
 
 def overrides_of(text: str, catalog: Catalog) -> Contract | None:
@@ -166,13 +155,10 @@ def _quota_period(
     return {"day": row.day, "month": row.month, "lifetime": "life"}[period]
 
 
-def _ttl(period: str, last_reserved_ms: int, now_ms: int) -> int | None:
+def _ttl(name: str, last_reserved_ms: int, now_ms: int) -> int | None:
     """ms left to live for a counter key (None: no expiry); <= 0 means already gone."""
-    if period.startswith("d"):
-        return last_reserved_ms + DAY_TTL_MS - now_ms
-    if period.startswith("m"):
-        return last_reserved_ms + MONTH_TTL_MS - now_ms
-    return None
+    lifetime = layout.counter_ttl_ms(name)
+    return None if lifetime is None else last_reserved_ms + lifetime - now_ms
 
 
 def expected_state(
@@ -195,43 +181,45 @@ def expected_state(
 
     if facts.changes:
         latest = facts.changes[-1]
-        hashes["customer"] = {
-            "plan": latest.plan,
-            "overrides": latest.overrides,
-            "updated_ms": str(latest.ts_ms),
+        hashes[layout.CUSTOMER] = {
+            layout.PLAN: latest.plan,
+            layout.OVERRIDES: latest.overrides,
+            layout.UPDATED_MS: str(latest.ts_ms),
         }
         # The month whose plan grants were issued. A plan without grants has nothing to issue:
         # the sidecar marks the month on its first look at the customer, so mark it now.
         plan_grants = [g.granted_ms for g in facts.grants if g.reason == "plan"]
         plan = fallback.plans.get(latest.plan)
         if plan_grants:
-            hashes["customer"]["granted_month"] = period_ids(max(plan_grants)).month
+            hashes[layout.CUSTOMER][layout.GRANTED_MONTH] = period_ids(max(plan_grants)).month
         elif plan is not None and not plan.grants:
-            hashes["customer"]["granted_month"] = period_ids(now_ms).month
+            hashes[layout.CUSTOMER][layout.GRANTED_MONTH] = period_ids(now_ms).month
     buckets = {
         burn_key(g.priority, g.expires_at_ms, g.granted_ms, g.grant_id, g.credit_type): g
         for g in facts.grants
         if g.remaining_nanos > 0
     }
     if buckets:
-        hashes["bucket"] = {key: str(g.remaining_nanos) for key, g in buckets.items()}
+        hashes[layout.BUCKET] = {key: str(g.remaining_nanos) for key, g in buckets.items()}
     if facts.budgets:
-        hashes["budgets"] = {
-            f"{b.scope}|{b.period}": f"{b.limit_nanos}|{b.mode}" for b in facts.budgets
+        hashes[layout.BUDGETS] = {
+            layout.budget_field(b.scope, b.period): layout.budget_value(b.limit_nanos, b.mode)
+            for b in facts.budgets
         }
     if facts.carry_femtos is not None:
-        hashes["balance"] = {"frac": str(facts.carry_femtos)}
+        hashes[layout.BALANCE] = {layout.CARRY: str(facts.carry_femtos)}
     for row in facts.money:
-        key = f"u:{row.period}"
-        add(key, f"{row.scope}|used", row.cost_nanos, row.last_reserved_ms)
+        key = layout.usage_key(row.period)
+        add(key, layout.counter_fields(row.scope)[0], row.cost_nanos, row.last_reserved_ms)
         if row.scope == "customer" and row.period.startswith("m"):
-            add(key, "overage|used", row.uncovered_nanos, row.last_reserved_ms)
+            add(key, layout.UNCOVERED, row.uncovered_nanos, row.last_reserved_ms)
     for quota in facts.quotas:
         period = _quota_period(quota, facts, catalogs, fallback)
         if period is not None:
-            add(f"u:{period}", f"q:{quota.feature}|used", quota.quantity, quota.last_reserved_ms)
+            used = layout.counter_fields(layout.quota_field(quota.feature))[0]
+            add(layout.usage_key(period), used, quota.quantity, quota.last_reserved_ms)
     for period_key, stamp in last.items():
-        left = _ttl(period_key.removeprefix("u:"), stamp, now_ms)
+        left = _ttl(period_key, stamp, now_ms)
         if left is None:
             continue
         if left <= 0:
@@ -239,10 +227,11 @@ def expected_state(
         else:
             ttl[period_key] = left
     for session in facts.sessions:
-        left = session.last_reserved_ms + SESSION_TTL_MS - now_ms
-        if session.cost_nanos and left > 0:
-            hashes[f"s:{session.session}"] = {"used": str(session.cost_nanos)}
-            ttl[f"s:{session.session}"] = left
+        name = layout.session_key(session.session)
+        left = _ttl(name, session.last_reserved_ms, now_ms)
+        if session.cost_nanos and left is not None and left > 0:
+            hashes[name] = {layout.USED: str(session.cost_nanos)}
+            ttl[name] = left
     return RedisState(
         customer=facts.customer,
         hashes=hashes,

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sidecar.ids import is_id
-from sidecar.store.keys import prefix
-from sidecar.store.redis_store import REGISTRY_KEY
+from sidecar.ledger.events import parse_stream_id
+from sidecar.store import layout
 
 __all__ = ["Entry", "Lag", "StreamReader", "stream_key"]
 
@@ -26,7 +26,7 @@ Entry = tuple[bytes, bytes, dict[bytes, bytes]]
 
 
 def stream_key(customer: str) -> str:
-    return f"{prefix(customer)}:events"
+    return layout.key(customer, layout.EVENTS)
 
 
 def _chunks(items: Sequence[bytes], size: int) -> Iterable[Sequence[bytes]]:
@@ -40,14 +40,8 @@ def _share(entries: int, streams: int) -> int:
 
 
 def _id_after(entry_id: bytes) -> bytes:
-    ms, _, seq = entry_id.decode().partition("-")
-    return f"{ms}-{int(seq or 0) + 1}".encode()
-
-
-def _id_key(entry_id: bytes | str) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+    ms, seq = parse_stream_id(entry_id)
+    return f"{ms}-{seq + 1}".encode()
 
 
 class Lag(msgspec.Struct, kw_only=True):
@@ -96,19 +90,20 @@ class StreamReader:
     async def seed_registry(self) -> int:
         """Add every existing event stream's customer to the registry (one SCAN)."""
         found = [
-            key.decode().removeprefix("cg:{c:").removesuffix("}:events")
-            async for key in self.client.scan_iter(
-                match="cg:{c:*}:events", count=1000, _type="STREAM"
+            layout.customer_of_key(found)
+            async for found in self.client.scan_iter(
+                match=stream_key("*"), count=1000, _type="STREAM"
             )
         ]
         customers = [customer for customer in found if is_id(customer)]
         if customers:
-            await self.client.sadd(REGISTRY_KEY, *customers)
+            await self.client.sadd(layout.REGISTRY_KEY, *customers)
         return len(customers)
 
     async def discover(self) -> int:
         """Read the registry; create the group on streams new to this reader. New keys count."""
-        customers = [c.decode() async for c in self.client.sscan_iter(REGISTRY_KEY, count=1000)]
+        registry = self.client.sscan_iter(layout.REGISTRY_KEY, count=1000)
+        customers = [c.decode() async for c in registry]
         fresh = [k for k in (stream_key(c).encode() for c in customers) if k not in self._known]
         await self._create_groups(fresh)
         self._known.update(fresh)
@@ -235,7 +230,7 @@ class StreamReader:
                 continue
             floor = _id_after(last)
             if pending["pending"]:
-                floor = min(floor, pending["min"], key=_id_key)
+                floor = min(floor, pending["min"], key=parse_stream_id)
             deleted += int(await self.client.xtrim(key, minid=floor, approximate=False))
         return deleted
 
@@ -243,7 +238,7 @@ class StreamReader:
         """Entries of every registered stream that the group has not yet stored and
         acknowledged; a stream no worker has discovered yet counts whole."""
         lag = Lag()
-        async for raw in self.client.sscan_iter(REGISTRY_KEY, count=1000):
+        async for raw in self.client.sscan_iter(layout.REGISTRY_KEY, count=1000):
             key = stream_key(raw.decode())
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xlen(key)
@@ -275,6 +270,6 @@ class StreamReader:
                     first = await self.client.xrange(key, min=after, count=1)
                     oldest = first[0][0] if first else None
             if oldest is not None:
-                ms = _id_key(oldest)[0]
+                ms = parse_stream_id(oldest)[0]
                 lag.oldest_ms = ms if lag.oldest_ms is None else min(lag.oldest_ms, ms)
         return lag

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from sidecar.errors import InvalidInput
-from sidecar.ledger.db import ms_of, time_of
+from sidecar.times import ms_of
 
 __all__ = [
     "BalanceAnswer",
@@ -24,29 +24,10 @@ __all__ = [
     "UsageAnswer",
     "UsageRow",
     "format_femtos",
-    "format_time",
     "month_range",
-    "parse_time",
 ]
 
 FEMTOS_PER_CREDIT = 10**15
-
-
-def format_time(ms: int) -> str:
-    return time_of(ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(field: str, text: str) -> int:
-    """An RFC 3339 time with a zone (``2026-11-08T00:00:00Z``) as ms; InvalidInput otherwise."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidInput(
-            field, f"must be an RFC 3339 time with a zone, like 2026-11-08T00:00:00Z, got {text!r}"
-        )
-    return ms_of(moment.astimezone(UTC))
 
 
 def month_range(text: str) -> tuple[int, int]:

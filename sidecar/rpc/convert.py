@@ -134,7 +134,7 @@ def _fill(message: Message, data: dict[str, Any]) -> None:
             continue
         field = _field(descriptor, key)
         if field is None:
-            continue  # a wire-only field, like an upsert's result
+            continue  # a field the proto does not carry
         target = getattr(message, field.name)
         if _is_map(field):
             inner = _map_value(field)

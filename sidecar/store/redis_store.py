@@ -25,21 +25,30 @@ from redis.exceptions import (
 
 from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
-from sidecar.engine.periods import minute_id, period_ids
+from sidecar.engine.periods import PeriodIds, minute_id, period_ids
+from sidecar.engine.settle import Charge
 from sidecar.errors import StoreError
 from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
-from sidecar.store.keys import customer_key, idem_key, prefix
+from sidecar.store import layout
+from sidecar.store.records import (
+    Attribution,
+    BalanceState,
+    BudgetRow,
+    CommitReply,
+    GrantReply,
+    ReleaseReply,
+    ReserveReply,
+    SetBudgetResult,
+    UpsertResult,
+    decoder,
+)
 from sidecar.store.scripts import Script, load_scripts
 
-__all__ = ["IDEMPOTENCY_TTL_MS", "REGISTRY_KEY", "RedisStore", "StoredCustomer"]
+__all__ = ["RedisStore", "StoredCustomer"]
 
 log = logging.getLogger(__name__)
-IDEMPOTENCY_TTL_MS = 86_400_000
-REGISTRY_KEY = "cg:customers"
-"""Every customer id: how the ledger finds the per-customer event streams."""
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.Decoder()
 
 
 _UNAVAILABLE = (
@@ -134,16 +143,16 @@ class RedisStore:
             self.metrics.redis_up.set(0)
             log.error("redis down: %s", error or repr(error), extra={"redis": safe_url(self.url)})
 
-    async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> Any:
-        key, arg = customer_key(customer), _json.encode(payload)
+    async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> bytes:
+        key, arg = layout.customer_key(customer), _json.encode(payload)
         evalsha = self.client.evalsha
         try:
-            return await self._call(evalsha, script.sha, 1, key, arg, name=script.name)
+            return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
         except StoreError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
         await self._call(self.client.script_load, script.source)
-        return await self._call(evalsha, script.sha, 1, key, arg, name=script.name)
+        return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
 
     def subscriber(self) -> aioredis.Redis:
         """A separate client for pub/sub: it waits for messages, so it has no read timeout."""
@@ -163,18 +172,18 @@ class RedisStore:
         reservation_id: str,
         idempotency_key: str,
         now_ms: int,
-        attribution: dict[str, str],
-    ) -> dict[str, Any]:
+        attribution: Attribution,
+    ) -> ReserveReply:
         periods = period_ids(now_ms)
         payload: dict[str, Any] = {
             "rid": reservation_id,
             "now": now_ms,
             "exp": plan.expires_at_ms,
             "hold": str(plan.hold_nanos),
-            "idem": idem_key(customer, "r", idempotency_key),
-            "idem_ttl": IDEMPOTENCY_TTL_MS,
+            "idem": layout.idem_key(customer, "r", idempotency_key),
+            "idem_ttl": layout.IDEMPOTENCY_TTL_MS,
             "scopes": list(plan.scopes),
-            "periods": {"day": periods.day, "month": periods.month, "lifetime": periods.lifetime},
+            "periods": _periods(periods),
             "rl": [
                 {
                     key: value
@@ -205,34 +214,31 @@ class RedisStore:
                 "limit": plan.quota.limit,
                 "period": periods.of(plan.quota.period),
             }
-        return dict(_decode.decode(await self._run(self.scripts["reserve"], customer, payload)))
+        return _reserved.decode(await self._run(self.scripts["reserve"], customer, payload))
 
     async def commit(
         self,
         customer: str,
         reservation_id: str,
         *,
-        whole_nanos: int,
-        remainder_femtos: int,
-        units: dict[str, int],
-        quota_units: int,
+        charge: Charge,
         catalog_version: str,
         now_ms: int,
-    ) -> dict[str, Any]:
+    ) -> CommitReply:
         payload = {
             "rid": reservation_id,
             "now": now_ms,
-            "whole": str(whole_nanos),
-            "rem": remainder_femtos,
-            "units": units,
-            "quota_units": quota_units,
+            "whole": str(charge.whole_nanos),
+            "rem": charge.remainder_femtos,
+            "units": charge.units,
+            "quota_units": charge.quota_units,
             "catalog_version": catalog_version,
         }
-        return dict(_decode.decode(await self._run(self.scripts["commit"], customer, payload)))
+        return _committed.decode(await self._run(self.scripts["commit"], customer, payload))
 
-    async def release(self, customer: str, reservation_id: str, now_ms: int) -> dict[str, Any]:
+    async def release(self, customer: str, reservation_id: str, now_ms: int) -> ReleaseReply:
         payload = {"rid": reservation_id, "now": now_ms}
-        return dict(_decode.decode(await self._run(self.scripts["release"], customer, payload)))
+        return _released.decode(await self._run(self.scripts["release"], customer, payload))
 
     async def grant(
         self,
@@ -245,12 +251,12 @@ class RedisStore:
         expires_at_ms: int | None,
         now_ms: int,
         reason: str,
-    ) -> tuple[str, str]:
-        """Add a bucket; returns (result, grant_id). The grant id derives from the key."""
+    ) -> tuple[GrantReply, str]:
+        """Add a bucket; returns the reply and the grant id, which derives from the key."""
         digest = hashlib.sha256(f"{customer}\0{idempotency_key}".encode()).hexdigest()
         grant_id = f"g_{digest[:20]}"
         payload: dict[str, Any] = {
-            "idem": idem_key(customer, "g", idempotency_key),
+            "idem": layout.idem_key(customer, "g", idempotency_key),
             "member": burn_key(priority, expires_at_ms, now_ms, grant_id, credit_type),
             "amount": str(amount_nanos),
             "customer": customer,
@@ -262,12 +268,12 @@ class RedisStore:
         }
         if expires_at_ms is not None:
             payload["expires_at"] = str(expires_at_ms)
-        out = _decode.decode(await self._run(self.scripts["grant"], customer, payload))
-        return str(out["result"]), grant_id
+        reply = _granted.decode(await self._run(self.scripts["grant"], customer, payload))
+        return reply, grant_id
 
     async def set_budget(
         self, customer: str, *, scope: str, period: str, limit_nanos: int, mode: str, now_ms: int
-    ) -> None:
+    ) -> SetBudgetResult:
         payload = {
             "customer": customer,
             "scope": scope,
@@ -276,21 +282,26 @@ class RedisStore:
             "mode": mode,
             "now": now_ms,
         }
-        await self._run(self.scripts["set_budget"], customer, payload)
+        answer = await self._run(self.scripts["set_budget"], customer, payload)
+        result: SetBudgetResult = msgspec.convert(answer.decode(), SetBudgetResult)
+        return result
 
     async def upsert_customer(
         self, customer: str, *, plan: str, overrides: str, now_ms: int
-    ) -> None:
+    ) -> UpsertResult:
         payload = {"customer": customer, "plan": plan, "overrides": overrides, "now": now_ms}
-        await self._run(self.scripts["upsert_customer"], customer, payload)
+        answer = await self._run(self.scripts["upsert_customer"], customer, payload)
+        result: UpsertResult = msgspec.convert(answer.decode(), UpsertResult)
+        return result
 
     async def register_customer(self, customer: str) -> None:
         """Add the customer to the registry the ledger reads to find its event stream."""
-        await self._call(self.client.sadd, REGISTRY_KEY, customer)
+        await self._call(self.client.sadd, layout.REGISTRY_KEY, customer)
 
     async def get_customer(self, customer: str) -> StoredCustomer | None:
+        fields = (layout.PLAN, layout.OVERRIDES, layout.GRANTED_MONTH)
         plan, overrides, granted = await self._call(
-            self.client.hmget, customer_key(customer), "plan", "overrides", "granted_month"
+            self.client.hmget, layout.customer_key(customer), *fields
         )
         if plan is None:
             return None
@@ -301,20 +312,46 @@ class RedisStore:
         )
 
     async def mark_granted(self, customer: str, month: str) -> None:
-        await self._call(self.client.hset, customer_key(customer), "granted_month", month)
+        key = layout.customer_key(customer)
+        await self._call(self.client.hset, key, layout.GRANTED_MONTH, month)
 
-    async def hold_attribution(self, customer: str, reservation_id: str) -> dict[str, Any] | None:
+    async def hold_attribution(self, customer: str, reservation_id: str) -> Attribution | None:
         """The attribution a hold was placed with, for pricing its commit after a restart."""
-        raw = await self._call(self.client.hget, f"{prefix(customer)}:holds", reservation_id)
-        if raw is None:
-            return None
-        return dict(_decode.decode(raw)["ev"])
+        key = layout.key(customer, layout.HOLDS)
+        raw = await self._call(self.client.hget, key, reservation_id)
+        return None if raw is None else _hold.decode(raw).ev
 
-    async def counters(self, customer: str, key_name: str, fields: list[str]) -> list[int]:
-        """Integer counter fields of one of the customer's hashes (0 when absent)."""
-        values = await self._call(self.client.hmget, f"{prefix(customer)}:{key_name}", fields)
-        return [int(value) if value is not None else 0 for value in values]
+    async def quota_counters(self, customer: str, period_id: str, feature: str) -> int:
+        """Units of a metered feature used and held in one period."""
+        key = layout.key(customer, layout.usage_key(period_id))
+        values = await self._call(
+            self.client.hmget, key, layout.counter_fields(layout.quota_field(feature))
+        )
+        return sum(int(value) for value in values if value is not None)
 
-    async def hash_all(self, customer: str, key_name: str) -> dict[str, str]:
-        raw = await self._call(self.client.hgetall, f"{prefix(customer)}:{key_name}")
-        return {field.decode(): value.decode() for field, value in raw.items()}
+    async def balance_state(self, customer: str, now_ms: int) -> BalanceState:
+        """Buckets, holds, budgets with their use and this month's uncovered use: one read."""
+        payload = {"periods": _periods(period_ids(now_ms)), "budgets_only": False}
+        return _state.decode(await self._run(self.scripts["read_state"], customer, payload))
+
+    async def budget_state(self, customer: str, now_ms: int) -> list[BudgetRow]:
+        """Every budget of the customer with its use in the period in force: one read."""
+        payload = {"periods": _periods(period_ids(now_ms)), "budgets_only": True}
+        answer = await self._run(self.scripts["read_state"], customer, payload)
+        return _state.decode(answer).budgets
+
+
+class _HoldRecord(msgspec.Struct, frozen=True):
+    ev: Attribution
+
+
+def _periods(periods: PeriodIds) -> dict[str, str]:
+    return {"day": periods.day, "month": periods.month, "lifetime": periods.lifetime}
+
+
+_reserved = decoder(ReserveReply)
+_committed = decoder(CommitReply)
+_released = decoder(ReleaseReply)
+_granted = decoder(GrantReply)
+_state = decoder(BalanceState)
+_hold = decoder(_HoldRecord)

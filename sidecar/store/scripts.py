@@ -1,13 +1,20 @@
-"""Lua scripts: package data files, loaded once and called by SHA, reloaded on NOSCRIPT."""
+"""Lua scripts: package data files, loaded once and called by SHA, reloaded on NOSCRIPT.
+
+Each script runs as: the layout's names (``layout.lua_prelude()``), the shared helpers
+(``lua/_lib.lua``), then the script itself."""
 
 from __future__ import annotations
 
 import hashlib
 from importlib import resources
 
+from sidecar.store.layout import lua_prelude
+
 __all__ = ["SCRIPT_NAMES", "Script", "load_scripts"]
 
-SCRIPT_NAMES = ("reserve", "commit", "release", "grant", "set_budget", "upsert_customer")
+SCRIPT_NAMES = (
+    "reserve", "commit", "release", "grant", "set_budget", "upsert_customer", "read_state",
+)  # fmt: skip
 
 
 class Script:
@@ -23,7 +30,7 @@ class Script:
 
 def load_scripts() -> dict[str, Script]:
     folder = resources.files("sidecar.store") / "lua"
-    lib = (folder / "_lib.lua").read_text(encoding="utf-8")
+    lib = lua_prelude() + (folder / "_lib.lua").read_text(encoding="utf-8")
     return {
         name: Script(name, lib + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8"))
         for name in SCRIPT_NAMES

@@ -22,9 +22,11 @@ from sidecar.engine import (
     Quota,
     RateCheck,
     ReservePlan,
+    parse_reserve,
     plan_check,
     plan_reserve,
 )
+from sidecar.engine.decide import validate_check
 from sidecar.errors import InvalidInput
 from sidecar.wire import CheckRequest, Reason, ReserveRequest
 
@@ -54,8 +56,13 @@ def reserve_request(**changes: Any) -> ReserveRequest:
     return ReserveRequest(**(fields | changes))
 
 
+def decide(customer: CustomerSnapshot, request: ReserveRequest) -> Denial | ReservePlan:
+    """Parse the request's form, then decide: the order the service calls them in."""
+    return plan_reserve(CATALOG, customer, parse_reserve(CATALOG, request), NOW_MS)
+
+
 def reserve(customer: CustomerSnapshot, **changes: Any) -> ReservePlan:
-    plan = plan_reserve(CATALOG, customer, reserve_request(**changes), NOW_MS)
+    plan = decide(customer, reserve_request(**changes))
     assert isinstance(plan, ReservePlan), plan
     return plan
 
@@ -91,7 +98,7 @@ def test_local_denials(
     case: str, customer: CustomerSnapshot, changes: dict[str, Any], reason: Reason
 ) -> None:
     request = reserve_request(**changes)
-    assert plan_reserve(CATALOG, customer, request, NOW_MS) == Denial(reason), case
+    assert decide(customer, request) == Denial(reason), case
     check = CheckRequest(
         customer=customer.id,
         feature=changes.get("feature", "chat"),
@@ -126,13 +133,13 @@ INVALID = [
 @pytest.mark.parametrize(("case", "changes", "field"), INVALID, ids=[row[0] for row in INVALID])
 def test_invalid_input_names_the_field(case: str, changes: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        plan_reserve(CATALOG, PRO, reserve_request(**changes), NOW_MS)
+        decide(PRO, reserve_request(**changes))
     assert caught.value.field == field, case
 
 
 def test_invalid_ids_in_check() -> None:
     with pytest.raises(InvalidInput) as caught:
-        plan_check(CATALOG, PRO, CheckRequest(customer="acme", feature="chat", team="a b"))
+        validate_check(CheckRequest(customer="acme", feature="chat", team="a b"))
     assert caught.value.field == "team"
 
 

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from sidecar.catalog import load_catalog
 from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.spec import ContractSpec
-from sidecar.engine import CustomerSnapshot, carry, cost_femtos, hold_nanos, price_usage
+from sidecar.engine import (
+    CustomerSnapshot,
+    carry,
+    cost_femtos,
+    hold_nanos,
+    parse_usage,
+    price_usage,
+)
 from sidecar.errors import InvalidInput
 from sidecar.money import format_credits, parse_credits, parse_price
 
@@ -168,9 +175,9 @@ def test_price_usage_matches_decimal(units: dict[str, int], prices: dict[str, st
     # The random prices reach the engine the way an admin sets them: as contract overrides.
     overrides = compile_overrides(ContractSpec(prices_per_million={"gpt-4o": prices}), CATALOG)
     customer = CustomerSnapshot(id="acme", plan="pro", overrides=overrides)
-    femtos, counted = price_usage(CATALOG, customer, "gpt-4o", units, None)
-    assert femtos == reference_femtos(units, prices)
-    assert counted == {kind: count for kind, count in units.items() if count}
+    usage = parse_usage(CATALOG, units, None)
+    assert usage.units == {kind: count for kind, count in units.items() if count}
+    assert price_usage(CATALOG, customer, "gpt-4o", usage) == reference_femtos(units, prices)
 
 
 @given(st.integers(min_value=0, max_value=10**30))

@@ -56,7 +56,7 @@ async def play(service: Service, clock: Clock, call: Call) -> None:
 
 
 def _iso(ms: int) -> str:
-    from sidecar.ledger.wire import format_time  # noqa: PLC0415
+    from sidecar.times import format_time  # noqa: PLC0415
 
     return format_time(ms)
 

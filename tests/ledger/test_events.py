@@ -6,8 +6,8 @@ import pytest
 
 from sidecar.ledger.db import Pool
 from sidecar.ledger.entries import entries_of
-from sidecar.ledger.events import Debit, Grant, Unparsed, decode_entry, reserved_ms
-from sidecar.store.keys import new_reservation_id
+from sidecar.ledger.events import Debit, Grant, Unparsed, decode_entry
+from sidecar.reservations import new_reservation_id, reserved_ms
 from sidecar.store.redis_store import RedisStore
 from tests.conftest import Setup
 from tests.ledger.conftest import Call, drain, worker

@@ -11,7 +11,9 @@ from sidecar.ledger.db import Pool, load_catalogs
 from sidecar.ledger.rebuild import rebuild_customer
 from sidecar.ledger.reconcile import reconcile
 from sidecar.service import Service
-from sidecar.store.redis_store import REGISTRY_KEY, RedisStore
+from sidecar.store import layout
+from sidecar.store.layout import REGISTRY_KEY
+from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, UpsertCustomerRequest
 from tests.conftest import Clock
 from tests.ledger.conftest import Call, drain, worker
@@ -53,8 +55,8 @@ async def test_flush_then_rebuild_restores_balances_and_counters(
     after = {c: msgspec.to_builtins(await service.balance(c)) for c in ("acme", "globex")}
     assert after == balances
     assert await store.client.sismember(REGISTRY_KEY, "acme")
-    for name in ("u:d20261119", "u:m202611", "s:run-1"):
-        assert await store.client.pttl(f"cg:{{c:acme}}:{name}") > 0  # expire like reserve.lua's
+    for name in ("u:d20261119", "u:m202611", "s:run-1"):  # they expire, as reserve.lua's do
+        assert await store.client.pttl(layout.key("acme", name)) > 0
     async with pool.acquire() as db:
         report = await reconcile(
             store.client, db, ["acme", "globex"], catalogs=catalogs, catalog=ledger_catalog,

@@ -8,7 +8,6 @@ from sidecar.catalog import Catalog
 from sidecar.engine.burn import burn_key
 from sidecar.ledger.reconcile import differences
 from sidecar.ledger.state import (
-    DAY_TTL_MS,
     CustomerFact,
     GrantFact,
     LedgerFacts,
@@ -18,6 +17,7 @@ from sidecar.ledger.state import (
     SessionRow,
     expected_state,
 )
+from sidecar.store.layout import DAY_COUNTER_TTL_MS as DAY_TTL_MS
 from tests.conftest import NOON_MS
 
 HOUR = 3_600_000

@@ -1,4 +1,5 @@
--- Shared helpers, prepended to every script by store/scripts.py (Redis has no require).
+-- Shared helpers, prepended to every script by store/scripts.py (Redis has no require), after
+-- the layout's names and lifetimes (generated from store/layout.py: BUCKET, USAGE_PREFIX, ...).
 --
 -- KEYS[1] is the customer's hash key `cg:{c:<customer>}:customer`; every other key of the
 -- customer is named from the same prefix, so all of them share the hash tag and slot.
@@ -10,8 +11,10 @@
 
 local B = 1000000000
 local ZERO = {0, 0}
-local P = string.sub(KEYS[1], 1, -10) -- strip ':customer'
+local P = string.sub(KEYS[1], 1, -(#CUSTOMER_SUFFIX + 1))
 local function K(name) return P .. ':' .. name end
+local function USAGE(period) return K(USAGE_PREFIX .. period) end
+local function SESSION(session) return K(SESSION_PREFIX .. session) end
 
 local function add(a, b)
   local hi, lo = a[1] + b[1], a[2] + b[2]
@@ -67,33 +70,31 @@ local function unhold(rec)
   end
 end
 
-local RESOLVED_RETAIN_MS = 86400000
-
 -- Expire every hold whose time is up, so that it stops counting against every cap; no
 -- sweeper is needed for correctness. Also forget resolved holds older than a day (bounded).
 local function purge(now)
   -- Bounded per call; holds left over still count (conservative) until a later call.
-  local expired = redis.call('ZRANGEBYSCORE', K('hold_expiry'), '-inf', now, 'LIMIT', 0, 1000)
+  local expired = redis.call('ZRANGEBYSCORE', K(HOLD_EXPIRY), '-inf', now, 'LIMIT', 0, 1000)
   for _, rid in ipairs(expired) do
-    local rec = cjson.decode(redis.call('HGET', K('holds'), rid))
+    local rec = cjson.decode(redis.call('HGET', K(HOLDS), rid))
     unhold(rec)
     rec.s = 'expired'
-    redis.call('HSET', K('holds'), rid, cjson.encode(rec))
-    redis.call('ZREM', K('hold_expiry'), rid)
-    redis.call('ZADD', K('resolved'), now, rid)
+    redis.call('HSET', K(HOLDS), rid, cjson.encode(rec))
+    redis.call('ZREM', K(HOLD_EXPIRY), rid)
+    redis.call('ZADD', K(RESOLVED), now, rid)
   end
-  local old = redis.call('ZRANGEBYSCORE', K('resolved'), '-inf', now - RESOLVED_RETAIN_MS,
+  local old = redis.call('ZRANGEBYSCORE', K(RESOLVED), '-inf', now - RESOLVED_RETAIN_MS,
     'LIMIT', 0, 100)
   for _, rid in ipairs(old) do
-    redis.call('HDEL', K('holds'), rid)
-    redis.call('ZREM', K('resolved'), rid)
+    redis.call('HDEL', K(HOLDS), rid)
+    redis.call('ZREM', K(RESOLVED), rid)
   end
 end
 
 local function resolve(rid, rec, now)
-  redis.call('HSET', K('holds'), rid, cjson.encode(rec))
-  redis.call('ZREM', K('hold_expiry'), rid)
-  redis.call('ZADD', K('resolved'), now, rid)
+  redis.call('HSET', K(HOLDS), rid, cjson.encode(rec))
+  redis.call('ZREM', K(HOLD_EXPIRY), rid)
+  redis.call('ZADD', K(RESOLVED), now, rid)
 end
 
 -- Fields of a burn key: priority|expires_at_ms|created_ms|credit_type|grant_id.
@@ -104,5 +105,5 @@ local function bucket_fields(member)
 end
 
 local function append_event(fields)
-  return redis.call('XADD', K('events'), '*', unpack(fields))
+  return redis.call('XADD', K(EVENTS), '*', unpack(fields))
 end

@@ -11,16 +11,17 @@
 -- Returns the JSON answer; a second commit returns the first with already_committed.
 local p = cjson.decode(ARGV[1])
 local now = p.now
-local raw = redis.call('HGET', K('holds'), p.rid)
+local raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end
 local rec = cjson.decode(raw)
 if rec.s == 'committed' then
   rec.r.result = 'already_committed'
+  if rec.r.burned and next(rec.r.burned) == nil then rec.r.burned = nil end -- kept as {}
   return cjson.encode(rec.r)
 end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
 purge(now)
-raw = redis.call('HGET', K('holds'), p.rid)
+raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge
 rec = cjson.decode(raw)
 local held = ZERO
@@ -30,43 +31,43 @@ if rec.s == 'held' then
 end
 
 local charge = N(p.whole)
-local frac = tonumber(redis.call('HGET', K('balance'), 'frac') or 0) + p.rem
+local frac = tonumber(redis.call('HGET', K(BALANCE), CARRY) or 0) + p.rem
 if frac >= 1000000 then
   frac = frac - 1000000
   charge = add(charge, {0, 1})
 end
-redis.call('HSET', K('balance'), 'frac', string.format('%d', frac))
+redis.call('HSET', K(BALANCE), CARRY, string.format('%d', frac))
 
 -- Burn in key order (the burn order); expired buckets never spend and are written off.
 local eligible = {}
 for _, t in ipairs(rec.types) do eligible[t] = true end
 local left, burned = charge, {}
-local members = redis.call('ZRANGE', K('buckets'), 0, -1)
+local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
 if #members > 0 then
-  local amounts = redis.call('HMGET', K('bucket'), unpack(members))
+  local amounts = redis.call('HMGET', K(BUCKET), unpack(members))
   for i, member in ipairs(members) do
     local expires, credit_type, grant_id = bucket_fields(member)
     local amount = N(amounts[i])
     if expires <= now then
-      redis.call('HDEL', K('bucket'), member)
-      redis.call('ZREM', K('buckets'), member)
+      redis.call('HDEL', K(BUCKET), member)
+      redis.call('ZREM', K(BUCKETS), member)
       append_event({'kind', 'expiry', 'event_id', 'x:' .. grant_id, 'customer', rec.ev.customer,
         'grant_id', grant_id, 'credit_type', credit_type, 'amount', S(amount), 'ts', now})
     elseif eligible[credit_type] and cmp(left, ZERO) > 0 then
       local take = minimum(amount, left)
       left = sub(left, take)
       if cmp(take, amount) == 0 then
-        redis.call('HDEL', K('bucket'), member)
-        redis.call('ZREM', K('buckets'), member)
+        redis.call('HDEL', K(BUCKET), member)
+        redis.call('ZREM', K(BUCKETS), member)
       else
-        redis.call('HINCRBY', K('bucket'), member, '-' .. S(take))
+        redis.call('HINCRBY', K(BUCKET), member, '-' .. S(take))
       end
       burned[#burned + 1] = {grant_id = grant_id, credit_type = credit_type, amount = S(take)}
     end
   end
 end
 local cost = S(charge)
-if cmp(left, ZERO) > 0 then redis.call('HINCRBY', rec.month, 'overage|used', S(left)) end
+if cmp(left, ZERO) > 0 then redis.call('HINCRBY', rec.month, UNCOVERED, S(left)) end
 if cost ~= '0' then
   for _, c in ipairs(rec.money) do redis.call('HINCRBY', c[1], c[2], cost) end
 end
@@ -85,7 +86,7 @@ append_event({'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now})
 
 rec.r = {result = 'committed', cost = cost, overage = S(overage), released = S(released),
-  uncovered = S(left), burned = burned}
+  uncovered = S(left), burned = #burned > 0 and burned or nil}
 rec.s = 'committed'
 resolve(p.rid, rec, now)
 return cjson.encode(rec.r)

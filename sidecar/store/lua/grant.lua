@@ -12,8 +12,8 @@ if prior then
   out.result = 'already_granted'
   return cjson.encode(out)
 end
-redis.call('HSET', K('bucket'), p.member, p.amount)
-redis.call('ZADD', K('buckets'), 0, p.member)
+redis.call('HSET', K(BUCKET), p.member, p.amount)
+redis.call('ZADD', K(BUCKETS), 0, p.member)
 append_event({'kind', 'grant', 'event_id', 'g:' .. p.grant_id, 'customer', p.customer,
   'grant_id', p.grant_id, 'credit_type', p.credit_type, 'amount', p.amount,
   'priority', p.priority, 'expires_at', p.expires_at or '', 'reason', p.reason,

@@ -4,13 +4,13 @@
 -- Returns JSON {result, released (nano-credits)}: released, already_released,
 -- already_committed, expired (its time ran out first) or not_found.
 local p = cjson.decode(ARGV[1])
-local raw = redis.call('HGET', K('holds'), p.rid)
+local raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end
 local rec = cjson.decode(raw)
 if rec.s == 'committed' then return cjson.encode({result = 'already_committed'}) end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
 purge(p.now)
-raw = redis.call('HGET', K('holds'), p.rid)
+raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge
 rec = cjson.decode(raw)
 if rec.s == 'expired' then return cjson.encode({result = 'expired'}) end

@@ -10,7 +10,8 @@
 -- answer (denials are not kept: a retry is decided again).
 local p = cjson.decode(ARGV[1])
 local prior = redis.call('GET', p.idem)
-if prior then return prior end
+-- Answers kept by earlier releases wrote no soft limit as {}.
+if prior then return (string.gsub(prior, '"soft_limits_hit":{}', '"soft_limits_hit":[]')) end
 local now = p.now
 purge(now)
 
@@ -21,9 +22,9 @@ local function deny(reason, scope)
 end
 
 -- Rate limits: fixed one-minute windows.
-local rlk = K('rl:' .. p.minute)
+local rlk = K(RATE_PREFIX .. p.minute)
 for _, r in ipairs(p.rl) do
-  local used = redis.call('HMGET', rlk, r.scope .. '|r', r.scope .. '|t')
+  local used = redis.call('HMGET', rlk, r.scope .. SEP .. 'r', r.scope .. SEP .. 't')
   if r.rpm and tonumber(used[1] or 0) + 1 > r.rpm then
     return deny('rate_limited', r.scope .. '/requests_per_minute')
   end
@@ -36,8 +37,8 @@ end
 local q = p.quota
 local qkey, qfield
 if q then
-  qkey, qfield = K('u:' .. q.period), 'q:' .. q.feature
-  local used = redis.call('HMGET', qkey, qfield .. '|used', qfield .. '|held')
+  qkey, qfield = USAGE(q.period), QUOTA_PREFIX .. q.feature .. SEP
+  local used = redis.call('HMGET', qkey, qfield .. USED, qfield .. HELD)
   local in_use = tonumber(used[1] or 0) + tonumber(used[2] or 0)
   -- A call that declares no units still needs room: it will be counted at commit.
   if in_use + q.units > q.limit or in_use >= q.limit then
@@ -50,23 +51,23 @@ local hold = N(p.hold)
 local counters = {} -- {key, field prefix, scope, period} for every money counter
 for _, scope in ipairs(p.scopes) do
   for _, period in ipairs({'day', 'month', 'lifetime'}) do
-    counters[#counters + 1] = {K('u:' .. p.periods[period]), scope .. '|', scope, period}
+    counters[#counters + 1] = {USAGE(p.periods[period]), scope .. SEP, scope, period}
   end
 end
 if p.session then
-  counters[#counters + 1] = {K('s:' .. p.session), '', 'session:' .. p.session, 'lifetime'}
+  counters[#counters + 1] = {SESSION(p.session), '', 'session:' .. p.session, 'lifetime'}
 end
 local fields = {}
-for i, c in ipairs(counters) do fields[i] = c[3] .. '|' .. c[4] end
-local defs = redis.call('HMGET', K('budgets'), unpack(fields))
+for i, c in ipairs(counters) do fields[i] = c[3] .. SEP .. c[4] end
+local defs = redis.call('HMGET', K(BUDGETS), unpack(fields))
 if p.session and not defs[#counters] and p.session_budget then
-  defs[#counters] = p.session_budget .. '|hard'
+  defs[#counters] = p.session_budget .. SEP .. 'hard'
 end
 local remaining, soft, worst = {}, {}, nil
 for i, c in ipairs(counters) do
   if defs[i] then
-    local limit, mode = string.match(defs[i], '^(%d+)|(%a+)$')
-    local used = redis.call('HMGET', c[1], c[2] .. 'used', c[2] .. 'held')
+    local limit, mode = string.match(defs[i], '^(%d+)' .. SEP .. '(%a+)$')
+    local used = redis.call('HMGET', c[1], c[2] .. USED, c[2] .. HELD)
     local left = sub(sub(N(limit), N(used[1])), N(used[2]))
     local name = c[3] .. '/' .. c[4]
     -- Past the cap even a zero hold is refused: its commit would still count against it.
@@ -92,17 +93,17 @@ end
 local eligible = {}
 for _, t in ipairs(p.types) do eligible[t] = true end
 local funds = ZERO
-local members = redis.call('ZRANGE', K('buckets'), 0, -1)
+local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
 if #members > 0 then
-  local amounts = redis.call('HMGET', K('bucket'), unpack(members))
+  local amounts = redis.call('HMGET', K(BUCKET), unpack(members))
   for i, member in ipairs(members) do
     local expires, credit_type = bucket_fields(member)
     if expires > p.exp and eligible[credit_type] then funds = add(funds, N(amounts[i])) end
   end
 end
-local room = sub(N(p.overage_cap), N(redis.call('HGET', K('u:' .. p.month), 'overage|used')))
+local room = sub(N(p.overage_cap), N(redis.call('HGET', USAGE(p.month), UNCOVERED)))
 if room[1] < 0 then room = ZERO end
-local available = sub(add(funds, room), N(redis.call('HGET', K('balance'), 'held')))
+local available = sub(add(funds, room), N(redis.call('HGET', K(BALANCE), HELD)))
 if cmp(hold, available) > 0 then return deny('insufficient_credits', 'balance') end
 
 -- Place the hold: every increment is recorded so that release and expiry undo it exactly.
@@ -112,32 +113,33 @@ local function inc(key, field, delta)
   h[#h + 1] = {key, field, delta}
 end
 for _, r in ipairs(p.rl) do
-  redis.call('HINCRBY', rlk, r.scope .. '|r', 1)
-  if p.tokens > 0 then redis.call('HINCRBY', rlk, r.scope .. '|t', p.tokens) end
+  redis.call('HINCRBY', rlk, r.scope .. SEP .. 'r', 1)
+  if p.tokens > 0 then redis.call('HINCRBY', rlk, r.scope .. SEP .. 't', p.tokens) end
 end
-if #p.rl > 0 then redis.call('PEXPIRE', rlk, 120000) end
+if #p.rl > 0 then redis.call('PEXPIRE', rlk, RATE_WINDOW_TTL_MS) end
 -- Use is counted on every node and period (a budget set later sees it); a hold counts only
 -- against the budgets in force now: a budget set while a call is in flight sees that call
 -- when it commits.
 for i, c in ipairs(counters) do
-  if defs[i] and p.hold ~= '0' then inc(c[1], c[2] .. 'held', p.hold) end
-  money[#money + 1] = {c[1], c[2] .. 'used'}
+  if defs[i] and p.hold ~= '0' then inc(c[1], c[2] .. HELD, p.hold) end
+  money[#money + 1] = {c[1], c[2] .. USED}
 end
-if q and q.units > 0 then inc(qkey, qfield .. '|held', string.format('%d', q.units)) end
-if p.hold ~= '0' then inc(K('balance'), 'held', p.hold) end
-redis.call('PEXPIRE', K('u:' .. p.periods.day), 3 * 86400000)
-redis.call('PEXPIRE', K('u:' .. p.periods.month), 70 * 86400000)
-if p.session then redis.call('PEXPIRE', K('s:' .. p.session), 30 * 86400000) end
+if q and q.units > 0 then inc(qkey, qfield .. HELD, string.format('%d', q.units)) end
+if p.hold ~= '0' then inc(K(BALANCE), HELD, p.hold) end
+redis.call('PEXPIRE', USAGE(p.periods.day), DAY_COUNTER_TTL_MS)
+redis.call('PEXPIRE', USAGE(p.periods.month), MONTH_COUNTER_TTL_MS)
+if p.session then redis.call('PEXPIRE', SESSION(p.session), SESSION_TTL_MS) end
 
 local rec = {s = 'held', a = p.hold, x = p.exp, h = h, money = money, types = p.types,
-  month = K('u:' .. p.month), ev = p.ev}
-if q then rec.quota = {qkey, qfield .. '|used'} end
-redis.call('HSET', K('holds'), p.rid, cjson.encode(rec))
-redis.call('ZADD', K('hold_expiry'), p.exp, p.rid)
+  month = USAGE(p.month), ev = p.ev}
+if q then rec.quota = {qkey, qfield .. USED} end
+redis.call('HSET', K(HOLDS), p.rid, cjson.encode(rec))
+redis.call('ZADD', K(HOLD_EXPIRY), p.exp, p.rid)
 
 local out_remaining = {balance = S(sub(available, hold))}
 for kind, value in pairs(remaining) do out_remaining[kind] = S(value) end
+-- cjson writes an empty table as {}: an empty list is left out instead.
 local text = cjson.encode({allowed = true, reason = 'ok', reservation_id = p.rid,
-  held = p.hold, remaining = out_remaining, soft_limits_hit = soft})
+  held = p.hold, remaining = out_remaining, soft_limits_hit = #soft > 0 and soft or nil})
 redis.call('SET', p.idem, text, 'PX', p.idem_ttl)
 return text

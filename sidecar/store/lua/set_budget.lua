@@ -4,10 +4,10 @@
 --          month, lifetime), limit (nano-credits, string), mode (hard, soft), now (ms)
 -- Setting the same budget twice is a no-op apart from its event: idempotent by value.
 local p = cjson.decode(ARGV[1])
-local field = p.scope .. '|' .. p.period
-local value = p.limit .. '|' .. p.mode
-if redis.call('HGET', K('budgets'), field) == value then return 'unchanged' end
-redis.call('HSET', K('budgets'), field, value)
+local field = p.scope .. SEP .. p.period
+local value = p.limit .. SEP .. p.mode
+if redis.call('HGET', K(BUDGETS), field) == value then return 'unchanged' end
+redis.call('HSET', K(BUDGETS), field, value)
 append_event({'kind', 'budget', 'event_id', 'b:' .. field .. ':' .. p.now, 'customer', p.customer,
   'scope', p.scope, 'period', p.period, 'limit', p.limit, 'mode', p.mode, 'ts', p.now})
 return 'set'

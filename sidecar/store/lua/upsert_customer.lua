@@ -3,9 +3,9 @@
 -- ARGV[1]  JSON: customer, plan, overrides (JSON text, '' for none), now (ms)
 -- Writing the same plan and overrides again changes nothing: idempotent by value.
 local p = cjson.decode(ARGV[1])
-local current = redis.call('HMGET', KEYS[1], 'plan', 'overrides')
+local current = redis.call('HMGET', KEYS[1], PLAN, OVERRIDES)
 if current[1] == p.plan and current[2] == p.overrides then return 'unchanged' end
-redis.call('HSET', KEYS[1], 'plan', p.plan, 'overrides', p.overrides, 'updated_ms', p.now)
+redis.call('HSET', KEYS[1], PLAN, p.plan, OVERRIDES, p.overrides, UPDATED_MS, p.now)
 append_event({'kind', 'customer', 'event_id', 'c:' .. p.customer .. ':' .. p.now,
   'customer', p.customer, 'plan', p.plan, 'overrides', p.overrides, 'ts', p.now})
 return 'upserted'

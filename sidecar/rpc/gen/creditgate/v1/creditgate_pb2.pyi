@@ -50,6 +50,18 @@ class BudgetMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BUDGET_MODE_HARD: _ClassVar[BudgetMode]
     BUDGET_MODE_SOFT: _ClassVar[BudgetMode]
 
+class UpsertResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPSERT_RESULT_UNSPECIFIED: _ClassVar[UpsertResult]
+    UPSERT_RESULT_UPSERTED: _ClassVar[UpsertResult]
+    UPSERT_RESULT_UNCHANGED: _ClassVar[UpsertResult]
+
+class SetBudgetResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SET_BUDGET_RESULT_UNSPECIFIED: _ClassVar[SetBudgetResult]
+    SET_BUDGET_RESULT_SET: _ClassVar[SetBudgetResult]
+    SET_BUDGET_RESULT_UNCHANGED: _ClassVar[SetBudgetResult]
+
 class GrantResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GRANT_RESULT_UNSPECIFIED: _ClassVar[GrantResult]
@@ -83,6 +95,12 @@ PERIOD_LIFETIME: Period
 BUDGET_MODE_UNSPECIFIED: BudgetMode
 BUDGET_MODE_HARD: BudgetMode
 BUDGET_MODE_SOFT: BudgetMode
+UPSERT_RESULT_UNSPECIFIED: UpsertResult
+UPSERT_RESULT_UPSERTED: UpsertResult
+UPSERT_RESULT_UNCHANGED: UpsertResult
+SET_BUDGET_RESULT_UNSPECIFIED: SetBudgetResult
+SET_BUDGET_RESULT_SET: SetBudgetResult
+SET_BUDGET_RESULT_UNCHANGED: SetBudgetResult
 GRANT_RESULT_UNSPECIFIED: GrantResult
 GRANT_RESULT_GRANTED: GrantResult
 GRANT_RESULT_ALREADY_GRANTED: GrantResult
@@ -391,12 +409,14 @@ class UpsertCustomerRequest(_message.Message):
     def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., overrides: _Optional[_Union[Overrides, _Mapping]] = ...) -> None: ...
 
 class UpsertCustomerResponse(_message.Message):
-    __slots__ = ("customer", "plan")
+    __slots__ = ("customer", "plan", "result")
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
     customer: str
     plan: str
-    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...
+    result: UpsertResult
+    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., result: _Optional[_Union[UpsertResult, str]] = ...) -> None: ...
 
 class GrantRequest(_message.Message):
     __slots__ = ("customer", "credit_type", "amount_nanos", "idempotency_key", "priority", "expires_at")
@@ -457,16 +477,18 @@ class SetBudgetRequest(_message.Message):
     def __init__(self, customer: _Optional[str] = ..., scope: _Optional[_Union[BudgetScope, _Mapping]] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ...) -> None: ...
 
 class SetBudgetResponse(_message.Message):
-    __slots__ = ("scope", "period", "limit_nanos", "mode")
+    __slots__ = ("scope", "period", "limit_nanos", "mode", "result")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     LIMIT_NANOS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
     scope: str
     period: Period
     limit_nanos: int
     mode: BudgetMode
-    def __init__(self, scope: _Optional[str] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ...) -> None: ...
+    result: SetBudgetResult
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ..., result: _Optional[_Union[SetBudgetResult, str]] = ...) -> None: ...
 
 class GetCustomerRequest(_message.Message):
     __slots__ = ("customer",)

@@ -1,0 +1,88 @@
+"""What every part of the service shares: the store, the catalog in force, the clock, the
+customer directory and the holds placed here; the customer lookups operations start with,
+and the gauges of the caches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from cachetools import TLRUCache
+from prometheus_client.core import Metric
+
+from sidecar.catalog.model import Catalog
+from sidecar.customers import CustomerDirectory
+from sidecar.engine.customer import CustomerSnapshot
+from sidecar.errors import NotFound
+from sidecar.ids import check_id
+from sidecar.metrics import Metrics, counter, gauge
+from sidecar.store.records import Attribution
+from sidecar.store.redis_store import RedisStore
+from sidecar.times import wall_clock_ms
+
+__all__ = ["Context"]
+
+LOCAL_HOLDS_MAX = 100_000
+
+
+def _hold_expiry(_rid: str, hold: tuple[Attribution, int], _now: object) -> int:
+    return hold[1]
+
+
+class Context:
+    def __init__(
+        self,
+        store: RedisStore,
+        catalog: Catalog,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+        customers: CustomerDirectory | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics: Metrics = store.metrics
+        self.catalog = catalog
+        self.metrics.catalog_in_force(catalog.version)
+        self.clock = clock
+        # Not `customers or ...`: an empty directory has len 0, so it is falsy.
+        self.customers = customers if customers is not None else CustomerDirectory(store)
+        # Attribution and expiry of the holds placed here, so their commit needs no extra read.
+        self.holds: TLRUCache[str, tuple[Attribution, int]] = TLRUCache(
+            LOCAL_HOLDS_MAX, _hold_expiry, timer=clock
+        )
+        self.metrics.watch(self._state)
+
+    def _state(self) -> Iterator[Metric]:
+        customers = self.customers
+        yield counter(
+            "creditgate_customer_cache_hits", "Customer lookups answered from the cache.",
+            customers.hits,
+        )  # fmt: skip
+        yield counter(
+            "creditgate_customer_cache_misses", "Customer lookups that read Redis.",
+            customers.misses,
+        )  # fmt: skip
+        yield gauge("creditgate_customer_cache_entries", "Customers cached.", len(customers))
+        self.holds.expire()
+        yield gauge(
+            "creditgate_holds_open",
+            "Holds this sidecar placed that are not yet committed, released or expired.",
+            len(self.holds),
+        )
+
+    def swap_catalog(self, catalog: Catalog) -> None:
+        """Replace the catalog whole; requests in flight keep the one they started with."""
+        self.catalog = catalog
+        self.metrics.catalog_in_force(catalog.version)
+
+    async def customer(
+        self, customer: str, catalog: Catalog, now_ms: int
+    ) -> CustomerSnapshot | None:
+        check_id("customer", customer)
+        return await self.customers.get(customer, catalog, now_ms)
+
+    async def existing(self, customer: str, catalog: Catalog, now_ms: int) -> CustomerSnapshot:
+        snapshot = await self.customer(customer, catalog, now_ms)
+        if snapshot is None:
+            raise NotFound(
+                "customer", f"no customer {customer!r}; create it first with the admin API"
+            )
+        return snapshot

@@ -1,0 +1,227 @@
+"""The Redis layout: every key, field and lifetime Creditgate writes, named once.
+
+Every key of a customer carries the hash tag ``{c:<customer>}``, so one script touches one slot.
+Names below without a customer are relative to the customer's prefix ``cg:{c:<customer>}:``.
+The Lua scripts get the same names from ``lua_prelude()``, generated from this module; the
+sidecar, the ledger's rebuild and reconcile, and the tests import the Python builders.
+Period ids (``d20261119``, ``m202611``, ``life``) are engine/periods.py's.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BALANCE",
+    "BUCKET",
+    "BUCKETS",
+    "BUDGETS",
+    "CARRY",
+    "CUSTOMER",
+    "DAY_COUNTER_TTL_MS",
+    "EVENTS",
+    "GRANTED",
+    "GRANTED_MONTH",
+    "HELD",
+    "HOLDS",
+    "HOLD_EXPIRY",
+    "IDEMPOTENCY_TTL_MS",
+    "MONTH_COUNTER_TTL_MS",
+    "OVERRIDES",
+    "PLAN",
+    "RATE_WINDOW_TTL_MS",
+    "REGISTRY_KEY",
+    "RESOLVED",
+    "RESOLVED_RETAIN_MS",
+    "SEP",
+    "SESSION_TTL_MS",
+    "UNCOVERED",
+    "UPDATED_MS",
+    "USED",
+    "budget_field",
+    "budget_value",
+    "counter_fields",
+    "counter_ttl_ms",
+    "customer_key",
+    "customer_of_key",
+    "idem_key",
+    "idem_name",
+    "key",
+    "lua_prelude",
+    "parse_budget_value",
+    "prefix",
+    "quota_field",
+    "rate_key",
+    "session_key",
+    "usage_key",
+]
+
+DAY_MS = 86_400_000
+
+# Keys of a customer, relative to its prefix.
+CUSTOMER = "customer"
+"""Hash: plan, overrides (JSON text), updated_ms, granted_month. KEYS[1] of every script."""
+BUCKET = "bucket"
+"""Hash: burn key (engine/burn.py) -> remaining nano-credits of that grant."""
+BUCKETS = "buckets"
+"""Sorted set of the burn keys, all at score 0: lexical order is the burn order."""
+BUDGETS = "budgets"
+"""Hash: ``budget_field(scope, period)`` -> ``<limit nanos>|<hard or soft>``."""
+BALANCE = "balance"
+"""Hash: ``held`` (nano-credits in flight) and ``frac`` (CARRY)."""
+HOLDS = "holds"
+"""Hash: reservation id -> JSON record of the hold (state, increments, attribution)."""
+HOLD_EXPIRY = "hold_expiry"
+"""Sorted set: reservation id by expiry time (ms) of the holds still held."""
+RESOLVED = "resolved"
+"""Sorted set: reservation id by resolution time of committed, released, expired holds."""
+EVENTS = "events"
+"""Stream of the customer's movements of money, read by the ledger."""
+
+# Fields.
+PLAN, OVERRIDES, UPDATED_MS, GRANTED_MONTH = "plan", "overrides", "updated_ms", "granted_month"
+"""Fields of CUSTOMER; GRANTED_MONTH is the month whose plan grants were issued."""
+SEP = "|"
+"""Between a node (``team:eng``) and what is counted, or a scope and its period."""
+HELD = "held"
+USED = "used"
+CARRY = "frac"
+"""Field of BALANCE: the carried sub-nano remainder, in femto-credits (0..999999)."""
+UNCOVERED = "overage|used"
+"""Field of the month's usage key: cost no credit covered this month. Spelt as in the first
+releases, so that counters live in Redis today keep counting across an upgrade."""
+GRANTED = '{"result":"granted"}'
+"""What grant.lua stores under a grant's idempotency key."""
+
+# Lifetimes.
+DAY_COUNTER_TTL_MS = 3 * DAY_MS
+"""A day's usage counters live this long after the last hold placed in them."""
+MONTH_COUNTER_TTL_MS = 70 * DAY_MS
+SESSION_TTL_MS = 30 * DAY_MS
+RATE_WINDOW_TTL_MS = 120_000
+"""A one-minute rate window lives two minutes."""
+IDEMPOTENCY_TTL_MS = DAY_MS
+"""How long a reserve's answer is kept under its idempotency key."""
+RESOLVED_RETAIN_MS = DAY_MS
+"""How long a resolved hold is remembered, so that a late commit or release is answered."""
+
+REGISTRY_KEY = "cg:customers"
+"""Set of every customer id: how the ledger finds the per-customer event streams."""
+_HEAD, _TAIL = "cg:{c:", "}"
+
+
+def prefix(customer: str) -> str:
+    return f"{_HEAD}{customer}{_TAIL}"
+
+
+def key(customer: str, name: str) -> str:
+    """The full key of ``name`` (relative, like ``BUCKET`` or ``usage_key(...)``)."""
+    return f"{prefix(customer)}:{name}"
+
+
+def customer_key(customer: str) -> str:
+    """KEYS[1] of every script; the scripts name the customer's other keys from it."""
+    return key(customer, CUSTOMER)
+
+
+def customer_of_key(full_key: bytes | str) -> str:
+    """``cg:{c:acme}:events`` -> ``acme``."""
+    text = full_key.decode() if isinstance(full_key, bytes) else full_key
+    return text.removeprefix(_HEAD).partition(_TAIL + ":")[0]
+
+
+def idem_name(operation: str, idempotency_key: str) -> str:
+    """An idempotency record; ``operation`` is ``r`` (reserve) or ``g`` (grant)."""
+    return f"idem:{operation}:{idempotency_key}"
+
+
+def idem_key(customer: str, operation: str, idempotency_key: str) -> str:
+    return key(customer, idem_name(operation, idempotency_key))
+
+
+def usage_key(period_id: str) -> str:
+    """Hash of use and holds in one period (``d20261119``, ``m202611``, ``life``)."""
+    return f"u:{period_id}"
+
+
+def session_key(session: str) -> str:
+    """Hash of one session's use and holds (fields USED and HELD)."""
+    return f"s:{session}"
+
+
+def rate_key(minute: int) -> str:
+    """Hash of one one-minute rate window: ``<scope>|r`` requests, ``<scope>|t`` tokens."""
+    return f"rl:{minute}"
+
+
+def counter_fields(node: str) -> tuple[str, str]:
+    """(used, held) fields of a node in a usage key: a budget scope (``team:eng|used``) or
+    a quota (``quota_field(feature)``)."""
+    return f"{node}{SEP}{USED}", f"{node}{SEP}{HELD}"
+
+
+def quota_field(feature: str) -> str:
+    """The node a metered feature's quota counts under in a usage key."""
+    return f"q:{feature}"
+
+
+def budget_field(scope: str, period: str) -> str:
+    return f"{scope}{SEP}{period}"
+
+
+def budget_value(limit_nanos: int, mode: str) -> str:
+    return f"{limit_nanos}{SEP}{mode}"
+
+
+def parse_budget_value(value: str) -> tuple[int, str]:
+    """(limit nanos, mode) of a BUDGETS value."""
+    limit, mode = value.split(SEP)
+    return int(limit), mode
+
+
+def counter_ttl_ms(name: str) -> int | None:
+    """How long a counter key (relative name) lives after its last hold; None: for ever."""
+    if name.startswith(session_key("")):
+        return SESSION_TTL_MS
+    period = name.removeprefix(usage_key(""))
+    if period.startswith("d"):
+        return DAY_COUNTER_TTL_MS
+    if period.startswith("m"):
+        return MONTH_COUNTER_TTL_MS
+    return None
+
+
+def _lua(value: str | int) -> str:
+    return str(value) if isinstance(value, int) else "'" + value.replace("'", "\\'") + "'"
+
+
+def lua_prelude() -> str:
+    """The layout as Lua locals, prepended to every script (store/scripts.py)."""
+    names: dict[str, str | int] = {
+        "CUSTOMER_SUFFIX": ":" + CUSTOMER,
+        "PLAN": PLAN,
+        "OVERRIDES": OVERRIDES,
+        "UPDATED_MS": UPDATED_MS,
+        "USAGE_PREFIX": usage_key(""),
+        "SESSION_PREFIX": session_key(""),
+        "QUOTA_PREFIX": quota_field(""),
+        "RATE_PREFIX": rate_key(0).removesuffix("0"),
+        "SEP": SEP,
+        "BUCKET": BUCKET,
+        "BUCKETS": BUCKETS,
+        "BUDGETS": BUDGETS,
+        "BALANCE": BALANCE,
+        "HOLDS": HOLDS,
+        "HOLD_EXPIRY": HOLD_EXPIRY,
+        "RESOLVED": RESOLVED,
+        "EVENTS": EVENTS,
+        "HELD": HELD,
+        "USED": USED,
+        "CARRY": CARRY,
+        "UNCOVERED": UNCOVERED,
+        "DAY_COUNTER_TTL_MS": DAY_COUNTER_TTL_MS,
+        "MONTH_COUNTER_TTL_MS": MONTH_COUNTER_TTL_MS,
+        "SESSION_TTL_MS": SESSION_TTL_MS,
+        "RATE_WINDOW_TTL_MS": RATE_WINDOW_TTL_MS,
+        "RESOLVED_RETAIN_MS": RESOLVED_RETAIN_MS,
+    }
+    lines = [f"local {name} = {_lua(value)}" for name, value in names.items()]
+    return "-- Generated from sidecar/store/layout.py.\n" + "\n".join(lines) + "\n"

@@ -1,0 +1,89 @@
+"""The Redis layout has one owner: what the scripts write is named and timed by store/layout.py.
+
+Each key's PTTL is read from Redis itself right after a reserve, so a script that spelt a key
+or a lifetime its own way would fail here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.engine.periods import minute_id, period_ids
+from sidecar.service import Service
+from sidecar.store import layout
+from sidecar.store.redis_store import RedisStore
+from sidecar.wire import CommitRequest, ReserveRequest
+from tests.conftest import NOON_MS, Clock, Setup
+
+pytestmark = pytest.mark.redis
+
+SLACK_MS = 5_000  # between the reserve and the PTTL read; a real bug is off by days
+
+
+async def _pttl(store: RedisStore, name: str) -> int:
+    return int(await store.client.pttl(layout.key("acme", name)))
+
+
+async def test_every_key_a_reserve_writes_lives_as_the_layout_says(
+    service: Service, setup_customer: Setup, store: RedisStore, clock: Clock
+) -> None:
+    budgets = [({}, period, "1") for period in ("day", "month", "lifetime")]
+    budgets.append(({"session": "run-1"}, "lifetime", "1"))  # holds count where budgets are
+    await setup_customer(plan="limited", grants={"paid": "1"}, budgets=budgets)
+    request = ReserveRequest(
+        customer="acme", feature="chat", model="small", units={"input_tokens": 10},
+        idempotency_key="r-1", user="u-1", session="run-1",
+    )  # fmt: skip
+    answer = await service.reserve(request)
+    assert answer.allowed, answer
+
+    periods = period_ids(clock())
+    expected = {
+        layout.usage_key(periods.day): layout.DAY_COUNTER_TTL_MS,
+        layout.usage_key(periods.month): layout.MONTH_COUNTER_TTL_MS,
+        layout.session_key("run-1"): layout.SESSION_TTL_MS,
+        layout.rate_key(minute_id(NOON_MS)): layout.RATE_WINDOW_TTL_MS,
+        layout.idem_name("r", "r-1"): layout.IDEMPOTENCY_TTL_MS,
+    }
+    for name, lifetime in expected.items():
+        left = await _pttl(store, name)
+        assert lifetime - SLACK_MS < left <= lifetime, (name, left, lifetime)
+    # The lifetime key never expires; neither do the money keys.
+    for name in (layout.usage_key(periods.lifetime), layout.BUCKET, layout.BALANCE):
+        assert await _pttl(store, name) == -1, name
+
+
+async def test_the_layout_names_every_key_and_field_a_call_leaves(
+    service: Service, setup_customer: Setup, store: RedisStore, clock: Clock
+) -> None:
+    await setup_customer(grants={"paid": "1"}, budgets=[({"team": "eng"}, "day", "0.5")])
+    request = ReserveRequest(
+        customer="acme", feature="steps", model="small", units={"requests": 1},
+        idempotency_key="r-1", team="eng", session="run-1",
+    )  # fmt: skip
+    held = await service.reserve(request)
+    assert held.allowed, held
+    rid = held.reservation_id or ""
+    done = await service.commit(CommitRequest(reservation_id=rid, units={"requests": 1}))
+    assert done.result == "committed", done
+
+    periods = period_ids(clock())
+    usage = [layout.usage_key(p) for p in (periods.day, periods.month, periods.lifetime)]
+    named = {
+        layout.CUSTOMER, layout.BUCKET, layout.BUCKETS, layout.BUDGETS, layout.BALANCE,
+        layout.HOLDS, layout.RESOLVED, layout.EVENTS, layout.idem_name("r", "r-1"),
+        layout.session_key("run-1"), *usage,
+    }  # fmt: skip
+    found = {
+        key.decode().removeprefix(layout.prefix("acme") + ":")
+        async for key in store.client.scan_iter(match=layout.key("acme", "*"))
+    }
+    granted = {name for name in found if name.startswith(layout.idem_name("g", ""))}
+    assert found - granted == named
+    nodes = ("customer", "team:eng", layout.quota_field("steps"))
+    fields = {field for node in nodes for field in layout.counter_fields(node)}
+    for name in usage:
+        counters = await store.client.hgetall(layout.key("acme", name))
+        assert {field.decode() for field in counters} <= fields, name
+    balance = await store.client.hgetall(layout.key("acme", layout.BALANCE))
+    assert {field.decode() for field in balance} == {layout.HELD, layout.CARRY}
