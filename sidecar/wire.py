@@ -119,8 +119,11 @@ class BurnedCredits(_Response, frozen=True):
 class CommitResponse(_Response, frozen=True):
     result: Literal["committed", "already_committed", "already_released"]
     cost: str = "0.000000000"
-    overage: str = "0.000000000"
+    overrun: str = "0.000000000"
     """Cost above the hold: charged, never dropped."""
+    overage: str = "0.000000000"
+    """Deprecated: the same as ``overrun``, under the name it had until 0.2; removed in 0.3.
+    (Overage is what no credit covered: ``uncovered``.)"""
     released: str = "0.000000000"
     """Hold not needed by the actual cost, returned to every cap."""
     uncovered: str = "0.000000000"
@@ -184,8 +187,10 @@ class BalanceResponse(_Response, frozen=True):
     held: str
     buckets: list[BucketState]
     budgets: list[BudgetState]
+    uncovered_used: str
+    """Cost no credit covered this month: the month's overage."""
     overage_used: str
-    """Credits consumed past the balance this month."""
+    """Deprecated: the same as ``uncovered_used`` (its name until 0.2); removed in 0.3."""
 
 
 class BudgetsResponse(_Response, frozen=True):

@@ -58,8 +58,10 @@ class Debit(msgspec.Struct, frozen=True, kw_only=True):
     units: str
     """JSON text of the units by kind, validated."""
     cost_nanos: int
-    overage_nanos: int
+    overrun_nanos: int
+    """Cost above the hold."""
     uncovered_nanos: int
+    """Cost no credit covered: the commit's overage."""
     burned: tuple[Burn, ...]
     burned_json: str
     carry_femtos: int | None
@@ -178,7 +180,8 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
         model=_optional(f, b"model"),
         units=_json(_units, f, b"units"),
         cost_nanos=_amount(f, b"cost"),
-        overage_nanos=_amount(f, b"overage"),
+        # Entries appended before 0.2 name the overrun "overage".
+        overrun_nanos=_amount(f, b"overrun" if b"overrun" in f else b"overage"),
         uncovered_nanos=_amount(f, b"uncovered"),
         burned=burns,
         # cjson writes an empty list as {}; the ledger keeps a list.

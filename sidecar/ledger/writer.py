@@ -47,7 +47,7 @@ _USAGE = _Table(
         ("event_id", "text", "{}"), ("customer", "text", "{}"), ("team", "text", "{}"),
         ("user_id", "text", "{}"), ("agent", "text", "{}"), ("session", "text", "{}"),
         ("feature", "text", "{}"), ("model", "text", "{}"), ("units", "text", "{}::jsonb"),
-        ("cost_nanos", "int8", "{}"), ("overage_nanos", "int8", "{}"),
+        ("cost_nanos", "int8", "{}"), ("overrun_nanos", "int8", "{}"),
         ("uncovered_nanos", "int8", "{}"), ("burned", "text", "{}::jsonb"),
         ("carry_femtos", "int8", "{}"), ("catalog_version", "text", "{}"),
         ("request_id", "text", "{}"), ("tags", "text", "{}::jsonb"),
@@ -118,7 +118,7 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
         if isinstance(e, Debit):
             usage.append(
                 (e.event_id, e.customer, e.team, e.user, e.agent, e.session, e.feature, e.model,
-                 e.units, e.cost_nanos, e.overage_nanos, e.uncovered_nanos, e.burned_json,
+                 e.units, e.cost_nanos, e.overrun_nanos, e.uncovered_nanos, e.burned_json,
                  e.carry_femtos, e.catalog_version, e.request_id, e.tags, e.reserved_ms,
                  e.ts_ms, e.stream[0], e.stream[1])
             )  # fmt: skip

@@ -188,7 +188,8 @@ class Decisions(Context):
         return CommitResponse(
             result=out.result,
             cost=format_credits(out.cost),
-            overage=format_credits(out.overage),
+            overrun=format_credits(out.overrun),
+            overage=format_credits(out.overrun),  # deprecated name, until 0.3
             released=format_credits(out.released),
             uncovered=format_credits(out.uncovered),
             burned=[

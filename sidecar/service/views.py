@@ -58,7 +58,8 @@ class Views(Context):
             held=format_credits(state.held),
             buckets=buckets,
             budgets=_budgets(state.budgets),
-            overage_used=format_credits(state.uncovered),
+            uncovered_used=format_credits(state.uncovered),
+            overage_used=format_credits(state.uncovered),  # deprecated name, until 0.3
         )
 
     async def budgets(

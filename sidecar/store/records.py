@@ -70,7 +70,7 @@ class BurnReply(msgspec.Struct, frozen=True, kw_only=True):
 class CommitReply(msgspec.Struct, frozen=True, kw_only=True):
     result: Literal["committed", "already_committed", "already_released", "not_found"]
     cost: int = 0
-    overage: int = 0
+    overrun: int = 0
     released: int = 0
     uncovered: int = 0
     burned: list[BurnReply] = []

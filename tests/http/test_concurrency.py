@@ -126,7 +126,7 @@ async def test_300_concurrent_reserves_admit_exactly_what_fits(
     assert readings > 0, readings
 
     assert all(r.status == 200 and r.body["result"] == "committed" for r in results)
-    assert all(r.body["overage"] == credits(0) for r in results)
+    assert all(r.body["overrun"] == r.body["overage"] == credits(0) for r in results)
     charged = floor_nano(actual)  # the carried remainder rounds the run down, once
     assert sum(Decimal(r.body["cost"]) for r in results) == charged
     assert sum(Decimal(r.body["released"]) for r in results) == fits * hold - charged
@@ -134,7 +134,7 @@ async def test_300_concurrent_reserves_admit_exactly_what_fits(
     final = await api.ok("/v1/balance?customer=acme")
     assert final["held"] == credits(0)
     assert final["balance"] == credits(INCLUDED + paid - charged)
-    assert final["overage_used"] == credits(0)
+    assert final["uncovered_used"] == credits(0)
     # included (priority 5) burns before paid (priority 10).
     left = {bucket["credit_type"]: bucket["amount"] for bucket in final["buckets"]}
     expected = {

@@ -117,3 +117,18 @@ async def test_every_kind_of_movement_is_recorded_with_its_attribution(
         ("grant", "paid", 10**9),
         ("grant", "promo", 10**9),
     ]
+
+
+async def test_a_commit_above_its_hold_is_stored_as_overrun_not_as_overage(
+    store: RedisStore, pool: Pool, setup_customer: Setup, call: Call
+) -> None:
+    await setup_customer(grants={"paid": "1"})
+    done = await call(units={"input_tokens": 2000}, worst={"input_tokens": 500})
+    assert nanos(done.overrun) == (2000 - 500) * 1000 == nanos(done.overage)  # deprecated alias
+    assert nanos(done.uncovered) == 0
+    await drain(worker(store, pool))
+    async with pool.acquire() as db:
+        usage = await db.fetchrow("SELECT overrun_nanos, uncovered_nanos FROM usage_events")
+        overage = await db.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'overage'")
+    assert (usage["overrun_nanos"], usage["uncovered_nanos"]) == ((2000 - 500) * 1000, 0)
+    assert overage == 0  # overage is what no credit covered, and credits covered it all

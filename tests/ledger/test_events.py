@@ -20,7 +20,7 @@ def debit(**changes: str) -> dict[bytes, bytes]:
     fields = {
         "kind": "debit", "event_id": RID, "customer": "acme", "team": "eng", "user": "",
         "agent": "", "session": "", "feature": "chat", "model": "small",
-        "units": '{"input_tokens":10}', "cost": "700", "overage": "0", "uncovered": "200",
+        "units": '{"input_tokens":10}', "cost": "700", "overrun": "30", "uncovered": "200",
         "burned": '[{"grant_id":"g_1","credit_type":"paid","amount":"500"}]',
         "catalog_version": "v1", "request_id": "req-1", "tags": "{}", "carry": "12",
         "ts": "1795089601000",
@@ -35,12 +35,21 @@ def test_a_debit_decodes_with_its_attribution_and_the_hold_time() -> None:
         (1_795_089_601_001, 3), "acme", "eng", None
     )  # fmt: skip
     assert (event.cost_nanos, event.uncovered_nanos, event.carry_femtos) == (700, 200, 12)
+    assert event.overrun_nanos == 30
     assert event.reserved_ms == 1_795_089_600_000  # from the reservation id's ULID
     assert event.ts_ms == 1_795_089_601_000
     assert [(e.kind, e.credit_type, e.amount_nanos) for e in entries_of(event)] == [
         ("debit", "paid", -500),
         ("overage", None, -200),
     ]
+
+
+def test_an_entry_appended_before_0_2_names_its_overrun_overage() -> None:
+    raw = debit()
+    raw[b"overage"] = raw.pop(b"overrun")
+    event = decode_entry(KEY, b"1-0", raw)
+    assert isinstance(event, Debit)
+    assert event.overrun_nanos == 30
 
 
 def test_cjson_empty_burned_list_and_missing_carry_are_read() -> None:

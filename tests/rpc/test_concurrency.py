@@ -156,7 +156,7 @@ async def test_400_concurrent_reserves_on_10_channels_admit_exactly_what_fits(
     assert readings > 0
 
     assert all(r.result == "committed" for r in results)
-    assert all(r.overage == credits(0) for r in results)
+    assert all(r.overrun == credits(0) for r in results)
     assert all(r.uncovered == credits(0) for r in results)
     charged = floor_nano(actual)  # the carried sub-nano remainder rounds the run down, once
     assert sum(Decimal(r.cost) for r in results) == charged
@@ -166,7 +166,7 @@ async def test_400_concurrent_reserves_on_10_channels_admit_exactly_what_fits(
     final = await many[3].balance("acme")
     assert final.held == credits(0)
     assert final.balance == credits(INCLUDED + paid - charged)
-    assert final.overage_used == credits(0)
+    assert final.uncovered_used == credits(0)
     # included (priority 5) burns before paid (priority 10).
     left = {bucket.credit_type: bucket.amount for bucket in final.buckets}
     expected = {

@@ -205,17 +205,17 @@ MIRRORS: dict[type[msgspec.Struct], Any] = {
     wire.SetBudgetRequest: pb.SetBudgetRequest,
     wire.SetBudgetResponse: pb.SetBudgetResponse,
 }
-# The amounts of the wire contract (decimal strings of credits), listed by hand from DESIGN.md.
+# The amounts of the wire contract (decimal strings of credits), listed by hand from docs/design.md.
 AMOUNTS: dict[type[msgspec.Struct], set[str]] = {
     wire.ReserveRequest: {"amount"},
     wire.ReserveResponse: {"held", "remaining"},
     wire.CommitRequest: {"amount"},
     wire.BurnedCredits: {"amount"},
-    wire.CommitResponse: {"cost", "overage", "released", "uncovered"},
+    wire.CommitResponse: {"cost", "overrun", "overage", "released", "uncovered"},
     wire.ReleaseResponse: {"released"},
     wire.BucketState: {"amount"},
     wire.BudgetState: {"limit", "used", "held", "remaining"},
-    wire.BalanceResponse: {"balance", "held", "overage_used"},
+    wire.BalanceResponse: {"balance", "held", "uncovered_used", "overage_used"},
     wire.GrantRequest: {"amount"},
     wire.GrantResponse: {"amount"},
     wire.SetBudgetRequest: {"limit"},
@@ -275,8 +275,8 @@ def test_every_wire_amount_is_an_int64_nanos_field(struct: type[msgspec.Struct])
 
 def test_amount_lists_cover_every_str_amount_shaped_field_named_like_money() -> None:
     """A guard on the hand-written list: every struct field named like money is in it."""
-    money = {"amount", "held", "remaining", "cost", "overage", "released", "uncovered",
-             "limit", "used", "balance", "overage_used"}  # fmt: skip
+    money = {"amount", "held", "remaining", "cost", "overrun", "overage", "released", "uncovered",
+             "limit", "used", "balance", "uncovered_used", "overage_used"}  # fmt: skip
     for struct in MIRRORS:
         hints = typing.get_type_hints(struct)
         for name in struct.__struct_fields__:

@@ -226,7 +226,7 @@ async def reserve_allowed(log: Log) -> None:
     state = await log.balance("balance")
     assert (state.customer, state.plan) == (log.customer, "pro")
     assert (state.held, state.balance) == (credits(held), credits(INCLUDED + PAID - held))
-    assert state.overage_used == credits(0)
+    assert state.uncovered_used == credits(0)
     assert [(b.credit_type, b.amount, b.priority) for b in state.buckets] == [
         ("included", credits(INCLUDED), 5),
         ("paid", credits(PAID), 10),
@@ -344,7 +344,7 @@ async def commits(log: Log) -> None:
     actual = {"input_tokens": 1000, "output_tokens": 300}
     c1 = cost(MODEL, actual)
     done = await log.commit("commit r1", r1.reservation_id, units=actual)
-    assert (done.result, done.cost, done.overage, done.released, done.uncovered) == (
+    assert (done.result, done.cost, done.overrun, done.released, done.uncovered) == (
         "committed", credits(c1), credits(0), credits(HOLD - c1), credits(0),
     )  # fmt: skip
     assert [(b.credit_type, b.amount) for b in done.burned] == [("included", credits(c1))]
@@ -357,7 +357,7 @@ async def commits(log: Log) -> None:
     small = cost(MODEL, {"input_tokens": 100})
     c2 = cost(MODEL, {"output_tokens": 1000})
     over = await log.commit("commit r2 over", r2.reservation_id, units={"output_tokens": 1000})
-    assert (over.result, over.cost, over.overage, over.released, over.uncovered) == (
+    assert (over.result, over.cost, over.overrun, over.released, over.uncovered) == (
         "committed", credits(c2), credits(c2 - small), credits(0), credits(0),
     )  # fmt: skip
 
@@ -392,14 +392,14 @@ async def commit_uncovered(log: Log) -> None:
     held = await log.reserve("reserve", feature="chat", amount="0.5")
     assert held.allowed
     done = await log.commit("commit", held.reservation_id, amount="1.2")
-    assert (done.result, done.cost, done.overage, done.released, done.uncovered) == (
+    assert (done.result, done.cost, done.overrun, done.released, done.uncovered) == (
         "committed", credits("1.2"), credits("0.7"), credits(0),
         credits(Decimal("1.2") - PROMO),
     )  # fmt: skip
     assert [(b.credit_type, b.amount) for b in done.burned] == [("promo", credits(PROMO))]
     state = await log.balance("balance")
     assert (state.balance, state.held, state.buckets) == (credits(0), credits(0), [])
-    assert state.overage_used == credits(Decimal("1.2") - PROMO)
+    assert state.uncovered_used == state.overage_used == credits(Decimal("1.2") - PROMO)
     no = await log.reserve("after", feature="chat", amount="0.000000001")
     assert (no.allowed, no.reason) == (False, "insufficient_credits")
 

@@ -65,7 +65,7 @@ async def test_burn_order_and_bucket_expiring_between_reserve_and_commit(
     done = await service.commit(
         CommitRequest(reservation_id=hold.reservation_id or "", amount="1.2")
     )
-    assert (done.result, done.overage) == ("committed", "0.000000000")
+    assert (done.result, done.overrun) == ("committed", "0.000000000")
     burned = [(b.grant_id, Decimal(b.amount)) for b in done.burned]
     if commit_after_ms > 5 * MINUTE_MS:  # `soon` expired between reserve and commit
         assert burned == [

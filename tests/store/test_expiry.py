@@ -55,7 +55,7 @@ async def test_commit_after_expiry_still_charges_as_overage(
     done = await service.commit(
         CommitRequest(reservation_id=hold.reservation_id or "", units={"requests": 1})
     )
-    assert (done.result, done.cost, done.overage, done.released) == (
+    assert (done.result, done.cost, done.overrun, done.released) == (
         "committed",
         "0.010000000",
         "0.010000000",

@@ -4,8 +4,8 @@
 --          (sub-nano remainder in femto-credits, 0..999999), units (actual, by kind),
 --          quota_units (actual units counted by the feature's quota), catalog_version
 -- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
--- engine/pricing.py. Cost above the hold is charged and reported as overage; cost that no
--- eligible, unexpired bucket covers is recorded as overage used this month (uncovered).
+-- engine/pricing.py. Cost above the hold is charged and reported as overrun; cost that no
+-- eligible, unexpired bucket covers is uncovered, and counted as this month's overage.
 -- The event carries the remainder after this commit (carry, femto-credits), so that a
 -- rebuild from the ledger restores it exactly.
 -- Returns the JSON answer; a second commit returns the first with already_committed.
@@ -17,6 +17,7 @@ local rec = cjson.decode(raw)
 if rec.s == 'committed' then
   rec.r.result = 'already_committed'
   if rec.r.burned and next(rec.r.burned) == nil then rec.r.burned = nil end -- kept as {}
+  if rec.r.overrun == nil then rec.r.overrun = rec.r.overage end -- its name until 0.2
   return cjson.encode(rec.r)
 end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
@@ -75,17 +76,17 @@ if rec.quota and p.quota_units > 0 then
   redis.call('HINCRBY', rec.quota[1], rec.quota[2], string.format('%d', p.quota_units))
 end
 
-local overage, released = ZERO, ZERO
-if cmp(charge, held) > 0 then overage = sub(charge, held) else released = sub(held, charge) end
+local overrun, released = ZERO, ZERO
+if cmp(charge, held) > 0 then overrun = sub(charge, held) else released = sub(held, charge) end
 local ev = rec.ev
 append_event({'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'team', ev.team or '', 'user', ev.user or '', 'agent', ev.agent or '',
   'session', ev.session or '', 'feature', ev.feature, 'model', ev.model or '',
-  'units', cjson.encode(p.units), 'cost', cost, 'overage', S(overage), 'uncovered', S(left),
+  'units', cjson.encode(p.units), 'cost', cost, 'overrun', S(overrun), 'uncovered', S(left),
   'burned', cjson.encode(burned), 'catalog_version', p.catalog_version,
   'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now})
 
-rec.r = {result = 'committed', cost = cost, overage = S(overage), released = S(released),
+rec.r = {result = 'committed', cost = cost, overrun = S(overrun), released = S(released),
   uncovered = S(left), burned = #burned > 0 and burned or nil}
 rec.s = 'committed'
 resolve(p.rid, rec, now)

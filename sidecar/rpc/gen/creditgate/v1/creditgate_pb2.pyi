@@ -236,7 +236,7 @@ class BurnedCredits(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
-    __slots__ = ("result", "cost_nanos", "overage_nanos", "released_nanos", "uncovered_nanos", "burned", "catalog_version")
+    __slots__ = ("result", "cost_nanos", "overage_nanos", "released_nanos", "uncovered_nanos", "burned", "catalog_version", "overrun_nanos")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     OVERAGE_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +244,7 @@ class CommitResponse(_message.Message):
     UNCOVERED_NANOS_FIELD_NUMBER: _ClassVar[int]
     BURNED_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OVERRUN_NANOS_FIELD_NUMBER: _ClassVar[int]
     result: CommitResult
     cost_nanos: int
     overage_nanos: int
@@ -251,7 +252,8 @@ class CommitResponse(_message.Message):
     uncovered_nanos: int
     burned: _containers.RepeatedCompositeFieldContainer[BurnedCredits]
     catalog_version: str
-    def __init__(self, result: _Optional[_Union[CommitResult, str]] = ..., cost_nanos: _Optional[int] = ..., overage_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., uncovered_nanos: _Optional[int] = ..., burned: _Optional[_Iterable[_Union[BurnedCredits, _Mapping]]] = ..., catalog_version: _Optional[str] = ...) -> None: ...
+    overrun_nanos: int
+    def __init__(self, result: _Optional[_Union[CommitResult, str]] = ..., cost_nanos: _Optional[int] = ..., overage_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., uncovered_nanos: _Optional[int] = ..., burned: _Optional[_Iterable[_Union[BurnedCredits, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., overrun_nanos: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("reservation_id",)
@@ -306,7 +308,7 @@ class Budget(_message.Message):
     def __init__(self, scope: _Optional[str] = ..., period: _Optional[_Union[Period, str]] = ..., limit_nanos: _Optional[int] = ..., mode: _Optional[_Union[BudgetMode, str]] = ..., used_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ...) -> None: ...
 
 class GetBalanceResponse(_message.Message):
-    __slots__ = ("customer", "plan", "balance_nanos", "held_nanos", "buckets", "budgets", "overage_used_nanos")
+    __slots__ = ("customer", "plan", "balance_nanos", "held_nanos", "buckets", "budgets", "overage_used_nanos", "uncovered_used_nanos")
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     BALANCE_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +316,7 @@ class GetBalanceResponse(_message.Message):
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     OVERAGE_USED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    UNCOVERED_USED_NANOS_FIELD_NUMBER: _ClassVar[int]
     customer: str
     plan: str
     balance_nanos: int
@@ -321,7 +324,8 @@ class GetBalanceResponse(_message.Message):
     buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
     budgets: _containers.RepeatedCompositeFieldContainer[Budget]
     overage_used_nanos: int
-    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., overage_used_nanos: _Optional[int] = ...) -> None: ...
+    uncovered_used_nanos: int
+    def __init__(self, customer: _Optional[str] = ..., plan: _Optional[str] = ..., balance_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., overage_used_nanos: _Optional[int] = ..., uncovered_used_nanos: _Optional[int] = ...) -> None: ...
 
 class GetBudgetsRequest(_message.Message):
     __slots__ = ("customer", "team", "user", "agent", "session")
