@@ -20,14 +20,14 @@ from sidecar.catalog.spec import ContractSpec
 from sidecar.engine.customer import CustomerSnapshot
 from sidecar.engine.periods import month_end_ms, period_ids
 from sidecar.errors import CreditgateError
+from sidecar.store import layout
 from sidecar.store.redis_store import RedisStore
 
-__all__ = ["CHANNEL", "CustomerDirectory"]
+__all__ = ["CustomerDirectory"]
 
 log = logging.getLogger(__name__)
 
 
-CHANNEL = "cg:customers:changed"
 RESUBSCRIBE_DELAY_S = 1.0
 
 
@@ -54,7 +54,7 @@ class CustomerDirectory:
     async def changed(self, customer: str) -> None:
         """Forget ``customer`` here and tell every other sidecar on this Redis to forget it."""
         self.invalidate(customer)
-        await self.store.publish(CHANNEL, customer)
+        await self.store.publish(layout.CHANGES_CHANNEL, customer)
 
     async def follow_changes(self, subscribed: asyncio.Event | None = None) -> None:
         """Drop snapshots as changes are published, until cancelled; resubscribes on failure."""
@@ -62,7 +62,7 @@ class CustomerDirectory:
             client = self.store.subscriber()
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(layout.CHANGES_CHANNEL)
                     self._cache.clear()
                     self._trusted = True
                     if subscribed is not None:

@@ -9,12 +9,15 @@ Period ids (``d20261119``, ``m202611``, ``life``) are engine/periods.py's.
 
 from __future__ import annotations
 
+from sidecar.money import FEMTOS_PER_NANO, NANOS_PER_CREDIT
+
 __all__ = [
     "BALANCE",
     "BUCKET",
     "BUCKETS",
     "BUDGETS",
     "CARRY",
+    "CHANGES_CHANNEL",
     "CUSTOMER",
     "DAY_COUNTER_TTL_MS",
     "EVENTS",
@@ -27,6 +30,8 @@ __all__ = [
     "MONTH_COUNTER_TTL_MS",
     "OVERRIDES",
     "PLAN",
+    "RATE_REQUESTS",
+    "RATE_TOKENS",
     "RATE_WINDOW_TTL_MS",
     "REGISTRY_KEY",
     "RESOLVED",
@@ -81,6 +86,8 @@ PLAN, OVERRIDES, UPDATED_MS, GRANTED_MONTH = "plan", "overrides", "updated_ms", 
 """Fields of CUSTOMER; GRANTED_MONTH is the month whose plan grants were issued."""
 SEP = "|"
 """Between a node (``team:eng``) and what is counted, or a scope and its period."""
+RATE_REQUESTS, RATE_TOKENS = "r", "t"
+"""What a rate window counts after ``<scope>|``: requests and tokens."""
 HELD = "held"
 USED = "used"
 CARRY = "frac"
@@ -105,6 +112,8 @@ RESOLVED_RETAIN_MS = DAY_MS
 
 REGISTRY_KEY = "cg:customers"
 """Set of every customer id: how the ledger finds the per-customer event streams."""
+CHANGES_CHANNEL = "cg:customers:changed"
+"""Pub/sub channel: a customer id whose plan or overrides changed (customers.py)."""
 _HEAD, _TAIL = "cg:{c:", "}"
 
 
@@ -194,7 +203,7 @@ def _lua(value: str | int) -> str:
 
 
 def lua_prelude() -> str:
-    """The layout as Lua locals, prepended to every script (store/scripts.py)."""
+    """The layout (and the money units) as Lua locals, prepended to every script."""
     names: dict[str, str | int] = {
         "CUSTOMER_SUFFIX": ":" + CUSTOMER,
         "PLAN": PLAN,
@@ -205,6 +214,10 @@ def lua_prelude() -> str:
         "QUOTA_PREFIX": quota_field(""),
         "RATE_PREFIX": rate_key(0).removesuffix("0"),
         "SEP": SEP,
+        "RATE_REQUESTS": RATE_REQUESTS,
+        "RATE_TOKENS": RATE_TOKENS,
+        "NANOS_PER_CREDIT": NANOS_PER_CREDIT,
+        "FEMTOS_PER_NANO": FEMTOS_PER_NANO,
         "BUCKET": BUCKET,
         "BUCKETS": BUCKETS,
         "BUDGETS": BUDGETS,

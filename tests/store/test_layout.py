@@ -87,3 +87,34 @@ async def test_the_layout_names_every_key_and_field_a_call_leaves(
         assert {field.decode() for field in counters} <= fields, name
     balance = await store.client.hgetall(layout.key("acme", layout.BALANCE))
     assert {field.decode() for field in balance} == {layout.HELD, layout.CARRY}
+
+
+def _round_trips(store: RedisStore) -> dict[str, float]:
+    """Redis round trips so far, by command or script name."""
+    return {
+        sample.labels["command"]: sample.value
+        for family in store.metrics.registry.collect()
+        if family.name == "creditgate_redis_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+
+
+async def test_balance_and_budgets_read_in_one_round_trip_each(
+    service: Service, setup_customer: Setup, store: RedisStore
+) -> None:
+    budgets = [
+        ({"team": "eng"}, "day", "1"),
+        ({}, "month", "2"),
+        ({"session": "s"}, "lifetime", "1"),
+    ]
+    await setup_customer(grants={"paid": "1", "promo": "1"}, budgets=budgets)
+    await service.balance("acme")  # the customer is cached from here on
+    before = _round_trips(store)
+    state = await service.balance("acme")
+    path = await service.budgets("acme", team="eng")
+    after = _round_trips(store)
+    spent = {name: after[name] - before.get(name, 0) for name in after}
+    assert {name: count for name, count in spent.items() if count} == {"read_state": 2}
+    assert (len(state.buckets), len(state.budgets)) == (2, 3)
+    assert [b.scope for b in path.budgets] == ["customer", "team:eng"]

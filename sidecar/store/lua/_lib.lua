@@ -9,7 +9,7 @@
 -- hi * 10^9 + lo with 0 <= lo < 10^9: exact for |amount| below 2^53 credits. Redis keeps
 -- the stored value as a 64-bit integer (HINCRBY), exact up to 9.2 * 10^9 credits.
 
-local B = 1000000000
+local B = NANOS_PER_CREDIT
 local ZERO = {0, 0}
 local P = string.sub(KEYS[1], 1, -(#CUSTOMER_SUFFIX + 1))
 local function K(name) return P .. ':' .. name end

@@ -33,8 +33,8 @@ end
 
 local charge = N(p.whole)
 local frac = tonumber(redis.call('HGET', K(BALANCE), CARRY) or 0) + p.rem
-if frac >= 1000000 then
-  frac = frac - 1000000
+if frac >= FEMTOS_PER_NANO then
+  frac = frac - FEMTOS_PER_NANO
   charge = add(charge, {0, 1})
 end
 redis.call('HSET', K(BALANCE), CARRY, string.format('%d', frac))

@@ -24,7 +24,8 @@ end
 -- Rate limits: fixed one-minute windows.
 local rlk = K(RATE_PREFIX .. p.minute)
 for _, r in ipairs(p.rl) do
-  local used = redis.call('HMGET', rlk, r.scope .. SEP .. 'r', r.scope .. SEP .. 't')
+  local used = redis.call('HMGET', rlk, r.scope .. SEP .. RATE_REQUESTS,
+    r.scope .. SEP .. RATE_TOKENS)
   if r.rpm and tonumber(used[1] or 0) + 1 > r.rpm then
     return deny('rate_limited', r.scope .. '/requests_per_minute')
   end
@@ -113,8 +114,8 @@ local function inc(key, field, delta)
   h[#h + 1] = {key, field, delta}
 end
 for _, r in ipairs(p.rl) do
-  redis.call('HINCRBY', rlk, r.scope .. SEP .. 'r', 1)
-  if p.tokens > 0 then redis.call('HINCRBY', rlk, r.scope .. SEP .. 't', p.tokens) end
+  redis.call('HINCRBY', rlk, r.scope .. SEP .. RATE_REQUESTS, 1)
+  if p.tokens > 0 then redis.call('HINCRBY', rlk, r.scope .. SEP .. RATE_TOKENS, p.tokens) end
 end
 if #p.rl > 0 then redis.call('PEXPIRE', rlk, RATE_WINDOW_TTL_MS) end
 -- Use is counted on every node and period (a budget set later sees it); a hold counts only
