@@ -1,36 +1,19 @@
-"""The store: Redis with Lua. The scripts are the one implementation of the store semantics."""
+"""The store: Redis with Lua. The scripts are the one implementation of the store semantics;
+this module sends them their work orders and decodes their answers (store/records.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
 
 from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import PeriodIds, minute_id, period_ids
 from sidecar.engine.settle import Charge
-from sidecar.errors import StoreError
-from sidecar.logs import safe_url
-from sidecar.metrics import Metrics
 from sidecar.store import layout
+from sidecar.store.connection import RedisConnection
 from sidecar.store.records import (
     Attribution,
     BalanceState,
@@ -43,24 +26,8 @@ from sidecar.store.records import (
     UpsertResult,
     decoder,
 )
-from sidecar.store.scripts import Script, load_scripts
 
 __all__ = ["RedisStore", "StoredCustomer"]
-
-log = logging.getLogger(__name__)
-_json = msgspec.json.Encoder()
-
-
-_UNAVAILABLE = (
-    BusyLoadingError, ClusterDownError, MasterDownError, OutOfMemoryError, ReadOnlyError,
-    TryAgainError,
-)  # fmt: skip
-
-
-def _unavailable(error: ResponseError) -> bool:
-    """Replies that say this Redis cannot serve now (full, loading, a replica, a long script),
-    as against an error of the command itself."""
-    return isinstance(error, _UNAVAILABLE) or str(error).startswith("BUSY ")
 
 
 class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,99 +37,8 @@ class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
     granted_month: str
 
 
-class RedisStore:
-    """Async access to one Redis; every driver error leaves here as StoreError."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout_s: float = 1.0,
-        max_connections: int = 256,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.url = url
-        self.metrics = metrics if metrics is not None else Metrics()
-        self.up = True
-        """False from a failed command to the next one that succeeds: logged once each way."""
-        self.timeout_s = timeout_s
-        # redis-py's pool fails at once past max_connections, and its blocking pool costs tens
-        # of microseconds per command; a semaphore bounds the commands in flight instead, so a
-        # burst queues (up to the timeout) rather than errors, for almost nothing when idle.
-        self._slots = asyncio.Semaphore(max_connections)
-        self.client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=max_connections,
-        )
-        self.scripts = load_scripts()
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def _call(
-        self, command: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None
-    ) -> Any:
-        """Run one driver command; the one place driver errors become StoreError.
-
-        ``name`` labels its metrics; the default is the command's own name.
-        """
-        label = name or str(getattr(command, "__name__", "command"))
-        try:
-            if self._slots.locked():
-                await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
-            else:
-                await self._slots.acquire()
-            started = time.perf_counter_ns()  # the round trip, not the wait for a slot
-            try:
-                result = await command(*args)
-            finally:
-                self._slots.release()
-        except (RedisError, OSError, TimeoutError) as error:
-            self._failed(label, error, lua=name is not None)
-            raise StoreError("Redis is unavailable or failed the command; retry") from error
-        self.metrics.redis_round_trip(label, started)
-        if not self.up:
-            self.up = True
-            self.metrics.redis_up.set(1)
-            log.info("redis up again", extra={"redis": safe_url(self.url)})
-        return result
-
-    def _failed(self, label: str, error: BaseException, *, lua: bool) -> None:
-        if isinstance(error, NoScriptError):  # after a Redis restart; loaded again at once
-            return
-        self.metrics.redis_errors.labels(label).inc()
-        if isinstance(error, ResponseError) and not _unavailable(error):
-            if lua:  # Redis answered: it is up, and the script is wrong
-                self.metrics.lua_errors.labels(label).inc()
-                log.error("lua script %s failed: %s", label, error)
-            return
-        if self.up:
-            self.up = False
-            self.metrics.redis_up.set(0)
-            log.error("redis down: %s", error or repr(error), extra={"redis": safe_url(self.url)})
-
-    async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> bytes:
-        key, arg = layout.customer_key(customer), _json.encode(payload)
-        evalsha = self.client.evalsha
-        try:
-            return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
-        except StoreError as error:
-            if not isinstance(error.__cause__, NoScriptError):
-                raise
-        await self._call(self.client.script_load, script.source)
-        return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
-
-    def subscriber(self) -> aioredis.Redis:
-        """A separate client for pub/sub: it waits for messages, so it has no read timeout."""
-        return aioredis.Redis.from_url(self.url, socket_timeout=None, health_check_interval=30)
-
-    async def publish(self, channel: str, message: str) -> None:
-        await self._call(self.client.publish, channel, message)
-
-    async def ping(self) -> bool:
-        return bool(await self._call(self.client.ping))
+class RedisStore(RedisConnection):
+    """The store operations of one Redis, each one script or one read."""
 
     async def reserve(
         self,
