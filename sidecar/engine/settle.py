@@ -31,7 +31,7 @@ def plan_commit(
     whole, remainder = split_femtos(price_usage(catalog, customer, model, usage))
     if whole > MAX_AMOUNT_NANOS:
         raise InvalidInput(
-            usage.field if usage.amount_nanos is None else "amount",
+            "units" if usage.amount_nanos is None else "amount",
             f"this call would cost {format_credits(whole)} credits; one call may cost at "
             f"most {format_credits(MAX_AMOUNT_NANOS)}",
         )

@@ -23,27 +23,22 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     amount_nanos: int | None
     """Credits given by the caller (features priced outside the catalog); replaces units for
     pricing, and units then only count toward quotas."""
-    field: str = "units"
-    """The request field the units came from, named by errors."""
 
 
-def parse_usage(
-    catalog: Catalog, units: Mapping[str, int] | None, amount: str | None, field: str = "units"
-) -> Usage:
-    """The form of a call's units and amount, checked; raise InvalidInput naming the field."""
+def parse_usage(catalog: Catalog, units: Mapping[str, int] | None, amount: str | None) -> Usage:
+    """The form of a call's ``units`` and ``amount``, checked; raise InvalidInput naming the
+    field."""
     counted: dict[str, int] = {}
     known = (*MODEL_UNIT_KINDS, *catalog.outcome_prices_femtos)
     for kind, count in (units or {}).items():
         if kind not in known:
-            raise InvalidInput(
-                f"{field}.{kind}", f"unknown unit kind; use one of {', '.join(known)}"
-            )
+            raise InvalidInput(f"units.{kind}", f"unknown unit kind; use one of {', '.join(known)}")
         if not 0 <= count <= MAX_UNITS:
-            raise InvalidInput(f"{field}.{kind}", f"must be an integer >= 0 and <= {MAX_UNITS}")
+            raise InvalidInput(f"units.{kind}", f"must be an integer >= 0 and <= {MAX_UNITS}")
         if count:
             counted[kind] = count
     amount_nanos = None if amount is None else parse_credits(amount, "amount")
-    return Usage(units=counted, amount_nanos=amount_nanos, field=field)
+    return Usage(units=counted, amount_nanos=amount_nanos)
 
 
 def price_usage(
@@ -57,10 +52,10 @@ def price_usage(
     for kind in usage.units:
         if kind in MODEL_UNIT_KINDS:
             if model is None:
-                raise InvalidInput("model", f"is required when {usage.field} include {kind}")
+                raise InvalidInput("model", f"is required when units include {kind}")
             if kind not in model_prices:
                 raise InvalidInput(
-                    f"{usage.field}.{kind}", f"model {model} has no price for {kind}; remove it"
+                    f"units.{kind}", f"model {model} has no price for {kind}; remove it"
                 )
             prices[kind] = model_prices[kind]
         else:

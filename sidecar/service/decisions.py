@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 Q = TypeVar("Q")
 R = TypeVar("R")
 Operation = Callable[["Decisions", Q], Awaitable[R]]
-Response = CheckResponse | ReserveResponse | CommitResponse | ReleaseResponse
 
 
 def _measured(operation: str) -> Callable[[Operation[Q, R]], Operation[Q, R]]:
