@@ -38,11 +38,11 @@ import redis.asyncio as aioredis
 from sidecar.catalog import load_catalog
 from sidecar.embedded import EmbeddedRedis, free_port
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
-from sidecar.ledger.streams import StreamReader, stream_key
+from sidecar.ledger.streams import StreamReader
 from sidecar.lifecycle import stop_process
 from sidecar.reservations import new_reservation_id
 from sidecar.service import Service
-from sidecar.store.layout import REGISTRY_KEY
+from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import (
     CommitRequest,
@@ -58,6 +58,8 @@ TICK_S = 0.01
 SAMPLE_S = 0.25
 
 Fields = dict[bytes, bytes]
+LAYOUT = Layout()
+"""The default layout, which the bench's own Redis gets."""
 
 
 async def _templates(redis_url: str) -> list[Fields]:
@@ -83,9 +85,8 @@ async def _templates(redis_url: str) -> list[Fields]:
                 units={"input_tokens": 1000 + 37 * i, "output_tokens": 200 + 11 * i},
             )
         )
-    entries: Any = await store.client.xrange(stream_key("tmpl"))
-    await store.client.delete(stream_key("tmpl"))
-    await store.client.srem(REGISTRY_KEY, "tmpl")
+    entries: Any = await store.client.xrange(LAYOUT.stream_of("tmpl"))
+    await store.client.flushall()  # the bench's own server: the template customer goes
     await store.close()
     return [fields for _, fields in entries if fields[b"kind"] == b"debit"]
 
@@ -108,7 +109,7 @@ async def _append(
             customer = customers[serial % len(customers)]
             template = templates[serial % len(templates)]
             fields: Any = _clone(template, customer, now, serial)
-            pipe.xadd(stream_key(customer), fields)
+            pipe.xadd(LAYOUT.stream_of(customer), fields)
         await pipe.execute()
 
 
@@ -220,8 +221,7 @@ async def _run(args: argparse.Namespace, redis_url: str, pg: EmbeddedPostgres) -
     customers = [f"cust-{i:04d}" for i in range(args.customers)]
     templates = await _templates(redis_url)
     client = aioredis.Redis.from_url(redis_url)
-    await client.sadd(REGISTRY_KEY, *customers)
-    reader = StreamReader(client, group="ledger", consumer="bench-observer")
+    reader = StreamReader(client, LAYOUT, group="ledger", consumer="bench-observer")
 
     for offset in range(0, args.backlog, 5000):  # the backlog, before the ledger starts
         await _append(client, templates, customers, offset, min(5000, args.backlog - offset))

@@ -1,5 +1,5 @@
-"""The ``creditgate`` command: ``serve``, ``up``, ``health``, ``policy validate`` and
-``ledger``."""
+"""The ``creditgate`` command: ``serve``, ``up``, ``health``, ``policy validate``,
+``store migrate`` and ``ledger``."""
 
 from __future__ import annotations
 
@@ -84,6 +84,35 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from sidecar.store.layout import SHARDS_DEFAULT, SHARDS_MAX, Layout  # noqa: PLC0415
+    from sidecar.store.migrate import migrate  # noqa: PLC0415
+    from sidecar.store.topology import make_client  # noqa: PLC0415
+
+    url = args.redis or os.environ.get("CREDITGATE_REDIS")
+    if not url:
+        raise SettingsError("--redis (or CREDITGATE_REDIS) is required")
+    shards = int(args.shards or os.environ.get("CREDITGATE_SHARDS") or SHARDS_DEFAULT)
+    if not 1 <= shards <= SHARDS_MAX:
+        raise SettingsError(f"--shards (or CREDITGATE_SHARDS): must be 1 to {SHARDS_MAX}")
+
+    async def run() -> int:
+        client = make_client(url)
+        try:
+            moved = await migrate(client, Layout(shards), group=args.group)
+        finally:
+            await client.aclose()
+        print(
+            f"moved {moved.customers} customers, {moved.keys} keys and {moved.entries} "
+            f"stream entries not yet in the ledger, into {shards} shards"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +147,19 @@ def _parser() -> argparse.ArgumentParser:
     validate = policy_commands.add_parser("validate", help="check catalog files; exit 1 on error")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(run=_validate)
+
+    store = commands.add_parser("store", help="work with the Redis layout")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    move = store_commands.add_parser(
+        "migrate",
+        help="move a Redis from the layout before shards into shards (sidecars and ledger stopped)",
+    )
+    move.add_argument("--redis", help="Redis URL [env CREDITGATE_REDIS]")
+    move.add_argument(
+        "--shards", type=int, help="shards to lay out (default 256) [env CREDITGATE_SHARDS]"
+    )
+    move.add_argument("--group", default="ledger", help="the ledger's consumer group")
+    move.set_defaults(run=_migrate)
 
     from sidecar.ledger.commands import add_ledger_commands  # noqa: PLC0415 - flags only
 

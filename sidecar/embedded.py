@@ -13,12 +13,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sidecar.lifecycle import stop_process
 
-__all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
+__all__ = ["EmbeddedCluster", "EmbeddedRedis", "find_redis_server", "free_port"]
 
 START_TIMEOUT_S = 10.0
+SLOTS = 16384
 
 
 def free_port() -> int:
@@ -48,10 +50,15 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """Started on construction; ``stop()`` (or leaving the ``with`` block) ends it."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, cluster: bool = False) -> None:
         self.folder = tempfile.mkdtemp(prefix="creditgate-redis-")
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        # A cluster node's bus port is a free port of its own (the default, port + 10000, may
+        # be taken or past 65535).
+        self.bus_port = free_port() if cluster else None
+        node = ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000",
+                "--cluster-port", str(self.bus_port)]  # fmt: skip
         command = [
             find_redis_server(),
             "--port", str(self.port),
@@ -59,6 +66,7 @@ class EmbeddedRedis:
             "--dir", self.folder,
             "--save", "",
             "--appendonly", "no",
+            *(node if cluster else []),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -78,6 +86,49 @@ class EmbeddedRedis:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class EmbeddedCluster:
+    """A Redis Cluster of ``nodes`` primaries (no replicas) on loopback, the slots split
+    evenly; ``url`` is a ``redis+cluster://`` URL. Started on construction, like EmbeddedRedis.
+    """
+
+    def __init__(self, nodes: int = 3) -> None:
+        import redis  # noqa: PLC0415 - the sync client, for set-up only
+
+        self.nodes = [EmbeddedRedis(cluster=True) for _ in range(nodes)]
+        self.url = f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+        try:
+            clients: list[Any] = [redis.Redis(port=node.port) for node in self.nodes]
+            share = SLOTS // nodes
+            for index, client in enumerate(clients):
+                last = SLOTS - 1 if index == nodes - 1 else (index + 1) * share - 1
+                client.execute_command("CLUSTER ADDSLOTSRANGE", index * share, last)
+            for node in self.nodes[1:]:
+                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port, node.bus_port)
+            deadline = time.monotonic() + START_TIMEOUT_S * 3
+            while not all(self._ready(client, nodes) for client in clients):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the embedded cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def _ready(client: Any, nodes: int) -> bool:
+        info = client.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
+        return bool(info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == nodes)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
         return self
 
     def __exit__(self, *_: object) -> None:

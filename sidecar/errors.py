@@ -13,6 +13,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "RequestError",
+    "SettingsError",
     "StoreError",
     "Unauthenticated",
 ]
@@ -20,6 +21,11 @@ __all__ = [
 
 class CreditgateError(Exception):
     """Base of every error Creditgate raises on purpose."""
+
+
+class SettingsError(CreditgateError):
+    """A setting is missing, malformed or disagrees with the deployment; the message names
+    the flag and its variable. Commands exit 2 on it."""
 
 
 class RequestError(CreditgateError):

@@ -80,6 +80,7 @@ class Sidecar:
         return int(runner.addresses[0][1])
 
     async def start(self) -> None:
+        await self.store.agree_layout(self.settings.shards)
         subscribed = asyncio.Event()
         self._feed = asyncio.create_task(self.customers.follow_changes(subscribed))
         waiter = asyncio.create_task(subscribed.wait())

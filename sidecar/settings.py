@@ -8,21 +8,24 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-__all__ = ["Settings", "SettingsError", "Source", "add_flags", "settings_from"]
+from sidecar.errors import SettingsError
+from sidecar.store.layout import SHARDS_MAX
+from sidecar.store.topology import CLUSTER_SCHEMES, NODE_SCHEMES
+
+__all__ = [
+    "REDIS_HELP", "SHARDS_HELP", "Settings", "SettingsError", "Source", "add_flags",
+    "settings_from",
+]  # fmt: skip
 
 
 T = TypeVar("T", bound=msgspec.Struct)
-
-
-class SettingsError(Exception):
-    """A setting is missing or malformed; the message names the flag and its variable."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     catalog: str
     """Catalog file (YAML)."""
     redis: str
-    """Redis URL, redis://host:port/db."""
+    """Redis URL: redis://host:port/db for one node, redis+cluster://host:port for a cluster."""
     host: str = "127.0.0.1"
     port: int = 7070
     admin_port: int = 7071
@@ -37,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_max_entries: int = 100_000
     cache_ttl_s: int = 30
     redis_timeout_ms: int = 250
+    shards: int | None = None
+    """Shards of the deployment (store/layout.py), chosen once; None: as recorded in Redis, or
+    the default (256) for a new deployment."""
     max_body_bytes: int = 65_536
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
@@ -46,9 +52,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How often the catalog file is checked for a change; 0: never."""
 
 
+REDIS_HELP = (
+    "Redis URL: redis://127.0.0.1:6379/0 for one node, redis+cluster://host:port for a "
+    "Redis Cluster (rediss:// and rediss+cluster:// with TLS)"
+)
+SHARDS_HELP = (
+    f"shards of a new deployment, 1 to {SHARDS_MAX}, chosen once (default: as recorded in "
+    "Redis, else 256)"
+)
 _HELP = {
     "catalog": "catalog file (YAML)",
-    "redis": "Redis URL, e.g. redis://127.0.0.1:6379/0",
+    "redis": REDIS_HELP,
     "host": "address to bind (default 127.0.0.1)",
     "port": "public API port (default 7070; 0 picks a free one)",
     "admin_port": "admin API port (default 7071; runs only with an admin token)",
@@ -60,6 +74,7 @@ _HELP = {
     "cache_max_entries": "customers cached in process (default 100000)",
     "cache_ttl_s": "seconds a cached customer lives without an invalidation (default 30)",
     "redis_timeout_ms": "Redis connect and read timeout (default 250)",
+    "shards": SHARDS_HELP,
     "max_body_bytes": "largest request body accepted (default 65536)",
     "metrics_host": "address of the metrics listener (default 127.0.0.1)",
     "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
@@ -131,8 +146,13 @@ class Source(Generic[T]):
 
     def check_redis(self, settings: T, field: str = "redis") -> None:
         url = getattr(settings, field)
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise self.fail(field, f"{url!r} is not a redis:// URL")
+        if not url.startswith(NODE_SCHEMES + CLUSTER_SCHEMES):
+            raise self.fail(
+                field, f"{url!r} is not a redis://, rediss://, unix:// or redis+cluster:// URL"
+            )
+        shards = getattr(settings, "shards", None)
+        if shards is not None and not 1 <= shards <= SHARDS_MAX:
+            raise self.fail("shards", f"must be 1 to {SHARDS_MAX}, got {shards}")
 
     def check_token(self, settings: T, field: str) -> None:
         token = getattr(settings, field)
@@ -141,6 +161,7 @@ class Source(Generic[T]):
 
 
 SOURCE = Source(Settings, _HELP, lambda field: "CREDITGATE_" + field.upper())
+"""``CREDITGATE_REDIS`` and ``CREDITGATE_SHARDS`` are the ledger's too (ledger/settings.py)."""
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

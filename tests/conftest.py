@@ -56,9 +56,11 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
-    """A store on the suite's own server, emptied first (the suite started that server)."""
+    """A store on the suite's own server, emptied first (the suite started that server), in
+    the default layout, as a sidecar starting on it would record."""
     store = RedisStore(redis_server.url, timeout_s=REDIS_TIMEOUT_S)
     await store.client.flushall()
+    await store.agree_layout()
     yield store
     await store.close()
 

@@ -30,7 +30,6 @@ async def _operate(args: argparse.Namespace) -> int:
     """reconcile or rebuild: both read the ledger and Redis, named by flags or environment."""
 
     import msgspec  # noqa: PLC0415
-    import redis.asyncio as aioredis  # noqa: PLC0415
 
     from sidecar.catalog import load_catalog  # noqa: PLC0415
     from sidecar.errors import RequestError  # noqa: PLC0415
@@ -39,6 +38,7 @@ async def _operate(args: argparse.Namespace) -> int:
     from sidecar.ledger.rebuild import rebuild_customer  # noqa: PLC0415
     from sidecar.ledger.reconcile import reconcile  # noqa: PLC0415
     from sidecar.settings import SettingsError  # noqa: PLC0415
+    from sidecar.store.topology import agree_layout, make_client  # noqa: PLC0415
 
     def required(flag: str, value: str | None, variable: str) -> str:
         value = value or os.environ.get(variable)
@@ -51,15 +51,17 @@ async def _operate(args: argparse.Namespace) -> int:
     catalog_file = required("--catalog", args.catalog, "CREDITGATE_CATALOG")
     catalog = load_catalog(catalog_file)
     now_ms = wall_clock_ms()
-    client = aioredis.Redis.from_url(redis_url)
+    client = make_client(redis_url)
     pool = await open_pool(database_url, max_size=2)
     try:
+        shards = args.shards or os.environ.get("CREDITGATE_SHARDS")
+        keys = await agree_layout(client, int(shards) if shards else None)
         async with pool.acquire() as connection:
             catalogs = await load_catalogs(connection)
             customers = args.customer or await ledger_customers(connection)
             if args.ledger_command == "reconcile":
                 report = await reconcile(
-                    client, connection, customers, catalogs=catalogs, catalog=catalog,
+                    client, keys, connection, customers, catalogs=catalogs, catalog=catalog,
                     now_ms=now_ms, group=args.group,
                 )  # fmt: skip
                 if args.json:
@@ -80,7 +82,7 @@ async def _operate(args: argparse.Namespace) -> int:
             for customer in customers:
                 try:
                     state = await rebuild_customer(
-                        client, connection, customer, catalogs=catalogs, catalog=catalog,
+                        client, keys, connection, customer, catalogs=catalogs, catalog=catalog,
                         now_ms=now_ms, force=args.force,
                     )  # fmt: skip
                 except RequestError as error:
@@ -107,6 +109,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", help="Redis URL [env CREDITGATE_REDIS]")
     parser.add_argument("--database-url", help="the ledger's PostgreSQL URL [env DATABASE_URL]")
     parser.add_argument("--catalog", help="catalog file [env CREDITGATE_CATALOG]")
+    parser.add_argument(
+        "--shards", type=int, help="shards of the deployment [env CREDITGATE_SHARDS]"
+    )
     parser.add_argument(
         "--customer", action="append", help="only this customer (repeatable; default: all)"
     )

@@ -17,7 +17,7 @@ import msgspec
 
 from sidecar.ids import is_id
 from sidecar.reservations import reserved_ms
-from sidecar.store.layout import customer_of_key, idem_key
+from sidecar.store.layout import Layout, idem_name, shard_of_stream
 
 __all__ = [
     "Budget",
@@ -30,6 +30,7 @@ __all__ = [
     "StreamId",
     "Unparsed",
     "decode_entry",
+    "next_stream_id",
     "parse_stream_id",
 ]
 
@@ -140,6 +141,12 @@ def parse_stream_id(entry_id: bytes | str) -> StreamId:
     return int(ms), int(seq)
 
 
+def next_stream_id(entry_id: bytes | str) -> bytes:
+    """The smallest stream id after ``entry_id``."""
+    ms, seq = parse_stream_id(entry_id)
+    return f"{ms}-{seq + 1}".encode()
+
+
 def _amount(fields: Fields, name: bytes) -> int:
     text = fields[name]
     if not text.lstrip("-").isdigit():
@@ -198,7 +205,8 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
 def _grant(stream: StreamId, f: Fields) -> Grant:
     customer = f[b"customer"]
     idem = f.get(b"idem")
-    marker = idem_key(customer, "g", "")
+    # The full key: the customer's prefix (no ':' in a customer id), then the record's name.
+    marker = ":" + idem_name("g", "")
     return Grant(
         stream=stream,
         event_id=f[b"event_id"],
@@ -209,7 +217,7 @@ def _grant(stream: StreamId, f: Fields) -> Grant:
         priority=int(f[b"priority"]),
         expires_at_ms=int(f[b"expires_at"]) if f.get(b"expires_at") else None,
         reason=f[b"reason"],
-        idempotency_key=idem.removeprefix(marker) if idem and idem.startswith(marker) else None,
+        idempotency_key=idem.partition(marker)[2] if idem and marker in idem else None,
         ts_ms=int(f[b"ts"]),
     )
 
@@ -263,11 +271,15 @@ _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
 }
 
 
-def decode_entry(key: bytes | str, entry_id: bytes | str, raw: dict[bytes, bytes]) -> Event:
-    """One stream entry as a typed event, or ``Unparsed`` naming what is wrong with it."""
+def decode_entry(
+    layout: Layout, key: bytes | str, entry_id: bytes | str, raw: dict[bytes, bytes]
+) -> Event:
+    """One entry of a shard's stream as a typed event, or ``Unparsed`` naming what is wrong
+    with it (a customer of another shard, too)."""
     stream = parse_stream_id(entry_id)
     fields = {name: value.decode(errors="replace") for name, value in raw.items()}
-    owner = customer_of_key(key)
+    owner = fields.get(b"customer", "")
+    shard = shard_of_stream(key)
     decoder = _DECODERS.get(fields.get(b"kind", ""))
     if decoder is None:
         problem = f"unknown kind {fields.get(b'kind')!r}"
@@ -277,8 +289,10 @@ def decode_entry(key: bytes | str, entry_id: bytes | str, raw: dict[bytes, bytes
         except (KeyError, ValueError, msgspec.ValidationError, msgspec.DecodeError) as error:
             problem = f"{type(error).__name__}: {error}"
         else:
-            if event.customer == owner and is_id(owner):
+            if is_id(owner) and layout.shard(owner) == shard:
                 return event
-            problem = f"customer {event.customer!r} in the stream of {owner!r}"
+            problem = f"customer {owner!r} in the stream of shard {shard}"
     text = {name.decode(errors="replace"): value for name, value in fields.items()}
-    return Unparsed(stream=stream, customer=owner, fields=text, problem=problem)
+    # Without a customer, the stream names the entry: stream ids are unique per stream.
+    named = owner or (key.decode() if isinstance(key, bytes) else key)
+    return Unparsed(stream=stream, customer=named, fields=text, problem=problem)

@@ -20,6 +20,7 @@ from sidecar.ledger.db import Pool
 from sidecar.ledger.events import Event, Unparsed, decode_entry
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.streams import Entry, StreamReader
+from sidecar.ledger.workers import Membership, shares
 from sidecar.ledger.writer import write_batch
 
 __all__ = ["Ingestor"]
@@ -30,10 +31,12 @@ Hook = Callable[[Sequence[Entry]], Awaitable[None]]
 
 
 class Ingestor:
-    """Reads every customer stream through ``reader`` and stores into ``pool``.
+    """Reads the shards' streams through ``reader`` and stores into ``pool``: all of them, or
+    with a ``membership`` this worker's share of them.
 
-    Bounds: ``batch_max`` entries per transaction; maintenance (discover new streams, claim
-    from dead workers, trim stored entries) runs at most every ``*_every_ms``.
+    Bounds: ``batch_max`` entries per transaction; maintenance (heartbeat and take this
+    worker's shards, claim from dead workers, trim stored entries) runs at most every
+    ``*_every_ms``, each over the shards, whatever the number of customers.
     """
 
     def __init__(
@@ -44,7 +47,8 @@ class Ingestor:
         batch_max: int = 5000,
         max_in_flight: int = 2,
         poll_ms: int = 50,
-        discover_every_ms: int = 1000,
+        membership: Membership | None = None,
+        heartbeat_every_ms: int = 1000,
         claim_every_ms: int = 5000,
         claim_min_idle_ms: int = 30_000,
         trim_every_ms: int = 10_000,
@@ -57,7 +61,8 @@ class Ingestor:
         self.batch_max = batch_max
         self.max_in_flight = max_in_flight
         self.poll_ms = poll_ms
-        self.discover_every_ms = discover_every_ms
+        self.membership = membership
+        self.heartbeat_every_ms = heartbeat_every_ms
         self.claim_every_ms = claim_every_ms
         self.claim_min_idle_ms = claim_min_idle_ms
         self.trim_every_ms = trim_every_ms
@@ -68,6 +73,8 @@ class Ingestor:
         self.stored = 0
         """Entries stored and acknowledged by this worker (re-deliveries included)."""
         self.unparsed = 0
+        self.error: str | None = None
+        """Why the last run failed, until a run starts again (the supervisor sets it)."""
         self._due: dict[str, float] = {}
 
     def _is_due(self, task: str, every_ms: int) -> bool:
@@ -78,18 +85,25 @@ class Ingestor:
         return True
 
     async def start(self) -> None:
-        """Seed the registry, find the streams, and store what this consumer left pending."""
-        await self.reader.seed_registry()
-        await self.reader.discover()
-        self._is_due("discover", self.discover_every_ms)
+        """Create the group on the streams, store what this consumer left pending on any of
+        them, then take this worker's shards."""
+        await self.reader.start()
         while pending := await self.reader.read_own_pending(self.batch_max):
             await self._store(pending)
+        await self._take_shards()
+        self._is_due("heartbeat", self.heartbeat_every_ms)
+        self.error = None
+
+    async def _take_shards(self) -> None:
+        if self.membership is not None:
+            rank, workers = await self.membership.beat()
+            self.reader.assign(shares(rank, workers, self.reader.layout.shards))
 
     async def _maintain(self) -> int:
-        """Discover new streams, claim from dead workers, trim: each when due. Entries stored."""
+        """Heartbeat, claim from dead workers, trim: each when due. Entries stored."""
         stored = 0
-        if self._is_due("discover", self.discover_every_ms):
-            await self.reader.discover()
+        if self._is_due("heartbeat", self.heartbeat_every_ms):
+            await self._take_shards()
         if self._is_due("claim", self.claim_every_ms):
             while claimed := await self.reader.claim(self.claim_min_idle_ms, self.batch_max):
                 await self._store(claimed)
@@ -113,7 +127,7 @@ class Ingestor:
             if (key, entry_id) in seen:
                 continue
             seen.add((key, entry_id))
-            event = decode_entry(key, entry_id, fields)
+            event = decode_entry(self.reader.layout, key, entry_id, fields)
             if isinstance(event, Unparsed):
                 log.warning("stream %s entry %s kept unparsed: %s", key, entry_id, event.problem)
                 self.unparsed += 1
@@ -165,6 +179,9 @@ class Ingestor:
             for task in writing:
                 with contextlib.suppress(Exception):
                     await task
+            if self.membership is not None:  # the others take its shards at once
+                with contextlib.suppress(Exception):
+                    await self.membership.leave()
 
     def _due_soon(self) -> bool:
         now = time.monotonic()

@@ -12,18 +12,20 @@ counts them per customer as ``unsettled``; compare again once they are stored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from sidecar.catalog.model import Catalog
 from sidecar.engine.periods import period_ids
 from sidecar.ledger.db import Connection
+from sidecar.ledger.events import next_stream_id, parse_stream_id
 from sidecar.ledger.facts import load_facts
 from sidecar.ledger.state import RedisState, expected_state
-from sidecar.ledger.streams import stream_key
 from sidecar.store import layout
+from sidecar.store.layout import Layout
+from sidecar.store.topology import Client, is_cluster
 
 __all__ = ["Difference", "Report", "differences", "read_state", "reconcile"]
 
@@ -34,7 +36,7 @@ _COUNTERS = (layout.usage_key(""), layout.session_key(""))
 class Difference(msgspec.Struct, frozen=True, kw_only=True):
     customer: str
     key: str
-    """Relative to ``cg:{c:<customer>}:``."""
+    """Relative to the customer's prefix (store/layout.py)."""
     field: str
     redis: str | None
     ledger: str | None
@@ -83,20 +85,23 @@ def differences(expected: RedisState, actual: RedisState) -> list[Difference]:
 
 
 async def read_state(
-    client: aioredis.Redis,
+    client: Client,
+    keys: Layout,
     customer: str,
     counter_keys: Sequence[str],
     idempotency_keys: Sequence[str],
 ) -> RedisState:
     """The customer's money state in Redis: its fixed hashes, ``counter_keys`` (``u:...``,
-    ``s:...``) and which of ``idempotency_keys`` exist; read in one MULTI (one hash slot)."""
+    ``s:...``) and which of ``idempotency_keys`` exist; read in one MULTI on one node (one
+    pipeline on a cluster, which has no MULTI in redis-py's asyncio client: a commit between
+    two reads may show as a difference that the next run does not find)."""
     names = [layout.CUSTOMER, layout.BUCKET, layout.BUDGETS, layout.BALANCE, *counter_keys]
-    async with client.pipeline(transaction=True) as pipe:
+    async with client.pipeline(transaction=not is_cluster(client)) as pipe:
         for name in names:
-            pipe.hgetall(layout.key(customer, name))
-        pipe.zrange(layout.key(customer, layout.BUCKETS), 0, -1)
+            pipe.hgetall(keys.key(customer, name))
+        pipe.zrange(keys.key(customer, layout.BUCKETS), 0, -1)
         for key in idempotency_keys:
-            pipe.exists(layout.idem_key(customer, "g", key))
+            pipe.exists(keys.idem_key(customer, "g", key))
         answers = await pipe.execute()
     hashes = {
         name: {k.decode(): v.decode() for k, v in answer.items()}
@@ -114,19 +119,34 @@ async def read_state(
     )
 
 
-async def _unsettled(client: aioredis.Redis, customer: str, group: str) -> int:
+async def _unsettled(client: Client, stream: str, group: str) -> dict[str, int]:
+    """Entries of one shard's stream that the group may not have stored yet (undelivered, or
+    pending), counted by customer."""
     try:
-        groups = await client.xinfo_groups(stream_key(customer))
+        groups = await client.xinfo_groups(stream)
     except ResponseError:
-        return 0  # no stream: nothing waits
-    for info in groups:
-        if info["name"].decode() == group:
-            return int(info.get("lag") or 0) + int(info["pending"])
-    return int(await client.xlen(stream_key(customer)))
+        return {}  # no stream: nothing waits
+    ours = [info for info in groups if info["name"].decode() == group]
+    floor = b"-"
+    if ours:
+        floor = next_stream_id(ours[0]["last-delivered-id"])
+        pending = await client.xpending(stream, group)
+        if pending["pending"]:
+            floor = min(floor, pending["min"], key=parse_stream_id)
+    counts: dict[str, int] = {}
+    while True:
+        page: Any = await client.xrange(stream, min=floor, count=1000)
+        if not page:
+            return counts
+        for _, fields in page:
+            customer = fields.get(b"customer", b"").decode()
+            counts[customer] = counts.get(customer, 0) + 1
+        floor = next_stream_id(page[-1][0])
 
 
 async def reconcile(
-    client: aioredis.Redis,
+    client: Client,
+    keys: Layout,
     connection: Connection,
     customers: Sequence[str],
     *,
@@ -137,6 +157,9 @@ async def reconcile(
 ) -> Report:
     """Compare each customer's Redis state with the ledger's; the report lists differences."""
     report = Report()
+    waiting: dict[str, int] = {}
+    for shard in sorted({keys.shard(customer) for customer in customers}):
+        waiting |= await _unsettled(client, keys.stream(shard), group)
     periods = period_ids(now_ms)
     current = [layout.usage_key(p) for p in (periods.day, periods.month, periods.lifetime)]
     for customer in customers:
@@ -146,9 +169,8 @@ async def reconcile(
         counters = sorted(
             {name for name in expected.hashes if name.startswith(_COUNTERS)} | set(current)
         )
-        actual = await read_state(client, customer, counters, expected.idempotency_keys)
+        actual = await read_state(client, keys, customer, counters, expected.idempotency_keys)
         report.differences.extend(differences(expected, actual))
-        waiting = await _unsettled(client, customer, group)
-        if waiting:
-            report.unsettled[customer] = waiting
+        if waiting.get(customer):
+            report.unsettled[customer] = waiting[customer]
     return report

@@ -20,9 +20,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.http.probes import probes_app
@@ -33,10 +32,12 @@ from sidecar.ledger.ingest import Ingestor
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.ledger.streams import StreamReader
+from sidecar.ledger.workers import Membership
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
 from sidecar.reload import CatalogWatcher
 from sidecar.settings import SettingsError
+from sidecar.store.topology import agree_layout, check_health, make_client
 from sidecar.times import wall_clock_ms
 
 __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
@@ -57,7 +58,7 @@ class Ledger:
         self.postgres: EmbeddedPostgres | None = None
         self.database_url = settings.database_url
         self.pool: Pool | None = None
-        self.redis = aioredis.Redis.from_url(settings.redis, socket_timeout=10)
+        self.redis = make_client(settings.redis, socket_timeout=10)
         self.ingestors: list[Ingestor] = []
         self.metrics = LedgerMetrics()
         self.watcher = CatalogWatcher(
@@ -76,6 +77,10 @@ class Ledger:
         self._runners: list[web.AppRunner] = []
 
     async def start(self) -> None:
+        try:
+            layout = await agree_layout(self.redis, self.settings.shards)
+        except (RedisError, RedisClusterException, OSError) as error:
+            raise SettingsError(f"--redis (or CREDITGATE_REDIS): cannot use it: {error}") from error
         if self.database_url is None:
             try:
                 self.postgres = await asyncio.to_thread(EmbeddedPostgres)
@@ -94,13 +99,18 @@ class Ledger:
         base = self.settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         for index in range(self.settings.workers):
             name = base if self.settings.workers == 1 else f"{base}-{index}"
-            reader = StreamReader(self.redis, group=self.settings.group, consumer=name)
+            reader = StreamReader(self.redis, layout, group=self.settings.group, consumer=name)
+            timeout_ms = self.settings.worker_timeout_ms
             ingestor = Ingestor(
                 reader,
                 self.pool,
                 batch_max=self.settings.batch_max,
                 poll_ms=self.settings.poll_ms,
+                membership=Membership(self.redis, reader.group, name, timeout_ms=timeout_ms),
+                heartbeat_every_ms=max(100, timeout_ms // 5),
+                claim_every_ms=self.settings.claim_every_ms,
                 claim_min_idle_ms=self.settings.claim_min_idle_ms,
+                trim_every_ms=self.settings.trim_every_ms,
                 trim=self.settings.trim,
                 metrics=self.metrics,
             )
@@ -133,27 +143,31 @@ class Ledger:
         self.catalog = catalog
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when PostgreSQL and Redis both answer within PROBE_TIMEOUT_S."""
+        """Ready when PostgreSQL and Redis both answer within PROBE_TIMEOUT_S and no worker
+        is failing (ingest stopped: what the ledger answers is out of date)."""
         assert self.pool is not None
+        failing = [i.error for i in self.ingestors if i.error is not None]
+        if failing:
+            return False, {"status": "not_ready", "reason": f"ingest failing: {failing[0]}"}
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 async with self.pool.acquire() as connection:
                     await connection.fetchval("SELECT 1")
-                await self.redis.ping()
+                await check_health(self.redis)
         except Exception as error:  # whatever stops an answer: not ready, and why
             return False, {"status": "not_ready", "reason": type(error).__name__}
         return True, {"status": "ready", "catalog_version": self.catalog.version}
 
     async def refresh_lag(self, timeout_s: float = LAG_TIMEOUT_S) -> None:
-        """Stream length, pending entries and lag, read from Redis for the metrics (one round
-        trip per stream: too slow for every scrape at many customers, so it runs on a timer).
-        When Redis does not answer in time the last figures stay and the error is counted."""
+        """Stream length, pending entries and lag, read from Redis for the metrics (one
+        pipelined round over the shards, on a timer). When Redis does not answer in time the
+        last figures stay and the error is counted."""
         if not self.ingestors:
             return
         try:
             async with asyncio.timeout(timeout_s):
                 lag = await self.ingestors[0].reader.lag()
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, RedisClusterException, OSError, TimeoutError):
             self.metrics.lag_refresh_errors.inc()
             return
         self.metrics.lag(lag, wall_clock_ms())
@@ -170,6 +184,7 @@ class Ledger:
             try:
                 await ingestor.run(self._stop)
             except Exception as error:  # every failure: log, back off, read again
+                ingestor.error = f"{type(error).__name__}: {error}"
                 log.warning(
                     "ledger worker %s failed (%s: %s); restarting in %.1f s",
                     ingestor.reader.consumer, type(error).__name__, error, delay,
@@ -185,7 +200,13 @@ class Ledger:
         lag = await self.ingestors[0].reader.lag() if self.ingestors else None
         return {
             "workers": [
-                {"consumer": i.reader.consumer, "stored": i.stored, "unparsed": i.unparsed}
+                {
+                    "consumer": i.reader.consumer,
+                    "stored": i.stored,
+                    "unparsed": i.unparsed,
+                    "shards": len(i.reader.keys),
+                    "error": i.error,
+                }
                 for i in self.ingestors
             ],
             "lag": lag,

@@ -1,6 +1,7 @@
 """The ledger service's settings: one typed struct from flags or environment; fails fast.
 
-Variables: ``CREDITGATE_CATALOG`` and ``CREDITGATE_REDIS`` (shared with the sidecar),
+Variables: ``CREDITGATE_CATALOG``, ``CREDITGATE_REDIS`` and ``CREDITGATE_SHARDS`` (shared
+with the sidecar),
 ``DATABASE_URL`` (none: an embedded PostgreSQL in a temporary folder), and
 ``CREDITGATE_LEDGER_<SETTING>`` for the rest.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from sidecar.settings import Source
+from sidecar.settings import REDIS_HELP, SHARDS_HELP, Source
 
 __all__ = ["LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
 
@@ -22,6 +23,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     catalog: str
     """Catalog file (YAML): the one the sidecars use; recorded under its version."""
     redis: str
+    shards: int | None = None
+    """As the sidecar's: chosen once, recorded in Redis."""
     database_url: str | None = None
     """postgresql://...; None runs an embedded PostgreSQL (data deleted on exit)."""
     host: str = "127.0.0.1"
@@ -35,6 +38,11 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_max: int = 5000
     poll_ms: int = 50
     claim_min_idle_ms: int = 30_000
+    claim_every_ms: int = 5000
+    trim_every_ms: int = 10_000
+    worker_timeout_ms: int = 5000
+    """A worker that has not heartbeat for this long leaves the split; the others take its
+    shards."""
     trim: bool = True
     pool_max: int = 8
     metrics_host: str = "127.0.0.1"
@@ -48,7 +56,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 _HELP = {
     "catalog": "catalog file (YAML), the sidecars' own",
-    "redis": "Redis URL, e.g. redis://127.0.0.1:6379/0",
+    "redis": REDIS_HELP,
+    "shards": SHARDS_HELP,
     "database_url": "PostgreSQL URL; unset: an embedded PostgreSQL in a temporary folder",
     "host": "address to bind the query API (default 127.0.0.1)",
     "port": "query API port (default 7074; 0 picks a free one)",
@@ -59,6 +68,9 @@ _HELP = {
     "batch_max": "stream entries per PostgreSQL transaction (default 5000)",
     "poll_ms": "wait when the streams are empty (default 50)",
     "claim_min_idle_ms": "claim entries a dead worker left pending this long (default 30000)",
+    "claim_every_ms": "look for entries to claim this often (default 5000)",
+    "trim_every_ms": "delete stored entries from the streams this often (default 10000)",
+    "worker_timeout_ms": "take a silent worker's shards after this long (default 5000)",
     "trim": "delete stored entries from the streams: true or false (default true)",
     "pool_max": "PostgreSQL connections (default 8)",
     "metrics_host": "address of the metrics listener (default 127.0.0.1)",
@@ -69,6 +81,7 @@ _HELP = {
 _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
     "redis": "CREDITGATE_REDIS",
+    "shards": "CREDITGATE_SHARDS",
     "database_url": "DATABASE_URL",
 }
 
@@ -94,8 +107,8 @@ def ledger_settings_from(
     if settings.catalog_reload_ms < 0:
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
-        settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "pool_max",
-        "lag_refresh_ms",
+        settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "claim_every_ms",
+        "trim_every_ms", "worker_timeout_ms", "pool_max", "lag_refresh_ms",
     )  # fmt: skip
     if settings.pool_max < settings.workers * 2 + 1:
         raise SOURCE.fail(

@@ -1,32 +1,29 @@
-"""The Redis side of ingest: find the customers' event streams, read them in a consumer group,
-claim what dead workers left pending, acknowledge, trim, and measure the lag.
+"""The Redis side of ingest: read the shards' event streams in a consumer group, claim what
+dead workers left pending, acknowledge, trim, and measure the lag.
 
-Streams are per customer (so one Lua script stays atomic on Redis Cluster); they are found
-through the registry set ``cg:customers`` that ``Service.upsert_customer`` adds to, seeded at
-start by one SCAN for streams written before the registry existed.
+There is one stream per shard (store/layout.py), so the work here is O(shards), never
+O(customers). A reader reads the shards assigned to it (ledger/workers.py splits them between
+workers); on a Redis Cluster every command names one stream, and a pipeline sends each node
+its commands in one round trip.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from sidecar.ids import is_id
-from sidecar.ledger.events import parse_stream_id
-from sidecar.store import layout
+from sidecar.ledger.events import next_stream_id, parse_stream_id
+from sidecar.store.layout import Layout
+from sidecar.store.topology import Client, is_cluster
 
-__all__ = ["Entry", "Lag", "StreamReader", "stream_key"]
+__all__ = ["Entry", "Lag", "StreamReader"]
 
 Entry = tuple[bytes, bytes, dict[bytes, bytes]]
 """(stream key, entry id, fields) of one stream entry."""
-
-
-def stream_key(customer: str) -> str:
-    return layout.key(customer, layout.EVENTS)
 
 
 def _chunks(items: Sequence[bytes], size: int) -> Iterable[Sequence[bytes]]:
@@ -39,15 +36,15 @@ def _share(entries: int, streams: int) -> int:
     return max(1, -(-entries // max(1, streams)))
 
 
-def _id_after(entry_id: bytes) -> bytes:
-    ms, seq = parse_stream_id(entry_id)
-    return f"{ms}-{seq + 1}".encode()
+def _nogroup(answer: object) -> bool:
+    return isinstance(answer, ResponseError) and "NOGROUP" in str(answer)
 
 
 class Lag(msgspec.Struct, kw_only=True):
     """Entries not yet stored and acknowledged, over every stream, and the oldest one's time."""
 
     streams: int = 0
+    """Streams with entries."""
     length: int = 0
     """Entries in the streams (XLEN), stored or not: trimming removes the stored ones."""
     undelivered: int = 0
@@ -63,96 +60,107 @@ class Lag(msgspec.Struct, kw_only=True):
 
 
 class StreamReader:
-    """One consumer of the group ``group`` on every customer stream.
+    """One consumer of the group ``group`` on the shards' streams assigned to it (all of them
+    until ``assign``).
 
-    Bounds: at most ``streams_per_call`` keys per XREADGROUP; each read returns about
-    ``max_entries`` (its COUNT per stream is ``max_entries`` shared by the keys of the call).
+    Bounds: at most ``streams_per_call`` keys per XREADGROUP on one node; each read returns
+    about ``max_entries`` (its COUNT per stream is ``max_entries`` shared by the keys).
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
+        layout: Layout,
         *,
         group: str,
         consumer: str,
         streams_per_call: int = 256,
     ) -> None:
         self.client = client
+        self.layout = layout
         self.group = group
         self.consumer = consumer
         self.streams_per_call = streams_per_call
-        self.keys: list[bytes] = []
-        self._known: set[bytes] = set()
+        self.cluster = is_cluster(client)
+        self.all_keys = [key.encode() for key in layout.streams()]
+        self.keys = list(self.all_keys)
         self._turn = 0
         self._acked: set[bytes] = set()
         """Streams with entries acknowledged since the last trim: the only ones to trim."""
 
-    async def seed_registry(self) -> int:
-        """Add every existing event stream's customer to the registry (one SCAN)."""
-        found = [
-            layout.customer_of_key(found)
-            async for found in self.client.scan_iter(
-                match=stream_key("*"), count=1000, _type="STREAM"
-            )
-        ]
-        customers = [customer for customer in found if is_id(customer)]
-        if customers:
-            await self.client.sadd(layout.REGISTRY_KEY, *customers)
-        return len(customers)
+    async def start(self) -> None:
+        """Create the group on every shard's stream (once per deployment; cheap after)."""
+        await self._create_groups(self.all_keys)
 
-    async def discover(self) -> int:
-        """Read the registry; create the group on streams new to this reader. New keys count."""
-        registry = self.client.sscan_iter(layout.REGISTRY_KEY, count=1000)
-        customers = [c.decode() async for c in registry]
-        fresh = [k for k in (stream_key(c).encode() for c in customers) if k not in self._known]
-        await self._create_groups(fresh)
-        self._known.update(fresh)
-        self.keys = sorted(self._known)
-        return len(fresh)
+    def assign(self, shards: Sequence[int]) -> None:
+        """Read only these shards from now on."""
+        self.keys = [self.all_keys[shard] for shard in shards]
+
+    async def _pipeline(self, commands: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Run ``(method, args)`` commands in one pipeline (per node on a cluster); errors
+        come back as values."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for method, args in commands:
+                getattr(pipe, method)(*args)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _create_groups(self, keys: Sequence[bytes]) -> None:
         # From the start of the stream: the ledger must hold every movement ever appended.
         for chunk in _chunks(keys, 512):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in chunk:
-                    pipe.xgroup_create(key, self.group, id="0", mkstream=True)
-                for result in await pipe.execute(raise_on_error=False):
-                    if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
-                        raise result
+            commands = [("xgroup_create", (key, self.group, "0", True)) for key in chunk]
+            for result in await self._pipeline(commands):
+                if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                    raise result
+
+    def _calls(self, starts: dict[bytes, bytes]) -> list[dict[bytes, bytes]]:
+        """The XREADGROUP calls for ``starts``: one per stream on a cluster (each stream has
+        a slot of its own), else one for all."""
+        if self.cluster:
+            return [{key: start} for key, start in starts.items()]
+        return [starts]
 
     async def _read(self, starts: dict[bytes, bytes], count: int) -> list[Entry]:
         """XREADGROUP from ``starts`` (key -> ``>`` for new entries, or an id in this
         consumer's pending history)."""
-        streams: dict[Any, Any] = starts
-        answer: Any
-        try:
-            answer = await self.client.xreadgroup(self.group, self.consumer, streams, count=count)
-        except ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            # Redis lost the group (flushed or replaced): create it again, from the start.
-            await self._create_groups(list(starts))
-            answer = await self.client.xreadgroup(self.group, self.consumer, streams, count=count)
+        calls = self._calls(starts)
+        commands = [("xreadgroup", (self.group, self.consumer, call, count)) for call in calls]
+        answers = await self._pipeline(commands)
+        lost = [call for call, answer in zip(calls, answers, strict=True) if _nogroup(answer)]
+        if lost:  # Redis lost the group (flushed or replaced): create it again, from the start
+            await self._create_groups([key for call in lost for key in call])
+            retry = [("xreadgroup", (self.group, self.consumer, call, count)) for call in lost]
+            answers = [a for a in answers if not _nogroup(a)] + await self._pipeline(retry)
         out: list[Entry] = []
-        for key, entries in answer or []:
-            for entry_id, fields in entries:
-                if fields is None:  # pending, but deleted from the stream: nothing to store
-                    await self.client.xack(key, self.group, entry_id)
-                else:
-                    out.append((key, entry_id, fields))
+        gone: list[tuple[str, Sequence[Any]]] = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+            for key, entries in answer or []:
+                for entry_id, fields in entries:
+                    if fields is None:  # pending, but deleted from the stream: nothing to store
+                        gone.append(("xack", (key, self.group, entry_id)))
+                    else:
+                        out.append((key, entry_id, fields))
+        if gone:
+            await self._pipeline(gone)
         return out
 
     async def read_new(self, max_entries: int) -> list[Entry]:
         """Entries never delivered to the group, up to about ``max_entries``, fair across
-        streams: each call starts at the next chunk of keys."""
+        streams: each call starts at the next chunk of keys, and the streams that filled
+        their share are read again with the share left (traffic is seldom even)."""
+        if not self.keys:
+            return []
         chunks = list(_chunks(self.keys, self.streams_per_call))
         out: list[Entry] = []
         for step in range(len(chunks)):
-            if len(out) >= max_entries:
-                break
-            chunk = chunks[(self._turn + step) % len(chunks)]
-            count = _share(max_entries - len(out), len(chunk))
-            out.extend(await self._read(dict.fromkeys(chunk, b">"), count))
+            keys = chunks[(self._turn + step) % len(chunks)]
+            while keys and len(out) < max_entries:
+                count = _share(max_entries - len(out), len(keys))
+                got = await self._read(dict.fromkeys(keys, b">"), count)
+                out.extend(got)
+                sizes = Counter(key for key, _, _ in got)
+                keys = [key for key in keys if sizes[key] >= count]
         self._turn += 1
         return out
 
@@ -174,21 +182,34 @@ class StreamReader:
                 starts = {k: last[k] for k in last if sizes[k] >= count}
         return out
 
+    async def _pending_of_others(self) -> list[bytes]:
+        """Assigned streams where consumers other than this one hold pending entries: the only
+        ones worth a claim (one pipelined XPENDING summary per stream)."""
+        answers = await self._pipeline([("xpending", (key, self.group)) for key in self.keys])
+        mine = self.consumer.encode()
+        return [
+            key
+            for key, summary in zip(self.keys, answers, strict=True)
+            if isinstance(summary, dict)
+            and any(c["name"] != mine for c in summary.get("consumers") or [])
+        ]
+
     async def claim(self, min_idle_ms: int, max_entries: int) -> list[Entry]:
         """Take over entries another consumer left pending for ``min_idle_ms`` (XAUTOCLAIM)."""
+        keys = await self._pending_of_others()
         out: list[Entry] = []
-        for chunk in _chunks(self.keys, self.streams_per_call):
+        for chunk in _chunks(keys, self.streams_per_call):
             if len(out) >= max_entries:
                 break
             count = _share(max_entries - len(out), len(chunk))
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in chunk:
-                    pipe.xautoclaim(key, self.group, self.consumer, min_idle_ms, count=count)
-                answers = await pipe.execute(raise_on_error=False)
-            for key, answer in zip(chunk, answers, strict=True):
-                if isinstance(answer, ResponseError):
-                    if "NOGROUP" in str(answer):
-                        continue
+            commands = [
+                ("xautoclaim", (key, self.group, self.consumer, min_idle_ms, "0-0", count))
+                for key in chunk
+            ]
+            for key, answer in zip(chunk, await self._pipeline(commands), strict=True):
+                if _nogroup(answer):
+                    continue
+                if isinstance(answer, BaseException):
                     raise answer
                 out.extend((key, entry_id, f) for entry_id, f in answer[1] if f is not None)
         return out
@@ -198,78 +219,84 @@ class StreamReader:
         by_key: dict[bytes, list[bytes]] = {}
         for key, entry_id, _ in entries:
             by_key.setdefault(key, []).append(entry_id)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key, ids in by_key.items():
-                pipe.xack(key, self.group, *ids)
-            await pipe.execute()
+        for answer in await self._pipeline(
+            [("xack", (key, self.group, *ids)) for key, ids in by_key.items()]
+        ):
+            if isinstance(answer, BaseException):
+                raise answer
         self._acked.update(by_key)
 
-    async def _group_state(self, key: bytes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        # In one MULTI: the group's last delivered id and its pending summary agree.
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xinfo_groups(key)
-            pipe.xpending(key, self.group)
-            groups, pending = await pipe.execute()
-        return groups, pending
+    async def _group_states(self, keys: Sequence[bytes]) -> list[tuple[Any, Any, Any]]:
+        """(XLEN, XINFO GROUPS, XPENDING summary) of each stream, errors as values. The group
+        is read before its pending summary, on the same connection: an entry delivered in
+        between is newer than the last delivered id read."""
+        commands: list[tuple[str, Sequence[Any]]] = []
+        for key in keys:
+            commands += [
+                ("xlen", (key,)),
+                ("xinfo_groups", (key,)),
+                ("xpending", (key, self.group)),
+            ]
+        answers = await self._pipeline(commands)
+        return [(answers[i], answers[i + 1], answers[i + 2]) for i in range(0, len(answers), 3)]
+
+    def _ours(self, groups: Any) -> dict[str, Any] | None:
+        if isinstance(groups, BaseException):
+            return None
+        found = [g for g in groups if g["name"].decode() == self.group]
+        return found[0] if found else None
 
     async def trim(self) -> int:
         """Delete entries the group has stored and acknowledged, from the streams this reader
         acknowledged in since the last trim, when the group is the stream's only reader
         (another reader's entries are never trimmed). Returns entries deleted."""
-        deleted = 0
-        keys, self._acked = self._acked, set()
-        for key in sorted(keys):
-            try:
-                groups, pending = await self._group_state(key)
-            except ResponseError:
-                continue  # no such stream or group (yet)
-            if len(groups) != 1 or groups[0]["name"].decode() != self.group:
+        keys, self._acked = sorted(self._acked), set()
+        trims: list[tuple[str, Sequence[Any]]] = []
+        for key, (_, groups, pending) in zip(keys, await self._group_states(keys), strict=True):
+            ours = self._ours(groups)
+            if ours is None or len(groups) != 1 or isinstance(pending, BaseException):
                 continue
-            last = groups[0]["last-delivered-id"]
+            last = ours["last-delivered-id"]
             if last == b"0-0":
                 continue
-            floor = _id_after(last)
+            floor = next_stream_id(last)
             if pending["pending"]:
                 floor = min(floor, pending["min"], key=parse_stream_id)
-            deleted += int(await self.client.xtrim(key, minid=floor, approximate=False))
-        return deleted
+            trims.append(("xtrim", (key, None, False, floor)))
+        return sum(int(n) for n in await self._pipeline(trims) if isinstance(n, int))
 
     async def lag(self) -> Lag:
-        """Entries of every registered stream that the group has not yet stored and
-        acknowledged; a stream no worker has discovered yet counts whole."""
+        """Entries of every shard's stream that the group has not yet stored and
+        acknowledged: one pipelined round over the shards (a few more for oldest entries)."""
         lag = Lag()
-        async for raw in self.client.sscan_iter(layout.REGISTRY_KEY, count=1000):
-            key = stream_key(raw.decode())
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.xlen(key)
-                pipe.xinfo_groups(key)
-                pipe.xpending(key, self.group)
-                length, groups, pending = await pipe.execute(raise_on_error=False)
+        oldest: list[bytes] = []
+        firsts: list[tuple[str, Sequence[Any]]] = []
+        states = await self._group_states(self.all_keys)
+        for key, (length, groups, pending) in zip(self.all_keys, states, strict=True):
+            if isinstance(length, BaseException):
+                raise length
             if not length:
                 continue
             lag.streams += 1
             lag.length += int(length)
-            ours = (
-                []
-                if isinstance(groups, ResponseError)
-                else [g for g in groups if g["name"].decode() == self.group]
-            )
-            if not ours or isinstance(pending, ResponseError):
+            ours = self._ours(groups)
+            if ours is None or isinstance(pending, BaseException):
                 lag.undelivered += int(length)
-                first = await self.client.xrange(key, count=1)
-                oldest = first[0][0] if first else None
-            else:
-                after = _id_after(ours[0]["last-delivered-id"])
-                waiting = ours[0].get("lag")
-                if waiting is None:  # unknown after deletions: count them (bounded)
-                    waiting = len(await self.client.xrange(key, min=after, count=100_000) or [])
-                lag.undelivered += int(waiting)
-                lag.pending += int(pending["pending"])
-                oldest = pending["min"] if pending["pending"] else None
-                if oldest is None and waiting:
-                    first = await self.client.xrange(key, min=after, count=1)
-                    oldest = first[0][0] if first else None
-            if oldest is not None:
-                ms = parse_stream_id(oldest)[0]
-                lag.oldest_ms = ms if lag.oldest_ms is None else min(lag.oldest_ms, ms)
+                firsts.append(("xrange", (key, "-", "+", 1)))
+                continue
+            after = next_stream_id(ours["last-delivered-id"])
+            waiting = ours.get("lag")
+            if waiting is None:  # unknown after deletions: count them (bounded)
+                waiting = len(await self.client.xrange(key, min=after, count=100_000) or [])
+            lag.undelivered += int(waiting)
+            lag.pending += int(pending["pending"])
+            if pending["pending"]:
+                oldest.append(pending["min"])
+            elif waiting:
+                firsts.append(("xrange", (key, after, "+", 1)))
+        for answer in await self._pipeline(firsts):
+            if isinstance(answer, list) and answer:
+                oldest.append(answer[0][0])
+        if oldest:
+            lag.oldest_ms = min(parse_stream_id(entry_id)[0] for entry_id in oldest)
         return lag

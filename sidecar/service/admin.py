@@ -38,7 +38,6 @@ class Admin(Context):
         if request.overrides is not None:
             compile_overrides(request.overrides, catalog)
             overrides = msgspec.json.encode(request.overrides).decode()
-        await self.store.register_customer(customer_id)  # before its first event: the ledger
         result = await self.store.upsert_customer(
             customer_id, plan=request.plan, overrides=overrides, now_ms=now
         )

@@ -1,5 +1,5 @@
-"""The connection to one Redis: every driver call goes through here, and every driver error
-leaves as StoreError; metrics and the up/down log line follow each call."""
+"""The connection to Redis (one node or a cluster): every driver call goes through here, and
+every driver error leaves as StoreError; metrics and the up/down log line follow each call."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -26,8 +27,9 @@ from redis.exceptions import (
 from sidecar.errors import StoreError
 from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
-from sidecar.store import layout
+from sidecar.store.layout import Layout
 from sidecar.store.scripts import Script, load_scripts
+from sidecar.store.topology import agree_layout, check_health, is_cluster, make_client, node_url
 
 __all__ = ["RedisConnection"]
 
@@ -47,7 +49,12 @@ def _unavailable(error: ResponseError) -> bool:
 
 
 class RedisConnection:
-    """Async access to one Redis: commands, scripts by SHA, pub/sub."""
+    """Async access to Redis: commands, scripts by SHA, pub/sub.
+
+    On a cluster, each command goes to the node that owns its key's slot, MOVED and ASK are
+    followed, and scripts are loaded on every primary. ``layout`` is the default one until
+    ``agree_layout`` reads the deployment's.
+    """
 
     def __init__(
         self,
@@ -66,13 +73,20 @@ class RedisConnection:
         # of microseconds per command; a semaphore bounds the commands in flight instead, so a
         # burst queues (up to the timeout) rather than errors, for almost nothing when idle.
         self._slots = asyncio.Semaphore(max_connections)
-        self.client = aioredis.Redis.from_url(
+        self.client = make_client(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=max_connections,
         )
+        self.cluster = is_cluster(self.client)
+        self.layout = Layout()
         self.scripts = load_scripts()
+
+    async def agree_layout(self, shards: int | None = None) -> Layout:
+        """Adopt the deployment's layout (store/topology.py); SettingsError if it disagrees."""
+        self.layout = await self._call(agree_layout, self.client, shards, name="layout")
+        return self.layout
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -95,8 +109,8 @@ class RedisConnection:
                 result = await command(*args)
             finally:
                 self._slots.release()
-        except (RedisError, OSError, TimeoutError) as error:
-            self._failed(label, error, lua=name is not None)
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
+            self._failed(label, error, lua=label in self.scripts)
             raise StoreError("Redis is unavailable or failed the command; retry") from error
         self.metrics.redis_round_trip(label, started)
         if not self.up:
@@ -120,7 +134,7 @@ class RedisConnection:
             log.error("redis down: %s", error or repr(error), extra={"redis": safe_url(self.url)})
 
     async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> bytes:
-        key, arg = layout.customer_key(customer), _json.encode(payload)
+        key, arg = self.layout.customer_key(customer), _json.encode(payload)
         evalsha = self.client.evalsha
         try:
             return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
@@ -131,11 +145,13 @@ class RedisConnection:
         return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
 
     def subscriber(self) -> aioredis.Redis:
-        """A separate client for pub/sub: it waits for messages, so it has no read timeout."""
-        return aioredis.Redis.from_url(self.url, socket_timeout=None, health_check_interval=30)
+        """A separate client for pub/sub: it waits for messages, so it has no read timeout.
+        On a cluster, one node: every node forwards what is published to all of them."""
+        url = node_url(self.url)
+        return aioredis.Redis.from_url(url, socket_timeout=None, health_check_interval=30)
 
     async def publish(self, channel: str, message: str) -> None:
         await self._call(self.client.publish, channel, message)
 
     async def ping(self) -> bool:
-        return bool(await self._call(self.client.ping))
+        return bool(await self._call(check_health, self.client, name="ping"))

@@ -1,13 +1,19 @@
 """The Redis layout: every key, field and lifetime Creditgate writes, named once.
 
-Every key of a customer carries the hash tag ``{c:<customer>}``, so one script touches one slot.
-Names below without a customer are relative to the customer's prefix ``cg:{c:<customer>}:``.
+Customers map to a fixed number of shards (``Layout.shard``: a stable hash of the id); every
+key of a customer carries its shard's hash tag, ``cg:{s:<shard>}:c:<customer>:<name>``, so one
+script touches one slot, on one node or a Redis Cluster. Each shard has one event stream and
+one set of its customers, ``cg:{s:<shard>}:events`` and ``:customers``: the ledger reads as
+many streams as there are shards, whatever the number of customers.
+Names below without a customer are relative to the customer's prefix.
 The Lua scripts get the same names from ``lua_prelude()``, generated from this module; the
-sidecar, the ledger's rebuild and reconcile, and the tests import the Python builders.
+sidecar, the ledger, its rebuild and reconcile, and the tests use ``Layout``'s builders.
 Period ids (``d20261119``, ``m202611``, ``life``) are engine/periods.py's.
 """
 
 from __future__ import annotations
+
+import zlib
 
 from sidecar.money import FEMTOS_PER_NANO, NANOS_PER_CREDIT
 
@@ -19,6 +25,7 @@ __all__ = [
     "CARRY",
     "CHANGES_CHANNEL",
     "CUSTOMER",
+    "CUSTOMERS",
     "DAY_COUNTER_TTL_MS",
     "EVENTS",
     "GRANTED",
@@ -27,36 +34,37 @@ __all__ = [
     "HOLDS",
     "HOLD_EXPIRY",
     "IDEMPOTENCY_TTL_MS",
+    "LAYOUT_KEY",
+    "LEGACY_REGISTRY_KEY",
     "MONTH_COUNTER_TTL_MS",
     "OVERRIDES",
     "PLAN",
     "RATE_REQUESTS",
     "RATE_TOKENS",
     "RATE_WINDOW_TTL_MS",
-    "REGISTRY_KEY",
     "RESOLVED",
     "RESOLVED_RETAIN_MS",
     "SEP",
     "SESSION_TTL_MS",
+    "SHARDS_DEFAULT",
+    "SHARDS_MAX",
     "UNCOVERED",
     "UPDATED_MS",
     "USED",
+    "Layout",
     "budget_field",
     "budget_value",
     "counter_fields",
     "counter_ttl_ms",
-    "customer_key",
-    "customer_of_key",
-    "idem_key",
     "idem_name",
-    "key",
     "lua_prelude",
     "parse_budget_value",
-    "prefix",
     "quota_field",
     "rate_key",
     "session_key",
+    "shard_of_stream",
     "usage_key",
+    "workers_key",
 ]
 
 DAY_MS = 86_400_000
@@ -78,8 +86,12 @@ HOLD_EXPIRY = "hold_expiry"
 """Sorted set: reservation id by expiry time (ms) of the holds still held."""
 RESOLVED = "resolved"
 """Sorted set: reservation id by resolution time of committed, released, expired holds."""
+
+# Keys of a shard, relative to its prefix ``cg:{s:<shard>}:``.
 EVENTS = "events"
-"""Stream of the customer's movements of money, read by the ledger."""
+"""Stream of the shard's customers' movements of money, read by the ledger."""
+CUSTOMERS = "customers"
+"""Set of the shard's customer ids (upsert_customer.lua adds to it)."""
 
 # Fields.
 PLAN, OVERRIDES, UPDATED_MS, GRANTED_MONTH = "plan", "overrides", "updated_ms", "granted_month"
@@ -110,40 +122,77 @@ IDEMPOTENCY_TTL_MS = DAY_MS
 RESOLVED_RETAIN_MS = DAY_MS
 """How long a resolved hold is remembered, so that a late commit or release is answered."""
 
-REGISTRY_KEY = "cg:customers"
-"""Set of every customer id: how the ledger finds the per-customer event streams."""
+SHARDS_DEFAULT = 256
+SHARDS_MAX = 16384
+"""As many as Redis Cluster has slots: more shards could not spread any further."""
+LAYOUT_KEY = "cg:layout"
+"""Hash: ``shards`` -> the deployment's shard count, written once (store/topology.py)."""
+LEGACY_REGISTRY_KEY = "cg:customers"
+"""Set of every customer id in the layout before shards (``cg:{c:<customer>}:...``, one
+stream per customer); ``creditgate store migrate`` moves such a deployment."""
 CHANGES_CHANNEL = "cg:customers:changed"
 """Pub/sub channel: a customer id whose plan or overrides changed (customers.py)."""
-_HEAD, _TAIL = "cg:{c:", "}"
 
 
-def prefix(customer: str) -> str:
-    return f"{_HEAD}{customer}{_TAIL}"
+def workers_key(group: str) -> str:
+    """Sorted set: the live ledger workers of a consumer group by last heartbeat (ms)."""
+    return f"cg:workers:{group}"
 
 
-def key(customer: str, name: str) -> str:
-    """The full key of ``name`` (relative, like ``BUCKET`` or ``usage_key(...)``)."""
-    return f"{prefix(customer)}:{name}"
+_SHARD_HEAD, _TAIL, _CUSTOMER_HEAD = "cg:{s:", "}", ":c:"
 
 
-def customer_key(customer: str) -> str:
-    """KEYS[1] of every script; the scripts name the customer's other keys from it."""
-    return key(customer, CUSTOMER)
+class Layout:
+    """Where keys live in a deployment of ``shards`` shards."""
+
+    __slots__ = ("shards",)
+
+    def __init__(self, shards: int = SHARDS_DEFAULT) -> None:
+        if not 1 <= shards <= SHARDS_MAX:
+            raise ValueError(f"shards must be 1 to {SHARDS_MAX}, got {shards}")
+        self.shards = shards
+
+    def shard(self, customer: str) -> int:
+        """The customer's shard: CRC-32 of its id, stable across processes and releases."""
+        return zlib.crc32(customer.encode()) % self.shards
+
+    def shard_key(self, shard: int, name: str) -> str:
+        """A key of a shard: ``EVENTS`` or ``CUSTOMERS``."""
+        return f"{_SHARD_HEAD}{shard}{_TAIL}:{name}"
+
+    def stream(self, shard: int) -> str:
+        return self.shard_key(shard, EVENTS)
+
+    def streams(self) -> list[str]:
+        return [self.stream(shard) for shard in range(self.shards)]
+
+    def stream_of(self, customer: str) -> str:
+        return self.stream(self.shard(customer))
+
+    def prefix(self, customer: str) -> str:
+        return f"{_SHARD_HEAD}{self.shard(customer)}{_TAIL}{_CUSTOMER_HEAD}{customer}"
+
+    def key(self, customer: str, name: str) -> str:
+        """The full key of ``name`` (relative, like ``BUCKET`` or ``usage_key(...)``)."""
+        return f"{self.prefix(customer)}:{name}"
+
+    def customer_key(self, customer: str) -> str:
+        """KEYS[1] of every script; the scripts name the customer's other keys from it."""
+        return self.key(customer, CUSTOMER)
+
+    def idem_key(self, customer: str, operation: str, idempotency_key: str) -> str:
+        return self.key(customer, idem_name(operation, idempotency_key))
 
 
-def customer_of_key(full_key: bytes | str) -> str:
-    """``cg:{c:acme}:events`` -> ``acme``."""
-    text = full_key.decode() if isinstance(full_key, bytes) else full_key
-    return text.removeprefix(_HEAD).partition(_TAIL + ":")[0]
+def shard_of_stream(stream: bytes | str) -> int:
+    """``cg:{s:17}:events`` -> 17."""
+    text = stream.decode() if isinstance(stream, bytes) else stream
+    return int(text.removeprefix(_SHARD_HEAD).partition(_TAIL)[0])
 
 
 def idem_name(operation: str, idempotency_key: str) -> str:
     """An idempotency record; ``operation`` is ``r`` (reserve) or ``g`` (grant)."""
     return f"idem:{operation}:{idempotency_key}"
-
-
-def idem_key(customer: str, operation: str, idempotency_key: str) -> str:
-    return key(customer, idem_name(operation, idempotency_key))
 
 
 def usage_key(period_id: str) -> str:
@@ -206,6 +255,7 @@ def lua_prelude() -> str:
     """The layout (and the money units) as Lua locals, prepended to every script."""
     names: dict[str, str | int] = {
         "CUSTOMER_SUFFIX": ":" + CUSTOMER,
+        "SHARD_END": _TAIL,
         "PLAN": PLAN,
         "OVERRIDES": OVERRIDES,
         "UPDATED_MS": UPDATED_MS,
@@ -226,6 +276,7 @@ def lua_prelude() -> str:
         "HOLD_EXPIRY": HOLD_EXPIRY,
         "RESOLVED": RESOLVED,
         "EVENTS": EVENTS,
+        "CUSTOMERS": CUSTOMERS,
         "HELD": HELD,
         "USED": USED,
         "CARRY": CARRY,

@@ -56,7 +56,7 @@ class RedisStore(RedisConnection):
             "now": now_ms,
             "exp": plan.expires_at_ms,
             "hold": str(plan.hold_nanos),
-            "idem": layout.idem_key(customer, "r", idempotency_key),
+            "idem": self.layout.idem_key(customer, "r", idempotency_key),
             "idem_ttl": layout.IDEMPOTENCY_TTL_MS,
             "scopes": list(plan.scopes),
             "periods": _periods(periods),
@@ -132,7 +132,7 @@ class RedisStore(RedisConnection):
         digest = hashlib.sha256(f"{customer}\0{idempotency_key}".encode()).hexdigest()
         grant_id = f"g_{digest[:20]}"
         payload: dict[str, Any] = {
-            "idem": layout.idem_key(customer, "g", idempotency_key),
+            "idem": self.layout.idem_key(customer, "g", idempotency_key),
             "member": burn_key(priority, expires_at_ms, now_ms, grant_id, credit_type),
             "amount": str(amount_nanos),
             "customer": customer,
@@ -170,14 +170,10 @@ class RedisStore(RedisConnection):
         result: UpsertResult = msgspec.convert(answer.decode(), UpsertResult)
         return result
 
-    async def register_customer(self, customer: str) -> None:
-        """Add the customer to the registry the ledger reads to find its event stream."""
-        await self._call(self.client.sadd, layout.REGISTRY_KEY, customer)
-
     async def get_customer(self, customer: str) -> StoredCustomer | None:
         fields = (layout.PLAN, layout.OVERRIDES, layout.GRANTED_MONTH)
         plan, overrides, granted = await self._call(
-            self.client.hmget, layout.customer_key(customer), *fields
+            self.client.hmget, self.layout.customer_key(customer), *fields
         )
         if plan is None:
             return None
@@ -188,18 +184,18 @@ class RedisStore(RedisConnection):
         )
 
     async def mark_granted(self, customer: str, month: str) -> None:
-        key = layout.customer_key(customer)
+        key = self.layout.customer_key(customer)
         await self._call(self.client.hset, key, layout.GRANTED_MONTH, month)
 
     async def hold_attribution(self, customer: str, reservation_id: str) -> Attribution | None:
         """The attribution a hold was placed with, for pricing its commit after a restart."""
-        key = layout.key(customer, layout.HOLDS)
+        key = self.layout.key(customer, layout.HOLDS)
         raw = await self._call(self.client.hget, key, reservation_id)
         return None if raw is None else _hold.decode(raw).ev
 
     async def quota_counters(self, customer: str, period_id: str, feature: str) -> int:
         """Units of a metered feature used and held in one period."""
-        key = layout.key(customer, layout.usage_key(period_id))
+        key = self.layout.key(customer, layout.usage_key(period_id))
         values = await self._call(
             self.client.hmget, key, layout.counter_fields(layout.quota_field(feature))
         )

@@ -14,6 +14,7 @@ __all__ = ["SCRIPT_NAMES", "Script", "load_scripts"]
 
 SCRIPT_NAMES = (
     "reserve", "commit", "release", "grant", "set_budget", "upsert_customer", "read_state",
+    "restore_state",
 )  # fmt: skip
 
 

@@ -18,11 +18,13 @@ import yaml
 
 from sidecar.embedded import EmbeddedRedis
 from sidecar.server import Sidecar
+from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
 from tests.conftest import EXAMPLE, StartSidecar, sidecars
 
 ADMIN_TOKEN = "t" * 32
-EVENTS = "cg:{c:acme}:events"
+EVENTS = Layout().stream_of("acme")
+"""acme's shard's event stream, in the default layout the suite's Redis gets."""
 NANO = Decimal("0.000000001")
 CATALOG: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
 
@@ -180,7 +182,7 @@ async def state(api: Api, store: RedisStore, customer: str = "acme") -> State:
     return State(
         balance=await api.ok(f"/v1/balance?customer={customer}"),
         budgets=await api.ok(f"/v1/budgets?customer={customer}&team=eng"),
-        events=await store.client.xlen(f"cg:{{c:{customer}}}:events"),
+        events=await store.client.xlen(store.layout.stream_of(customer)),
         keys=await keyspace(store),
     )
 

@@ -54,7 +54,7 @@ async def test_admin_routes_refuse_bad_credentials_and_move_nothing(
         assert error["message"].strip()
         assert "balance" not in answer.body  # a refused GET reveals no state
     assert await state(api, store) == before
-    assert await store.client.exists("cg:{c:newco}:customer") == 0
+    assert await store.client.exists(store.layout.customer_key("newco")) == 0
 
 
 async def test_the_right_token_opens_every_route(api: Api, store: RedisStore) -> None:
@@ -67,4 +67,4 @@ async def test_the_right_token_opens_every_route(api: Api, store: RedisStore) ->
     after = await state(api, store)
     assert after.balance["plan"] == "enterprise"
     assert after.events > before.events
-    assert await store.client.exists("cg:{c:newco}:customer") == 1
+    assert await store.client.exists(store.layout.customer_key("newco")) == 1

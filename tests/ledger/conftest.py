@@ -68,7 +68,7 @@ def service(store: RedisStore, ledger_catalog: Catalog, clock: Clock) -> Service
 def worker(store: RedisStore, pool: Pool, consumer: str = "w1", **options: Any) -> Ingestor:
     """One ledger worker in the group ``ledger`` (trimming off: tests read the streams)."""
     options.setdefault("trim", False)
-    reader = StreamReader(store.client, group="ledger", consumer=consumer)
+    reader = StreamReader(store.client, store.layout, group="ledger", consumer=consumer)
     return Ingestor(reader, pool, **options)
 
 

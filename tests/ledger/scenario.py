@@ -64,9 +64,10 @@ def _iso(ms: int) -> str:
 async def money_state(store: RedisStore, customer: str) -> dict[str, Any]:
     """Every key of the customer that is money, as plain data; holds in flight left out."""
     out: dict[str, Any] = {}
-    async for raw in store.client.scan_iter(match=f"cg:{{c:{customer}}}:*"):
+    head = store.layout.key(customer, "")
+    async for raw in store.client.scan_iter(match=head + "*"):
         key = raw.decode()
-        name = key.split("}:", 1)[1]
+        name = key.removeprefix(head)
         if key.endswith(_TRANSIENT) or name.startswith(("idem:r:", "rl:")):
             continue
         kind = (await store.client.type(key)).decode()

@@ -59,7 +59,7 @@ async def test_reconcile_and_rebuild_from_the_command_line(
     assert "1 customers, 0 differences" in err
 
     before = await money_state(store, "acme")
-    await store.client.hincrby("cg:{c:acme}:u:life", "team:eng|used", 1)
+    await store.client.hincrby(store.layout.key("acme", "u:life"), "team:eng|used", 1)
     code, out, _ = await creditgate("ledger", "reconcile", *where)
     assert code == 1
     assert out == "acme u:life team:eng|used: redis 1200001 ledger 1200000\n"

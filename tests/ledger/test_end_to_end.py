@@ -57,7 +57,12 @@ async def test_totals_per_customer_team_agent_model_equal_committed_costs(
     ledger = worker(store, pool)
     stored = await drain(ledger)
 
-    entries = sum([await store.client.xlen(f"cg:{{c:{c}}}:events") for c in expected["customer"]])
+    entries = sum(
+        [
+            await store.client.xlen(s)
+            for s in {store.layout.stream_of(c) for c in expected["customer"]}
+        ]
+    )
     assert stored == entries  # every stream entry stored once: customers, grants, debits
     async with pool.acquire() as db:
         assert await db.fetchval("SELECT count(*) FROM usage_events") == commits

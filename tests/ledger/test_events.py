@@ -8,11 +8,13 @@ from sidecar.ledger.db import Pool
 from sidecar.ledger.entries import entries_of
 from sidecar.ledger.events import Debit, Grant, Unparsed, decode_entry
 from sidecar.reservations import new_reservation_id, reserved_ms
+from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
 from tests.conftest import Setup
 from tests.ledger.conftest import Call, drain, worker
 
-KEY = b"cg:{c:acme}:events"
+LAYOUT = Layout()
+KEY = LAYOUT.stream_of("acme").encode()
 RID = new_reservation_id("acme", 1_795_089_600_000)
 
 
@@ -29,7 +31,7 @@ def debit(**changes: str) -> dict[bytes, bytes]:
 
 
 def test_a_debit_decodes_with_its_attribution_and_the_hold_time() -> None:
-    event = decode_entry(KEY, b"1795089601001-3", debit())
+    event = decode_entry(LAYOUT, KEY, b"1795089601001-3", debit())
     assert isinstance(event, Debit)
     assert (event.stream, event.customer, event.team, event.user) == (
         (1_795_089_601_001, 3), "acme", "eng", None
@@ -47,7 +49,7 @@ def test_a_debit_decodes_with_its_attribution_and_the_hold_time() -> None:
 def test_an_entry_appended_before_0_2_names_its_overrun_overage() -> None:
     raw = debit()
     raw[b"overage"] = raw.pop(b"overrun")
-    event = decode_entry(KEY, b"1-0", raw)
+    event = decode_entry(LAYOUT, KEY, b"1-0", raw)
     assert isinstance(event, Debit)
     assert event.overrun_nanos == 30
 
@@ -55,7 +57,7 @@ def test_an_entry_appended_before_0_2_names_its_overrun_overage() -> None:
 def test_cjson_empty_burned_list_and_missing_carry_are_read() -> None:
     raw = debit(burned="{}", uncovered="0")
     del raw[b"carry"]
-    event = decode_entry(KEY, b"1-0", raw)
+    event = decode_entry(LAYOUT, KEY, b"1-0", raw)
     assert isinstance(event, Debit)
     assert (event.burned, event.burned_json, event.carry_femtos) == ((), "[]", None)
     assert entries_of(event) == []
@@ -65,9 +67,9 @@ def test_a_grant_names_its_idempotency_key_and_expiry() -> None:
     fields = {
         b"kind": b"grant", b"event_id": b"g:g_1", b"customer": b"acme", b"grant_id": b"g_1",
         b"credit_type": b"paid", b"amount": b"10", b"priority": b"10", b"expires_at": b"",
-        b"reason": b"admin", b"idem": b"cg:{c:acme}:idem:g:key-1", b"ts": b"5",
+        b"reason": b"admin", b"idem": LAYOUT.idem_key("acme", "g", "key-1").encode(), b"ts": b"5",
     }  # fmt: skip
-    event = decode_entry(KEY, b"5-0", fields)
+    event = decode_entry(LAYOUT, KEY, b"5-0", fields)
     assert isinstance(event, Grant)
     assert (event.idempotency_key, event.expires_at_ms, event.amount_nanos) == ("key-1", None, 10)
     assert [(e.kind, e.amount_nanos) for e in entries_of(event)] == [("grant", 10)]
@@ -80,14 +82,14 @@ def test_a_grant_names_its_idempotency_key_and_expiry() -> None:
         (debit(cost="1.5"), "not an integer"),
         (debit(units='{"input_tokens": 1'), "DecodeError"),
         (debit(units='{"input_tokens": "ten"}'), "ValidationError"),
-        (debit(customer="globex"), "in the stream of 'acme'"),
+        (debit(customer="globex"), "customer 'globex' in the stream of shard"),
         ({b"kind": b"debit"}, "KeyError"),
     ],
 )
 def test_a_bad_entry_becomes_unparsed_with_its_reason(
     raw: dict[bytes, bytes], problem: str
 ) -> None:
-    event = decode_entry(KEY, b"9-0", raw)
+    event = decode_entry(LAYOUT, KEY, b"9-0", raw)
     assert isinstance(event, Unparsed)
     assert problem in event.problem
     assert event.fields["kind"] == raw[b"kind"].decode()
@@ -105,7 +107,7 @@ async def test_a_bad_entry_is_kept_and_never_blocks_the_ones_behind_it(
     store: RedisStore, pool: Pool, setup_customer: Setup, call: Call
 ) -> None:
     await setup_customer()
-    await store.client.xadd("cg:{c:acme}:events", {"kind": "bonus", "amount": "5"})
+    await store.client.xadd(KEY, {"kind": "bonus", "amount": "5"})
     await call(units={"input_tokens": 10})
     ledger = worker(store, pool)
     assert await drain(ledger) == 4  # customer, plan grant, the bad one, the debit

@@ -37,7 +37,7 @@ async def ledger_counts(pool: Pool) -> tuple[int, int, int]:
 
 
 async def pending(store: RedisStore) -> int:
-    return int((await store.client.xpending("cg:{c:acme}:events", "ledger"))["pending"])
+    return int((await store.client.xpending(store.layout.stream_of("acme"), "ledger"))["pending"])
 
 
 @pytest.mark.parametrize("restart_as", ["same consumer", "another consumer"])

@@ -137,7 +137,7 @@ async def test_queries_answer_from_what_the_service_ingested(
 
     # The worker trims what it stored from the streams (they are its only reader).
     await ledger.ingestors[0].reader.trim()
-    assert await store.client.xlen("cg:{c:acme}:events") == 0
+    assert await store.client.xlen(store.layout.stream_of("acme")) == 0
 
 
 async def test_every_route_needs_the_token_and_names_bad_input(
@@ -174,4 +174,4 @@ async def test_every_route_needs_the_token_and_names_bad_input(
         "oldest_ms": None,
     }
     assert body["workers"] == [{"consumer": body["workers"][0]["consumer"], "stored": 0,
-                                "unparsed": 0}]  # fmt: skip
+                                "unparsed": 0, "shards": 256, "error": None}]  # fmt: skip

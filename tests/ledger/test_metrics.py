@@ -25,7 +25,12 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 
 async def _appended(store: RedisStore) -> int:
-    return sum([await store.client.xlen(f"cg:{{c:{c}}}:events") for c in ("acme", "globex")])
+    return sum(
+        [
+            await store.client.xlen(s)
+            for s in {store.layout.stream_of(c) for c in ("acme", "globex")}
+        ]
+    )
 
 
 def _in_5_s() -> int:
@@ -45,7 +50,7 @@ async def test_lag_while_events_wait_then_ingested_and_caught_up(
         await call(units={"input_tokens": tokens}, team="eng")
     appended = await _appended(store)
     metrics = LedgerMetrics()
-    reader = StreamReader(store.client, group="ledger", consumer="observer")
+    reader = StreamReader(store.client, store.layout, group="ledger", consumer="observer")
     metrics.lag(await reader.lag(), _in_5_s())
     assert _value(metrics, "creditgate_ledger_stream_entries") == appended
     assert _value(metrics, "creditgate_ledger_undelivered_entries") == appended

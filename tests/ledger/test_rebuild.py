@@ -11,8 +11,7 @@ from sidecar.ledger.db import Pool, load_catalogs
 from sidecar.ledger.rebuild import rebuild_customer
 from sidecar.ledger.reconcile import reconcile
 from sidecar.service import Service
-from sidecar.store import layout
-from sidecar.store.layout import REGISTRY_KEY
+from sidecar.store.layout import CUSTOMERS
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, UpsertCustomerRequest
 from tests.conftest import Clock
@@ -45,7 +44,7 @@ async def test_flush_then_rebuild_restores_balances_and_counters(
         catalogs = await load_catalogs(db)
         for customer in ("acme", "globex"):
             await rebuild_customer(
-                store.client, db, customer, catalogs=catalogs, catalog=ledger_catalog,
+                store.client, store.layout, db, customer, catalogs=catalogs, catalog=ledger_catalog,
                 now_ms=clock.now_ms,
             )  # fmt: skip
     service.customers.invalidate("acme")
@@ -54,13 +53,15 @@ async def test_flush_then_rebuild_restores_balances_and_counters(
     assert {c: await money_state(store, c) for c in ("acme", "globex")} == before
     after = {c: msgspec.to_builtins(await service.balance(c)) for c in ("acme", "globex")}
     assert after == balances
-    assert await store.client.sismember(REGISTRY_KEY, "acme")
+    assert await store.client.sismember(
+        store.layout.shard_key(store.layout.shard("acme"), CUSTOMERS), "acme"
+    )
     for name in ("u:d20261119", "u:m202611", "s:run-1"):  # they expire, as reserve.lua's do
-        assert await store.client.pttl(layout.key("acme", name)) > 0
+        assert await store.client.pttl(store.layout.key("acme", name)) > 0
     async with pool.acquire() as db:
         report = await reconcile(
-            store.client, db, ["acme", "globex"], catalogs=catalogs, catalog=ledger_catalog,
-            now_ms=clock.now_ms,
+            store.client, store.layout, db, ["acme", "globex"], catalogs=catalogs,
+            catalog=ledger_catalog, now_ms=clock.now_ms,
         )  # fmt: skip
     assert report.differences == []
 
@@ -86,17 +87,19 @@ async def test_rebuild_refuses_a_customer_still_in_redis_unless_forced(
     await play(service, clock, call)
     await drain(worker(store, pool))
     before = await money_state(store, "acme")
-    await store.client.hset("cg:{c:acme}:u:life", "customer|used", "1")  # drifted
+    await store.client.hset(store.layout.key("acme", "u:life"), "customer|used", "1")  # drifted
     async with pool.acquire() as db:
         catalogs = await load_catalogs(db)
         with pytest.raises(Exception, match="still has state in Redis"):
             await rebuild_customer(
-                store.client, db, "acme", catalogs=catalogs, catalog=ledger_catalog,
+                store.client, store.layout, db, "acme", catalogs=catalogs, catalog=ledger_catalog,
                 now_ms=clock.now_ms,
             )  # fmt: skip
         await rebuild_customer(
-            store.client, db, "acme", catalogs=catalogs, catalog=ledger_catalog,
+            store.client, store.layout, db, "acme", catalogs=catalogs, catalog=ledger_catalog,
             now_ms=clock.now_ms, force=True,
         )  # fmt: skip
     assert await money_state(store, "acme") == before
-    assert await store.client.xlen("cg:{c:acme}:events") > 0  # the stream is never touched
+    assert (
+        await store.client.xlen(store.layout.stream_of("acme")) > 0
+    )  # the stream is never touched

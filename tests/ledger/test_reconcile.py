@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 async def check(store: RedisStore, pool: Pool, catalog: Catalog, clock: Clock) -> Report:
     async with pool.acquire() as db:
         return await reconcile(
-            store.client, db, ["acme", "globex"], catalogs=await load_catalogs(db),
+            store.client, store.layout, db, ["acme", "globex"], catalogs=await load_catalogs(db),
             catalog=catalog, now_ms=clock.now_ms,
         )  # fmt: skip
 
@@ -43,16 +43,18 @@ async def test_clean_state_reports_nothing_and_injected_drift_is_named(
     assert clean.unsettled == {}
 
     client = store.client
-    await client.hincrby("cg:{c:acme}:u:m202611", "team:eng|used", 5)
-    await client.hset("cg:{c:acme}:u:d20261119", "team:ghost|used", "42")
-    (member,) = [m for m in await client.hkeys("cg:{c:acme}:bucket") if b"|paid|" in m]
-    paid = int(await client.hget("cg:{c:acme}:bucket", member) or 0)
-    await client.hset("cg:{c:acme}:bucket", member, str(paid + 1))
-    await client.hdel("cg:{c:acme}:budgets", "team:eng|day")
-    await client.hset("cg:{c:globex}:customer", "plan", "test")
+    await client.hincrby(store.layout.key("acme", "u:m202611"), "team:eng|used", 5)
+    await client.hset(store.layout.key("acme", "u:d20261119"), "team:ghost|used", "42")
+    (member,) = [
+        m for m in await client.hkeys(store.layout.key("acme", "bucket")) if b"|paid|" in m
+    ]
+    paid = int(await client.hget(store.layout.key("acme", "bucket"), member) or 0)
+    await client.hset(store.layout.key("acme", "bucket"), member, str(paid + 1))
+    await client.hdel(store.layout.key("acme", "budgets"), "team:eng|day")
+    await client.hset(store.layout.key("globex", "customer"), "plan", "test")
     drifted = await check(store, pool, ledger_catalog, clock)
 
-    m202611 = await client.hget("cg:{c:acme}:u:m202611", "team:eng|used")
+    m202611 = await client.hget(store.layout.key("acme", "u:m202611"), "team:eng|used")
     assert m202611 is not None
     team_month = int(m202611)
     assert drifted.differences == [

@@ -22,6 +22,7 @@ from sidecar.embedded import EmbeddedRedis
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.server import Sidecar
+from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 from tests.conftest import EXAMPLE, StartSidecar, sidecars
@@ -34,7 +35,8 @@ AUTH = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
 
 def events_key(customer: str) -> str:
-    return f"cg:{{c:{customer}}}:events"
+    """The customer's shard's event stream, in the default layout the suite's Redis gets."""
+    return Layout().stream_of(customer)
 
 
 def price(model: str, kind: str) -> Decimal:

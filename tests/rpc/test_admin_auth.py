@@ -82,7 +82,7 @@ async def test_every_admin_rpc_refuses_bad_credentials_and_moves_nothing(
         assert bad.field_violations[0].description.strip()
         assert "balance_nanos" not in (error.details() or "")  # a refused read reveals nothing
     assert await moved(stubs, store) == before
-    assert await store.client.exists("cg:{c:newco}:customer") == 0
+    assert await store.client.exists(store.layout.customer_key("newco")) == 0
 
 
 async def test_the_right_token_opens_every_admin_rpc(
@@ -102,7 +102,7 @@ async def test_the_right_token_opens_every_admin_rpc(
     # free's promo grant stays after the upgrade; enterprise adds its own; 1 + 5 paid.
     expected = plan_grant("free") + plan_grant("enterprise") + 1 + 5
     assert answers[4].balance_nanos == nanos(expected)
-    assert await store.client.exists("cg:{c:newco}:customer") == 1
+    assert await store.client.exists(store.layout.customer_key("newco")) == 1
     # The scheme is case-insensitive, as RFC 7235 says.
     lower = await stubs.admin.GetCustomer(
         pb.GetCustomerRequest(customer="acme"),

@@ -268,7 +268,7 @@ async def test_bad_admin_request_is_refused_naming_the_field_and_moves_nothing(
     assert named == field, description
     assert description.strip()
     assert await snapshot(stubs, store) == before
-    assert await store.client.exists("cg:{c:nobody}:customer") == 0
+    assert await store.client.exists(store.layout.customer_key("nobody")) == 0
 
 
 async def test_a_message_over_grpc_own_cap_is_refused_by_grpc_and_moves_nothing(

@@ -73,7 +73,7 @@ async def test_burn_order_and_bucket_expiring_between_reserve_and_commit(
             (never, Decimal("0.5")),
             (never_newer, Decimal("0.2")),
         ]
-        events = [f for _, f in await store.client.xrange("cg:{c:acme}:events")]
+        events = [f for _, f in await store.client.xrange(store.layout.stream_of("acme"))]
         expiry = [f for f in events if f[b"kind"] == b"expiry"]
         assert [(f[b"grant_id"].decode(), f[b"amount"]) for f in expiry] == [(soon, b"1000000000")]
     else:

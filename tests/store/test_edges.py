@@ -71,14 +71,20 @@ async def test_a_commit_costing_more_than_one_call_may_is_refused_and_moves_noth
         ReserveRequest(customer="acme", feature="tickets", units={"tickets_resolved": 1},
                        idempotency_key="t")
     )  # fmt: skip
-    before = (await service.balance("acme"), await store.client.xlen("cg:{c:acme}:events"))
+    before = (
+        await service.balance("acme"),
+        await store.client.xlen(store.layout.stream_of("acme")),
+    )
     with pytest.raises(InvalidInput) as error:
         await service.commit(
             CommitRequest(reservation_id=hold.reservation_id or "",
                           units={"tickets_resolved": 10**12})
         )  # fmt: skip
     assert error.value.field == "units"
-    assert (await service.balance("acme"), await store.client.xlen("cg:{c:acme}:events")) == before
+    assert (
+        await service.balance("acme"),
+        await store.client.xlen(store.layout.stream_of("acme")),
+    ) == before
 
 
 async def test_a_cached_customer_gets_its_plan_grant_in_a_new_month(

@@ -38,7 +38,7 @@ async def test_debit_event_names_everything(
             units={"input_tokens": 1180, "output_tokens": 312},
         )
     )
-    entries = await store.client.xrange("cg:{c:acme}:events")
+    entries = await store.client.xrange(store.layout.stream_of("acme"))
     kinds = [fields[b"kind"].decode() for _, fields in entries]
     assert kinds == ["customer", "grant", "budget", "debit"]
     event = {k.decode(): v.decode() for k, v in entries[-1][1].items()}

@@ -21,7 +21,7 @@ RESERVE = ReserveRequest(
 
 
 async def _debits(store: RedisStore) -> list[dict[bytes, bytes]]:
-    entries = await store.client.xrange("cg:{c:acme}:events")
+    entries = await store.client.xrange(store.layout.stream_of("acme"))
     return [fields for _, fields in entries if fields[b"kind"] == b"debit"]
 
 

@@ -7,11 +7,15 @@ or a lifetime its own way would fail here.
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot
 
 from sidecar.engine.periods import minute_id, period_ids
+from sidecar.errors import SettingsError
 from sidecar.service import Service
 from sidecar.store import layout
+from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
+from sidecar.store.topology import agree_layout
 from sidecar.wire import CommitRequest, ReserveRequest
 from tests.conftest import NOON_MS, Clock, Setup
 
@@ -21,7 +25,7 @@ SLACK_MS = 5_000  # between the reserve and the PTTL read; a real bug is off by 
 
 
 async def _pttl(store: RedisStore, name: str) -> int:
-    return int(await store.client.pttl(layout.key("acme", name)))
+    return int(await store.client.pttl(store.layout.key("acme", name)))
 
 
 async def test_every_key_a_reserve_writes_lives_as_the_layout_says(
@@ -69,23 +73,27 @@ async def test_the_layout_names_every_key_and_field_a_call_leaves(
 
     periods = period_ids(clock())
     usage = [layout.usage_key(p) for p in (periods.day, periods.month, periods.lifetime)]
-    named = {
+    names = {
         layout.CUSTOMER, layout.BUCKET, layout.BUCKETS, layout.BUDGETS, layout.BALANCE,
-        layout.HOLDS, layout.RESOLVED, layout.EVENTS, layout.idem_name("r", "r-1"),
+        layout.HOLDS, layout.RESOLVED, layout.idem_name("r", "r-1"),
         layout.session_key("run-1"), *usage,
     }  # fmt: skip
-    found = {
-        key.decode().removeprefix(layout.prefix("acme") + ":")
-        async for key in store.client.scan_iter(match=layout.key("acme", "*"))
+    shard = store.layout.shard("acme")
+    named = {store.layout.key("acme", name) for name in names} | {
+        store.layout.stream(shard), store.layout.shard_key(shard, layout.CUSTOMERS),
+        layout.LAYOUT_KEY,
+    }  # fmt: skip
+    found = {key.decode() async for key in store.client.scan_iter()}
+    granted = {
+        k for k in found if k.startswith(store.layout.key("acme", layout.idem_name("g", "")))
     }
-    granted = {name for name in found if name.startswith(layout.idem_name("g", ""))}
     assert found - granted == named
     nodes = ("customer", "team:eng", layout.quota_field("steps"))
     fields = {field for node in nodes for field in layout.counter_fields(node)}
     for name in usage:
-        counters = await store.client.hgetall(layout.key("acme", name))
+        counters = await store.client.hgetall(store.layout.key("acme", name))
         assert {field.decode() for field in counters} <= fields, name
-    balance = await store.client.hgetall(layout.key("acme", layout.BALANCE))
+    balance = await store.client.hgetall(store.layout.key("acme", layout.BALANCE))
     assert {field.decode() for field in balance} == {layout.HELD, layout.CARRY}
 
 
@@ -118,3 +126,40 @@ async def test_balance_and_budgets_read_in_one_round_trip_each(
     assert {name: count for name, count in spent.items() if count} == {"read_state": 2}
     assert (len(state.buckets), len(state.budgets)) == (2, 3)
     assert [b.scope for b in path.budgets] == ["customer", "team:eng"]
+
+
+def test_a_customer_maps_to_one_shard_whose_keys_share_one_slot() -> None:
+    ids = [f"cust-{i}" for i in range(2000)]
+    shards = Layout(256)
+    # Stable across processes and releases: CRC-32 of the id, the deployment's fact.
+    assert [shards.shard(c) for c in ("acme", "globex")] == [62, 250]
+    assert len({shards.shard(c) for c in ids}) == 256  # every shard is used
+    for customer in ids[:50]:
+        slot = key_slot(shards.customer_key(customer).encode())
+        names = (layout.BUCKET, layout.usage_key("m202611"), layout.idem_name("r", "k"))
+        keys = [shards.key(customer, name) for name in names]
+        keys.append(shards.stream_of(customer))
+        assert {key_slot(key.encode()) for key in keys} == {slot}, customer
+
+
+async def test_the_shard_count_is_recorded_once_and_a_process_that_disagrees_is_refused(
+    store: RedisStore,
+) -> None:
+    client = store.client
+    await client.flushall()
+    assert (await agree_layout(client, 64)).shards == 64
+    assert (await agree_layout(client, None)).shards == 64  # unset: as recorded
+    with pytest.raises(SettingsError, match=r"--shards .* is 256, .* laid out in 64 shards"):
+        await agree_layout(client, 256)
+    assert await client.hget(layout.LAYOUT_KEY, "shards") == b"64"
+
+
+async def test_a_redis_in_the_layout_before_shards_is_refused_until_moved(
+    store: RedisStore,
+) -> None:
+    client = store.client
+    await client.flushall()
+    await client.sadd(layout.LEGACY_REGISTRY_KEY, "acme")
+    with pytest.raises(SettingsError, match="creditgate store migrate"):
+        await agree_layout(client, None)
+    assert not await client.exists(layout.LAYOUT_KEY)  # nothing recorded

@@ -33,7 +33,7 @@ def _reserve(i: int, **subject: str) -> ReserveRequest:
 
 async def _caps(store: RedisStore, month: str) -> tuple[int, int, int]:
     """(budget used + held, balance held, credits left in buckets), read in one transaction."""
-    prefix = "cg:{c:acme}"
+    prefix = store.layout.prefix("acme")
     async with store.client.pipeline(transaction=True) as pipe:
         pipe.hmget(f"{prefix}:u:{month}", "customer|used", "customer|held")
         pipe.hget(f"{prefix}:balance", "held")

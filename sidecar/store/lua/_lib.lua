@@ -1,8 +1,9 @@
 -- Shared helpers, prepended to every script by store/scripts.py (Redis has no require), after
 -- the layout's names and lifetimes (generated from store/layout.py: BUCKET, USAGE_PREFIX, ...).
 --
--- KEYS[1] is the customer's hash key `cg:{c:<customer>}:customer`; every other key of the
--- customer is named from the same prefix, so all of them share the hash tag and slot.
+-- KEYS[1] is the customer's hash key `cg:{s:<shard>}:c:<customer>:customer`; every other key
+-- of the customer is named from the same prefix, and the shard's keys (its event stream, its
+-- set of customers) from the shard's, so all of them share the hash tag and slot.
 --
 -- Amounts are decimal strings of integer nano-credits (10^-9 credit). Lua numbers are
 -- doubles, exact only to 2^53, so inside a script an amount is a pair {hi, lo} meaning
@@ -12,6 +13,7 @@
 local B = NANOS_PER_CREDIT
 local ZERO = {0, 0}
 local P = string.sub(KEYS[1], 1, -(#CUSTOMER_SUFFIX + 1))
+local SHARD = string.sub(KEYS[1], 1, string.find(KEYS[1], SHARD_END, 1, true))
 local function K(name) return P .. ':' .. name end
 local function USAGE(period) return K(USAGE_PREFIX .. period) end
 local function SESSION(session) return K(SESSION_PREFIX .. session) end
@@ -105,5 +107,5 @@ local function bucket_fields(member)
 end
 
 local function append_event(fields)
-  return redis.call('XADD', K(EVENTS), '*', unpack(fields))
+  return redis.call('XADD', SHARD .. ':' .. EVENTS, '*', unpack(fields))
 end

@@ -1,5 +1,5 @@
 -- commit: settle one hold at the actual cost, burn buckets in order, append the event.
--- KEYS[1]  cg:{c:<customer>}:customer
+-- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: rid, now (ms), whole (nano-credits of the exact cost, string), rem
 --          (sub-nano remainder in femto-credits, 0..999999), units (actual, by kind),
 --          quota_units (actual units counted by the feature's quota), catalog_version

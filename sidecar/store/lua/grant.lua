@@ -1,5 +1,5 @@
 -- grant: add a bucket of credits; idempotent by key.
--- KEYS[1]  cg:{c:<customer>}:customer
+-- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: idem (key name), member (burn key, engine/burn.py), amount (nano-credits,
 --          string), customer, grant_id, credit_type, priority, expires_at (ms or absent),
 --          now (ms), reason (plan or admin)

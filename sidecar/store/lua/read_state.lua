@@ -1,6 +1,6 @@
 -- read_state: a customer's buckets, holds, budgets with their use, and uncovered use this
 -- month, in one atomic read (it writes nothing).
--- KEYS[1]  cg:{c:<customer>}:customer
+-- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: periods {day, month, lifetime} (counter ids in force), budgets_only (bool)
 -- Returns JSON {buckets, held, uncovered, budgets = [{scope, period, limit, mode, used, held}]}
 -- (budgets left out when there are none).

@@ -1,5 +1,5 @@
 -- release: void a hold; every cap it counted against is freed at once.
--- KEYS[1]  cg:{c:<customer>}:customer
+-- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: rid, now (ms)
 -- Returns JSON {result, released (nano-credits)}: released, already_released,
 -- already_committed, expired (its time ran out first) or not_found.

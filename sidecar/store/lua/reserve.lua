@@ -1,5 +1,5 @@
 -- reserve: check every rate limit, quota, budget and the balance, then place one hold.
--- KEYS[1]  cg:{c:<customer>}:customer
+-- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON work order from store/redis_store.py:
 --   rid, now (ms), exp (ms, hold expiry), hold (nano-credits, string), idem (key name),
 --   idem_ttl (ms), scopes (list: customer, team:eng, ...), periods {day, month, lifetime}

@@ -1,5 +1,5 @@
 -- set_budget: set (replace) the cap of one subject node for one period.
--- KEYS[1]  cg:{c:<customer>}:customer
+-- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: customer, scope (customer, team:eng, session:run-1, ...), period (day,
 --          month, lifetime), limit (nano-credits, string), mode (hard, soft), now (ms)
 -- Setting the same budget twice is a no-op apart from its event: idempotent by value.

@@ -1,0 +1,105 @@
+"""``creditgate store migrate``: move a deployment from the layout before shards
+(``cg:{c:<customer>}:<name>``, one event stream per customer, the registry ``cg:customers``) to
+the shard layout (store/layout.py), with the sidecars and the ledger stopped.
+
+Every key of a customer moves under its new name with its remaining lifetime, and the hold
+records, which name the counters they touched, are rewritten to the new names: money, holds in
+flight and idempotency records survive. Stream entries the ledger has not read yet are appended
+to the shard's stream (they get new stream ids; nothing has stored them under the old ones);
+entries it has stored are in the ledger already and are not moved. Entries it has read and not
+acknowledged make the migration refuse to start: let the previous ledger finish first. Each
+customer moves in one MULTI, so a migration stopped half-way is run again and finishes; the
+layout's record is written last, which is what lets the new sidecars start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from sidecar.errors import SettingsError
+from sidecar.ledger.events import next_stream_id
+from sidecar.store import layout
+from sidecar.store.layout import Layout
+from sidecar.store.topology import Client
+
+__all__ = ["Moved", "legacy_key", "migrate"]
+
+
+class Moved(msgspec.Struct, kw_only=True):
+    customers: int = 0
+    keys: int = 0
+    entries: int = 0
+    """Stream entries not yet read by the ledger, appended to their shard's stream."""
+
+
+def legacy_key(customer: str, name: str) -> str:
+    """A key of the layout before shards."""
+    return f"cg:{{c:{customer}}}:{name}"
+
+
+async def _unread(client: aioredis.Redis, stream: str, group: str) -> list[Any]:
+    """Entries of a legacy stream that ``group`` has not read; refuses if it has entries read
+    and not acknowledged."""
+    try:
+        groups = await client.xinfo_groups(stream)
+    except ResponseError:
+        return []  # no stream
+    floor = "-"
+    for info in groups:
+        if info["name"].decode() == group:
+            if info["pending"]:
+                raise SettingsError(
+                    f"{stream}: {info['pending']} entries read by the ledger's group {group!r} "
+                    "and not acknowledged; let the ledger of the previous release store them "
+                    "(stop it gracefully), then migrate again"
+                )
+            floor = next_stream_id(info["last-delivered-id"]).decode()
+    entries: Any = await client.xrange(stream, min=floor)
+    return list(entries)
+
+
+async def migrate(client: Client, keys: Layout, *, group: str = "ledger") -> Moved:
+    """Move every customer of ``cg:customers`` into ``keys``' layout; record the layout."""
+    if not isinstance(client, aioredis.Redis):
+        raise SettingsError("--redis: the layout before shards never ran on a cluster")
+    recorded = await client.hget(layout.LAYOUT_KEY, "shards")
+    if recorded is not None and int(recorded) != keys.shards:
+        raise SettingsError(f"--shards: this Redis is laid out in {int(recorded)} shards")
+    members: Any = await client.smembers(layout.LEGACY_REGISTRY_KEY)
+    customers = sorted(member.decode() for member in members)
+    streams = {c: await _unread(client, legacy_key(c, "events"), group) for c in customers}
+    moved = Moved()
+    for customer in customers:
+        moved.customers += 1
+        old: list[Any] = [
+            k async for k in client.scan_iter(match=legacy_key(customer, "*"), count=1000)
+        ]
+        before, after = legacy_key(customer, ""), keys.key(customer, "")
+        events, holds = (legacy_key(customer, name).encode() for name in ("events", layout.HOLDS))
+        dumps = []
+        for key in old:
+            if key not in (events, holds) and (payload := await client.dump(key)) is not None:
+                dumps.append((key.decode().removeprefix(before), payload, await client.pttl(key)))
+        held: Any = await client.hgetall(holds)
+        records: Any = {rid: record.decode().replace(before, after) for rid, record in held.items()}
+        async with client.pipeline(transaction=True) as pipe:
+            for name, payload, ttl in dumps:
+                pipe.restore(keys.key(customer, name), max(ttl, 0), payload, replace=True)
+            if records:
+                pipe.delete(keys.key(customer, layout.HOLDS))
+                pipe.hset(keys.key(customer, layout.HOLDS), mapping=records)
+            for _, fields in streams[customer]:
+                pipe.xadd(keys.stream_of(customer), fields)
+            pipe.sadd(keys.shard_key(keys.shard(customer), layout.CUSTOMERS), customer)
+            if old:
+                pipe.delete(*old)
+            pipe.srem(layout.LEGACY_REGISTRY_KEY, customer)
+            await pipe.execute()
+        moved.keys += len(dumps) + bool(records)
+        moved.entries += len(streams[customer])
+    await client.hset(layout.LAYOUT_KEY, "shards", keys.shards)
+    return moved
