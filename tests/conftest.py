@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sidecar.catalog import Catalog, load_catalog
-from sidecar.embedded import EmbeddedRedis
+from sidecar.embedded import EmbeddedCluster, EmbeddedRedis
 from sidecar.server import Sidecar
 from sidecar.service import Service
 from sidecar.settings import Settings
@@ -45,6 +45,31 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """A Redis Cluster of three primaries, started on first use."""
+    with EmbeddedCluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The Redis the test's store and sidecars use: the single node, unless a suite's
+    conftest runs it on both topologies (``on_both_topologies``)."""
+    return redis_server.url
+
+
+def on_both_topologies(request: pytest.FixtureRequest) -> str:
+    """For a suite's ``redis_url`` fixture with params ``TOPOLOGIES``: the single node, or the
+    three-primary cluster."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_server").url)
+
+
+TOPOLOGIES = ("node", "cluster")
+
+
+@pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return load_catalog(EXAMPLE)
 
@@ -55,10 +80,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisStore]:
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     """A store on the suite's own server, emptied first (the suite started that server), in
     the default layout, as a sidecar starting on it would record."""
-    store = RedisStore(redis_server.url, timeout_s=REDIS_TIMEOUT_S)
+    store = RedisStore(redis_url, timeout_s=REDIS_TIMEOUT_S)
     await store.client.flushall()
     await store.agree_layout()
     yield store

@@ -24,9 +24,15 @@ from sidecar.wire import (
     CommitResponse,
     ReserveRequest,
 )
-from tests.conftest import Clock
+from tests.conftest import TOPOLOGIES, Clock, on_both_topologies
 
 CATALOG = Path(__file__).with_name("catalog.yaml")
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Every test of this suite runs on a single node and on a three-primary cluster."""
+    return on_both_topologies(request)
 
 
 @pytest.fixture(scope="session")

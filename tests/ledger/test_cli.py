@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from sidecar.catalog import Catalog
-from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.db import Pool
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
@@ -37,7 +36,7 @@ async def creditgate(*args: str) -> tuple[int, str, str]:
 
 
 async def test_reconcile_and_rebuild_from_the_command_line(
-    redis_server: EmbeddedRedis, store: RedisStore, database: str, pool: Pool,
+    redis_url: str, store: RedisStore, database: str, pool: Pool,
     ledger_catalog: Catalog,
 ) -> None:  # fmt: skip
     service = Service(store, ledger_catalog)  # the wall clock, as the commands use
@@ -52,7 +51,7 @@ async def test_reconcile_and_rebuild_from_the_command_line(
             CommitRequest(reservation_id=hold.reservation_id or "", units={"input_tokens": 400})
         )
     await drain(worker(store, pool))
-    where = ("--redis", redis_server.url, "--database-url", database, "--catalog", str(CATALOG))
+    where = ("--redis", redis_url, "--database-url", database, "--catalog", str(CATALOG))
 
     code, out, err = await creditgate("ledger", "reconcile", *where)
     assert (code, out) == (0, "")
@@ -75,19 +74,19 @@ async def test_reconcile_and_rebuild_from_the_command_line(
     code, _, _ = await creditgate("ledger", "reconcile", *where)
     assert code == 0
 
-    code, _, err = await creditgate("ledger", "reconcile", "--redis", redis_server.url)
+    code, _, err = await creditgate("ledger", "reconcile", "--redis", redis_url)
     assert code == 2
     assert "--database-url (or DATABASE_URL) is required" in err
 
 
 async def test_serve_without_a_database_or_embedded_binaries_names_the_setting(
-    tmp_path: os.PathLike[str], redis_server: EmbeddedRedis
+    tmp_path: os.PathLike[str], redis_url: str
 ) -> None:
     """As in the image, which carries no PostgreSQL: exit 2 and say to set DATABASE_URL."""
     empty = str(tmp_path)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar.cli", "ledger", "serve", "--catalog", str(CATALOG),
-        "--redis", redis_server.url,
+        "--redis", redis_url,
         stderr=asyncio.subprocess.PIPE,
         env={**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
              "CREDITGATE_PG_BIN": empty},

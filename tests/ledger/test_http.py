@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.store.redis_store import RedisStore
@@ -28,11 +27,9 @@ DAY = "from=2026-11-19T00:00:00Z&to=2026-11-20T00:00:00Z"
 
 
 @pytest.fixture
-async def ledger(
-    redis_server: EmbeddedRedis, database: str, store: RedisStore
-) -> AsyncIterator[Ledger]:
+async def ledger(redis_url: str, database: str, store: RedisStore) -> AsyncIterator[Ledger]:
     settings = LedgerSettings(
-        catalog=str(CATALOG), redis=redis_server.url, database_url=database, port=0,
+        catalog=str(CATALOG), redis=redis_url, database_url=database, port=0,
         token=TOKEN, poll_ms=10,
     )  # fmt: skip
     ledger = Ledger(settings)

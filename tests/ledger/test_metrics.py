@@ -11,7 +11,6 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.db import Pool
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.server import Ledger
@@ -68,11 +67,9 @@ async def test_lag_while_events_wait_then_ingested_and_caught_up(
 
 
 @pytest.fixture
-async def ledger(
-    redis_server: EmbeddedRedis, database: str, store: RedisStore
-) -> AsyncIterator[Ledger]:
+async def ledger(redis_url: str, database: str, store: RedisStore) -> AsyncIterator[Ledger]:
     settings = LedgerSettings(
-        catalog=str(CATALOG), redis=redis_server.url, database_url=database, metrics_port=0,
+        catalog=str(CATALOG), redis=redis_url, database_url=database, metrics_port=0,
         poll_ms=10, trim=False, lag_refresh_ms=20,
     )  # fmt: skip
     ledger = Ledger(settings)

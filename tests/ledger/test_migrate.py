@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.db import Pool
 from sidecar.service import Service
 from sidecar.store import layout
@@ -21,6 +22,12 @@ from tests.ledger.scenario import money_state
 from tests.ledger.test_exactly_once import ledger_counts
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The layout before shards never ran on a cluster: it moves from a single node only."""
+    return redis_server.url
 
 
 async def _back_to_the_layout_before_shards(store: RedisStore, customer: str) -> None:

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from sidecar.catalog import load_catalog
-from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.store.redis_store import RedisStore
@@ -21,12 +20,12 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 
 async def test_a_changed_catalog_is_recorded_under_its_version(
-    tmp_path: Path, redis_server: EmbeddedRedis, database: str, store: RedisStore
+    tmp_path: Path, redis_url: str, database: str, store: RedisStore
 ) -> None:
     file = tmp_path / "catalog.yaml"
     file.write_text(CATALOG.read_text())
     settings = LedgerSettings(
-        catalog=str(file), redis=redis_server.url, database_url=database, catalog_reload_ms=20
+        catalog=str(file), redis=redis_url, database_url=database, catalog_reload_ms=20
     )
     ledger = Ledger(settings)
     await ledger.start()
