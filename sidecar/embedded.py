@@ -119,6 +119,43 @@ class EmbeddedCluster:
             self.stop()
             raise
 
+    def move_slot(self, slot: int, to: int) -> int:
+        """Move ``slot`` to node ``to`` (an index), as a reshard does, with all its keys in one
+        MIGRATE: at every moment a script finds all of a slot's keys on one node. Returns
+        the keys moved."""
+        import redis  # noqa: PLC0415
+
+        clients: list[Any] = [redis.Redis(port=node.port) for node in self.nodes]
+        ids = [client.execute_command("CLUSTER MYID").decode() for client in clients]
+        owner = self.owner(slot)
+        source, target = clients[owner], clients[to]
+        target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[owner])
+        source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[to])
+        moved = 0
+        while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 1_000_000):
+            port = self.nodes[to].port
+            source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 10_000, "KEYS", *keys)
+            moved += len(keys)
+        for client in (target, source, *clients):
+            client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[to])
+        for client in clients:
+            client.close()
+        return moved
+
+    def owner(self, slot: int) -> int:
+        """The index of the node that serves ``slot``."""
+        import redis  # noqa: PLC0415
+
+        client: Any = redis.Redis(port=self.nodes[0].port)
+        try:
+            for start, end, primary, *_ in client.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    port = int(primary[1])
+                    return next(i for i, n in enumerate(self.nodes) if n.port == port)
+        finally:
+            client.close()
+        raise LookupError(f"no node serves slot {slot}")
+
     @staticmethod
     def _ready(client: Any, nodes: int) -> bool:
         info = client.execute_command("CLUSTER INFO")  # redis-py parses it into a dict

@@ -139,8 +139,8 @@ async def sidecars(redis_url: str, admin_token: str) -> AsyncIterator[StartSidec
             "redis_timeout_ms": int(REDIS_TIMEOUT_S * 1000),
         }  # fmt: skip
         sidecar = Sidecar(Settings(**(settings | overrides)))
+        started.append(sidecar)  # stopped at the end, started or not, as serve() does
         await sidecar.start()
-        started.append(sidecar)
         return sidecar
 
     try:

@@ -42,6 +42,17 @@ _UNAVAILABLE = (
 )  # fmt: skip
 
 
+_MOVING = ("non local key", "TRYAGAIN", "during rehashing", "ASK ", "MOVED ")
+"""What a script answers on a cluster while its slot moves to another node: it failed before
+writing anything (lua/_lib.lua, ``guard``), and runs once the keys have moved."""
+_MOVE_RETRY_S = (0.002, 0.05)
+"""First and longest wait before running such a script again (doubling in between)."""
+
+
+def _moving(error: BaseException | None) -> bool:
+    return isinstance(error, ResponseError) and any(text in str(error) for text in _MOVING)
+
+
 def _unavailable(error: ResponseError) -> bool:
     """Replies that say this Redis cannot serve now (full, loading, a replica, a long script),
     as against an error of the command itself."""
@@ -123,6 +134,8 @@ class RedisConnection:
         if isinstance(error, NoScriptError):  # after a Redis restart; loaded again at once
             return
         self.metrics.redis_errors.labels(label).inc()
+        if _moving(error):  # a reshard in progress: Redis is up, and so is the script
+            return
         if isinstance(error, ResponseError) and not _unavailable(error):
             if lua:  # Redis answered: it is up, and the script is wrong
                 self.metrics.lua_errors.labels(label).inc()
@@ -134,7 +147,20 @@ class RedisConnection:
             log.error("redis down: %s", error or repr(error), extra={"redis": safe_url(self.url)})
 
     async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> bytes:
+        """Run ``script`` for ``customer``; while its slot moves, again, until the timeout."""
         key, arg = self.layout.customer_key(customer), _json.encode(payload)
+        loop = asyncio.get_running_loop()
+        deadline, wait = loop.time() + self.timeout_s, _MOVE_RETRY_S[0]
+        while True:
+            try:
+                return await self._evalsha(script, key, arg)
+            except StoreError as error:
+                if not _moving(error.__cause__) or loop.time() + wait > deadline:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _MOVE_RETRY_S[1])
+
+    async def _evalsha(self, script: Script, key: str, arg: bytes) -> bytes:
         evalsha = self.client.evalsha
         try:
             return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))

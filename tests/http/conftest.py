@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 import yaml
 
-from sidecar.embedded import EmbeddedRedis
 from sidecar.server import Sidecar
 from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
@@ -194,11 +193,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def start_sidecar(
-    redis_server: EmbeddedRedis, store: RedisStore
-) -> AsyncIterator[StartSidecar]:
+async def start_sidecar(redis_url: str, store: RedisStore) -> AsyncIterator[StartSidecar]:
     """Sidecars on the (flushed) suite server; all stop at teardown."""
-    async with sidecars(redis_server.url, ADMIN_TOKEN) as start:
+    async with sidecars(redis_url, ADMIN_TOKEN) as start:
         yield start
 
 

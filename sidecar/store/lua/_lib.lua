@@ -18,6 +18,28 @@ local function K(name) return P .. ':' .. name end
 local function USAGE(period) return K(USAGE_PREFIX .. period) end
 local function SESSION(session) return K(SESSION_PREFIX .. session) end
 
+-- On a Redis Cluster, while this slot moves to another node (a reshard), a command naming a
+-- key that is not on this node fails the script where it stands, keeping the writes before it.
+-- So every script that writes first names, in one EXISTS, every key it may touch (the
+-- customer's fixed keys, its shard's keys, and ``extra``): if one is not here, the script fails
+-- before it has written anything, and the client runs it again once the move is done
+-- (store/connection.py). On a node that is not moving a slot, EXISTS finds nothing wrong.
+local function guard(extra)
+  local keys = {KEYS[1], K(BUCKET), K(BUCKETS), K(BUDGETS), K(BALANCE), K(HOLDS),
+    K(HOLD_EXPIRY), K(RESOLVED), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS}
+  for _, key in ipairs(extra) do keys[#keys + 1] = key end
+  redis.call('EXISTS', unpack(keys))
+end
+
+-- The keys a hold record names: the counters it holds on and will charge.
+local function hold_keys(rec)
+  local keys = {rec.month}
+  for _, inc in ipairs(rec.h) do keys[#keys + 1] = inc[1] end
+  for _, counter in ipairs(rec.money or {}) do keys[#keys + 1] = counter[1] end
+  if rec.quota then keys[#keys + 1] = rec.quota[1] end
+  return keys
+end
+
 local function add(a, b)
   local hi, lo = a[1] + b[1], a[2] + b[2]
   if lo >= B then lo = lo - B; hi = hi + 1 end

@@ -21,6 +21,7 @@ if rec.s == 'committed' then
   return cjson.encode(rec.r)
 end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
+guard(hold_keys(rec))
 purge(now)
 raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge

@@ -6,6 +6,7 @@
 -- The event names the idempotency key, so that a rebuild from the ledger restores it.
 -- Returns JSON {result = granted | already_granted}.
 local p = cjson.decode(ARGV[1])
+guard({p.idem})
 local prior = redis.call('GET', p.idem)
 if prior then
   local out = cjson.decode(prior)

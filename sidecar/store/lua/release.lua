@@ -9,6 +9,7 @@ if not raw then return cjson.encode({result = 'not_found'}) end
 local rec = cjson.decode(raw)
 if rec.s == 'committed' then return cjson.encode({result = 'already_committed'}) end
 if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
+guard(hold_keys(rec))
 purge(p.now)
 raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge

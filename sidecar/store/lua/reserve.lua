@@ -9,6 +9,11 @@
 -- Returns the JSON answer; a retry with the same idempotency key returns the first allowed
 -- answer (denials are not kept: a retry is decided again).
 local p = cjson.decode(ARGV[1])
+local touched = {p.idem, K(RATE_PREFIX .. p.minute), USAGE(p.month)}
+for _, period in pairs(p.periods) do touched[#touched + 1] = USAGE(period) end
+if p.session then touched[#touched + 1] = SESSION(p.session) end
+if p.quota then touched[#touched + 1] = USAGE(p.quota.period) end
+guard(touched)
 local prior = redis.call('GET', p.idem)
 -- Answers kept by earlier releases wrote no soft limit as {}.
 if prior then return (string.gsub(prior, '"soft_limits_hit":{}', '"soft_limits_hit":[]')) end

@@ -5,6 +5,11 @@
 --          grants (full idempotency key names of grants), granted (what to store under them)
 -- Returns 'restored'.
 local p = cjson.decode(ARGV[1])
+local touched = {}
+for _, name in ipairs(p.drop) do touched[#touched + 1] = K(name) end
+for name in pairs(p.hashes) do touched[#touched + 1] = K(name) end
+for _, key in ipairs(p.grants) do touched[#touched + 1] = key end
+guard(touched)
 for _, name in ipairs(p.drop) do redis.call('DEL', K(name)) end
 for name, fields in pairs(p.hashes) do
   local flat = {}

@@ -4,6 +4,7 @@
 --          month, lifetime), limit (nano-credits, string), mode (hard, soft), now (ms)
 -- Setting the same budget twice is a no-op apart from its event: idempotent by value.
 local p = cjson.decode(ARGV[1])
+guard({})
 local field = p.scope .. SEP .. p.period
 local value = p.limit .. SEP .. p.mode
 if redis.call('HGET', K(BUDGETS), field) == value then return 'unchanged' end

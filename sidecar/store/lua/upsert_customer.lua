@@ -3,6 +3,7 @@
 -- ARGV[1]  JSON: customer, plan, overrides (JSON text, '' for none), now (ms)
 -- Writing the same plan and overrides again changes nothing: idempotent by value.
 local p = cjson.decode(ARGV[1])
+guard({})
 local current = redis.call('HMGET', KEYS[1], PLAN, OVERRIDES)
 if current[1] == p.plan and current[2] == p.overrides then return 'unchanged' end
 redis.call('SADD', SHARD .. ':' .. CUSTOMERS, p.customer)
