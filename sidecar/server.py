@@ -54,7 +54,11 @@ def catalog_watcher(service: Service, path: str, *, interval_s: float) -> Catalo
 class Sidecar:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = RedisStore(settings.redis, timeout_s=settings.redis_timeout_ms / 1000)
+        self.store = RedisStore(
+            settings.redis,
+            timeout_s=settings.redis_timeout_ms / 1000,
+            idempotency_window_ms=settings.idempotency_window_ms,
+        )
         self.customers = CustomerDirectory(
             self.store, max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
         )

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from sidecar.errors import SettingsError
-from sidecar.store.layout import SHARDS_MAX
+from sidecar.store.layout import IDEMPOTENCY_WINDOW_MS, SHARDS_MAX
 from sidecar.store.topology import CLUSTER_SCHEMES, NODE_SCHEMES
 
 __all__ = [
@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_max_entries: int = 100_000
     cache_ttl_s: int = 30
     redis_timeout_ms: int = 250
+    idempotency_window_ms: int = IDEMPOTENCY_WINDOW_MS
+    """How long a retried reserve, commit or release is answered as the first (store/layout.py)."""
     shards: int | None = None
     """Shards of the deployment (store/layout.py), chosen once; None: as recorded in Redis, or
     the default (256) for a new deployment."""
@@ -74,6 +76,10 @@ _HELP = {
     "cache_max_entries": "customers cached in process (default 100000)",
     "cache_ttl_s": "seconds a cached customer lives without an invalidation (default 30)",
     "redis_timeout_ms": "Redis connect and read timeout (default 250)",
+    "idempotency_window_ms": (
+        "a retried reserve, commit or release within this many ms returns its first answer "
+        f"(default {IDEMPOTENCY_WINDOW_MS}, an hour; Redis keeps about 250 bytes per call)"
+    ),
     "shards": SHARDS_HELP,
     "max_body_bytes": "largest request body accepted (default 65536)",
     "metrics_host": "address of the metrics listener (default 127.0.0.1)",
@@ -181,8 +187,9 @@ def settings_from(
     if settings.catalog_reload_ms < 0:
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
-        settings, "cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes"
-    )
+        settings, "cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes",
+        "idempotency_window_ms",
+    )  # fmt: skip
     SOURCE.check_redis(settings)
     SOURCE.check_token(settings, "admin_token")
     return settings

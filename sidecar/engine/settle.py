@@ -11,7 +11,7 @@ from sidecar.engine.usage import Usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.money import MAX_AMOUNT_NANOS, format_credits
 
-__all__ = ["Charge", "plan_commit"]
+__all__ = ["NO_CHARGE", "Charge", "plan_commit"]
 
 
 class Charge(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,6 +21,11 @@ class Charge(msgspec.Struct, frozen=True, kw_only=True):
     units: dict[str, int]
     quota_units: int
     """Units the feature's quota counts (its ``counts`` kinds)."""
+
+
+NO_CHARGE = Charge(whole_nanos=0, remainder_femtos=0, units={}, quota_units=0)
+"""What a commit of a hold no longer in flight is sent: its first answer is returned as it was,
+and nothing is charged."""
 
 
 def plan_commit(

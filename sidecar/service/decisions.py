@@ -22,7 +22,7 @@ from sidecar.engine.decide import (
     validate_check,
 )
 from sidecar.engine.periods import period_ids
-from sidecar.engine.settle import plan_commit
+from sidecar.engine.settle import NO_CHARGE, plan_commit
 from sidecar.engine.usage import parse_usage
 from sidecar.errors import InvalidInput, NotFound, RequestError, StoreError
 from sidecar.money import format_credits
@@ -170,12 +170,16 @@ class Decisions(Context):
         usage = parse_usage(catalog, request.units, request.amount)
         hold = self.holds.get(rid)
         attribution = hold[0] if hold else await self.store.hold_attribution(customer_id, rid)
-        customer = await self.customers.get(customer_id, catalog, now)
-        if attribution is None or customer is None:
-            raise NotFound("reservation_id", f"no reservation {rid!r}")
-        charge = plan_commit(
-            catalog, customer, model=attribution.model, feature=attribution.feature, usage=usage
-        )
+        if attribution is None:  # resolved, or never placed: the store answers from its record
+            charge = NO_CHARGE
+        else:
+            customer = await self.customers.get(customer_id, catalog, now)
+            if customer is None:
+                raise NotFound("reservation_id", f"no reservation {rid!r}")
+            charge = plan_commit(
+                catalog, customer, model=attribution.model, feature=attribution.feature,
+                usage=usage,
+            )  # fmt: skip
         out = await self.store.commit(
             customer_id, rid, charge=charge, catalog_version=catalog.version, now_ms=now
         )

@@ -28,12 +28,13 @@ __all__ = [
     "CUSTOMERS",
     "DAY_COUNTER_TTL_MS",
     "EVENTS",
+    "EXPIRED_RETAIN_MS",
     "GRANTED",
     "GRANTED_MONTH",
     "HELD",
     "HOLDS",
     "HOLD_EXPIRY",
-    "IDEMPOTENCY_TTL_MS",
+    "IDEMPOTENCY_WINDOW_MS",
     "LAYOUT_KEY",
     "LEGACY_REGISTRY_KEY",
     "MONTH_COUNTER_TTL_MS",
@@ -42,8 +43,9 @@ __all__ = [
     "RATE_REQUESTS",
     "RATE_TOKENS",
     "RATE_WINDOW_TTL_MS",
-    "RESOLVED",
-    "RESOLVED_RETAIN_MS",
+    "RECORD_WINDOW_MS",
+    "RESERVES_PREFIX",
+    "RESOLVED_PREFIX",
     "SEP",
     "SESSION_TTL_MS",
     "SHARDS_DEFAULT",
@@ -61,6 +63,9 @@ __all__ = [
     "parse_budget_value",
     "quota_field",
     "rate_key",
+    "record_window",
+    "reserves_key",
+    "resolved_key",
     "session_key",
     "shard_of_stream",
     "usage_key",
@@ -81,11 +86,15 @@ BUDGETS = "budgets"
 BALANCE = "balance"
 """Hash: ``held`` (nano-credits in flight) and ``frac`` (CARRY)."""
 HOLDS = "holds"
-"""Hash: reservation id -> JSON record of the hold (state, increments, attribution)."""
+"""Hash: reservation id -> JSON record of a hold in flight (increments, attribution)."""
 HOLD_EXPIRY = "hold_expiry"
-"""Sorted set: reservation id by expiry time (ms) of the holds still held."""
-RESOLVED = "resolved"
-"""Sorted set: reservation id by resolution time of committed, released, expired holds."""
+"""Sorted set: reservation id by expiry time (ms) of the holds in flight."""
+RESERVES_PREFIX = "reserves:"
+"""Before ``record_window(ms)``: hash of the reserves placed in that window, idempotency key ->
+``<reservation id>|<nanos held>``."""
+RESOLVED_PREFIX = "resolved:"
+"""Before ``record_window(ms)``: hash of the holds placed in that window and since resolved,
+reservation id -> what a retry needs, compact (lua/_lib.lua, ``resolve``)."""
 
 # Keys of a shard, relative to its prefix ``cg:{s:<shard>}:``.
 EVENTS = "events"
@@ -117,10 +126,15 @@ MONTH_COUNTER_TTL_MS = 70 * DAY_MS
 SESSION_TTL_MS = 30 * DAY_MS
 RATE_WINDOW_TTL_MS = 120_000
 """A one-minute rate window lives two minutes."""
-IDEMPOTENCY_TTL_MS = DAY_MS
-"""How long a reserve's answer is kept under its idempotency key."""
-RESOLVED_RETAIN_MS = DAY_MS
-"""How long a resolved hold is remembered, so that a late commit or release is answered."""
+IDEMPOTENCY_WINDOW_MS = 3_600_000
+"""Default of the ``idempotency_window_ms`` setting: a retried reserve, commit or release is
+answered as the first one at least this long (a reserve's record also while its hold is in
+flight). Redis keeps about 250 bytes per model call for this long."""
+EXPIRED_RETAIN_MS = DAY_MS
+"""An expired hold's record stays this long in HOLDS, so that a late commit is still charged."""
+RECORD_WINDOW_MS = 600_000
+"""Reserve and resolution records are kept in one hash per window of this many ms (of the
+reserve's time), which expires as a whole: no per-record index, no sweeper."""
 
 SHARDS_DEFAULT = 256
 SHARDS_MAX = 16384
@@ -193,6 +207,20 @@ def shard_of_stream(stream: bytes | str) -> int:
 def idem_name(operation: str, idempotency_key: str) -> str:
     """An idempotency record; ``operation`` is ``r`` (reserve) or ``g`` (grant)."""
     return f"idem:{operation}:{idempotency_key}"
+
+
+def record_window(ms: int) -> int:
+    """The window whose record hashes (RESERVES_PREFIX, RESOLVED_PREFIX) keep a reserve of
+    time ``ms``: a reservation id's window follows from the time in it."""
+    return ms // RECORD_WINDOW_MS
+
+
+def reserves_key(window: int) -> str:
+    return f"{RESERVES_PREFIX}{window}"
+
+
+def resolved_key(window: int) -> str:
+    return f"{RESOLVED_PREFIX}{window}"
 
 
 def usage_key(period_id: str) -> str:
@@ -274,7 +302,8 @@ def lua_prelude() -> str:
         "BALANCE": BALANCE,
         "HOLDS": HOLDS,
         "HOLD_EXPIRY": HOLD_EXPIRY,
-        "RESOLVED": RESOLVED,
+        "RESERVES_PREFIX": reserves_key(0).removesuffix("0"),
+        "RESOLVED_PREFIX": resolved_key(0).removesuffix("0"),
         "EVENTS": EVENTS,
         "CUSTOMERS": CUSTOMERS,
         "HELD": HELD,
@@ -285,7 +314,7 @@ def lua_prelude() -> str:
         "MONTH_COUNTER_TTL_MS": MONTH_COUNTER_TTL_MS,
         "SESSION_TTL_MS": SESSION_TTL_MS,
         "RATE_WINDOW_TTL_MS": RATE_WINDOW_TTL_MS,
-        "RESOLVED_RETAIN_MS": RESOLVED_RETAIN_MS,
+        "EXPIRED_RETAIN_MS": EXPIRED_RETAIN_MS,
     }
     lines = [f"local {name} = {_lua(value)}" for name, value in names.items()]
     return "-- Generated from sidecar/store/layout.py.\n" + "\n".join(lines) + "\n"

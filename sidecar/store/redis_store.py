@@ -12,6 +12,7 @@ from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import PeriodIds, minute_id, period_ids
 from sidecar.engine.settle import Charge
+from sidecar.reservations import reserved_ms
 from sidecar.store import layout
 from sidecar.store.connection import RedisConnection
 from sidecar.store.records import (
@@ -38,7 +39,20 @@ class StoredCustomer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RedisStore(RedisConnection):
-    """The store operations of one Redis, each one script or one read."""
+    """The store operations of one Redis, each one script or one read.
+
+    A retried reserve, commit or release is answered as the first one for
+    ``idempotency_window_ms`` (a reserve also while its hold is in flight)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        idempotency_window_ms: int = layout.IDEMPOTENCY_WINDOW_MS,
+        **connection: Any,
+    ) -> None:
+        super().__init__(url, **connection)
+        self.idempotency_window_ms = idempotency_window_ms
 
     async def reserve(
         self,
@@ -51,13 +65,19 @@ class RedisStore(RedisConnection):
         attribution: Attribution,
     ) -> ReserveReply:
         periods = period_ids(now_ms)
+        window = layout.record_window(now_ms)
+        # A first attempt of this request was placed within the window or while its hold,
+        # of the same ttl, may still be in flight.
+        reach = max(self.idempotency_window_ms, plan.expires_at_ms - now_ms)
         payload: dict[str, Any] = {
             "rid": reservation_id,
             "now": now_ms,
             "exp": plan.expires_at_ms,
             "hold": str(plan.hold_nanos),
-            "idem": self.layout.idem_key(customer, "r", idempotency_key),
-            "idem_ttl": layout.IDEMPOTENCY_TTL_MS,
+            "key": idempotency_key,
+            "w": window,
+            "seen": list(range(window, layout.record_window(now_ms - reach) - 1, -1)),
+            "window": self.idempotency_window_ms,
             "scopes": list(plan.scopes),
             "periods": _periods(periods),
             "rl": [
@@ -102,8 +122,7 @@ class RedisStore(RedisConnection):
         now_ms: int,
     ) -> CommitReply:
         payload = {
-            "rid": reservation_id,
-            "now": now_ms,
+            **self._resolution(reservation_id, now_ms),
             "whole": str(charge.whole_nanos),
             "rem": charge.remainder_femtos,
             "units": charge.units,
@@ -113,8 +132,17 @@ class RedisStore(RedisConnection):
         return _committed.decode(await self._run(self.scripts["commit"], customer, payload))
 
     async def release(self, customer: str, reservation_id: str, now_ms: int) -> ReleaseReply:
-        payload = {"rid": reservation_id, "now": now_ms}
+        payload = self._resolution(reservation_id, now_ms)
         return _released.decode(await self._run(self.scripts["release"], customer, payload))
+
+    def _resolution(self, reservation_id: str, now_ms: int) -> dict[str, Any]:
+        """What commit and release need to find a hold and remember its resolution."""
+        return {
+            "rid": reservation_id,
+            "now": now_ms,
+            "w": layout.record_window(reserved_ms(reservation_id, now_ms)),
+            "window": self.idempotency_window_ms,
+        }
 
     async def grant(
         self,
@@ -188,7 +216,8 @@ class RedisStore(RedisConnection):
         await self._call(self.client.hset, key, layout.GRANTED_MONTH, month)
 
     async def hold_attribution(self, customer: str, reservation_id: str) -> Attribution | None:
-        """The attribution a hold was placed with, for pricing its commit after a restart."""
+        """The attribution a hold in flight (or expired) was placed with, for pricing its
+        commit after a restart; None once it is resolved, or for no such hold."""
         key = self.layout.key(customer, layout.HOLDS)
         raw = await self._call(self.client.hget, key, reservation_id)
         return None if raw is None else _hold.decode(raw).ev

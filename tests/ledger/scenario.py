@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.service import Service
+from sidecar.store import layout
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 from tests.conftest import Clock
@@ -18,7 +19,8 @@ from tests.ledger.conftest import Call
 
 HOUR_MS = 3_600_000
 # Not money, and not rebuilt: holds and their bookkeeping, reserve idempotency, rate windows.
-_TRANSIENT = (":events", ":holds", ":hold_expiry", ":resolved")
+_TRANSIENT = (":events", ":holds", ":hold_expiry")
+_TRANSIENT_PREFIXES = (layout.RESERVES_PREFIX, layout.RESOLVED_PREFIX, layout.rate_key(0)[:-1])
 
 
 async def play(service: Service, clock: Clock, call: Call) -> None:
@@ -68,7 +70,7 @@ async def money_state(store: RedisStore, customer: str) -> dict[str, Any]:
     async for raw in store.client.scan_iter(match=head + "*"):
         key = raw.decode()
         name = key.removeprefix(head)
-        if key.endswith(_TRANSIENT) or name.startswith(("idem:r:", "rl:")):
+        if key.endswith(_TRANSIENT) or name.startswith(_TRANSIENT_PREFIXES):
             continue
         kind = (await store.client.type(key)).decode()
         if kind == "hash":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from sidecar.embedded import EmbeddedRedis
@@ -32,15 +33,34 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 
 async def _back_to_the_layout_before_shards(store: RedisStore, customer: str) -> None:
     """Lay ``customer`` out as the releases before shards did: its keys under
-    ``cg:{c:<id>}:``, hold records naming those keys, its own stream with the ledger's group
-    where it stood, and the registry ``cg:customers``."""
+    ``cg:{c:<id>}:``, hold records naming those keys (resolved ones too, with the sorted set
+    ``resolved``), a string key per reserve idempotency record holding its first answer, its own
+    stream with the ledger's group where it stood, and the registry ``cg:customers``."""
     client, keys = store.client, store.layout
     new, old = keys.key(customer, ""), legacy_key(customer, "")
+    held: Any = await client.hgetall(new + layout.HOLDS)
+    records = {
+        rid: msgspec.json.decode(record.decode().replace(new, old)) for rid, record in held.items()
+    }
+    async for key in client.scan_iter(match=new + layout.RESERVES_PREFIX + "*"):
+        ttl = await client.pttl(key)
+        for field, value in (await client.hgetall(key)).items():
+            rid, held_nanos = value.decode().split("|")
+            answer = {"allowed": True, "reason": "ok", "reservation_id": rid, "held": held_nanos}
+            answer["remaining"] = records.get(rid.encode(), {}).get("rem", {})
+            await client.set(old + "idem:r:" + field.decode(), msgspec.json.encode(answer), px=ttl)
+        await client.delete(key)
+    async for key in client.scan_iter(match=new + layout.RESOLVED_PREFIX + "*"):
+        for rid, compact in (await client.hgetall(key)).items():
+            records[rid] = {"s": "committed", "r": {"result": "committed"}, "raw": compact.decode()}
+            await client.zadd(old + "resolved", {rid: 1})
+        await client.delete(key)
     async for key in client.scan_iter(match=new + "*"):
         await client.rename(key, old + key.decode().removeprefix(new))
-    held: Any = await client.hgetall(old + layout.HOLDS)
-    for rid, record in held.items():
-        await client.hset(old + layout.HOLDS, rid, record.decode().replace(new, old))
+    for rid, record in records.items():
+        for added in ("b", "rem", "soft"):  # fields of the shard layout's records
+            record.pop(added, None)
+        await client.hset(old + layout.HOLDS, rid, msgspec.json.encode(record))
     stream = keys.stream_of(customer)
     entries: Any = await client.xrange(stream)
     for entry_id, fields in entries:
@@ -78,9 +98,11 @@ async def test_money_holds_idempotency_and_unstored_events_survive_the_move(
     assert not await store.client.exists(layout.LEGACY_REGISTRY_KEY)
 
     assert await money_state(store, "acme") == before
+    holds = await store.client.hkeys(store.layout.key("acme", layout.HOLDS))
+    assert holds == [(hold.reservation_id or "").encode()]  # settled holds' records: not moved
     assert await service.balance("acme") == balance  # the hold still counts
     again = await service.reserve(request)
-    assert again.reservation_id == hold.reservation_id  # its idempotency record moved
+    assert again == hold  # its idempotency record moved, with what its first answer said
     done = await service.commit(
         CommitRequest(reservation_id=hold.reservation_id or "", units={"input_tokens": 3000})
     )

@@ -37,10 +37,14 @@ def reserve(key: str) -> pb.ReserveRequest:
     )
 
 
-async def idem_keys(store: RedisStore, key: str) -> list[bytes]:
-    """Redis keys that remember an idempotency key, found by pattern (not by the sidecar's
-    own key builder)."""
-    return [k async for k in store.client.scan_iter(match=f"*{key}*", count=1000)]
+async def idempotency_records(store: RedisStore, key: str) -> list[bytes]:
+    """The keys, and fields of hashes, that remember an idempotency key, found by pattern (not
+    by the sidecar's own key builder)."""
+    client = store.client
+    found = [k async for k in client.scan_iter(match=f"*{key}*", count=1000)]
+    async for name in client.scan_iter(_type="hash", count=1000):
+        found += [field async for field, _ in client.hscan_iter(name, match=f"*{key}*")]
+    return found
 
 
 @pytest.mark.parametrize("timeout", [-1.0, -1e-3])
@@ -54,7 +58,7 @@ async def test_an_expired_deadline_moves_nothing_and_leaves_the_key_free(
             await stubs.public.Reserve(reserve("dl-1"), timeout=timeout)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert await snapshot(stubs, store) == before
-    assert await idem_keys(store, "dl-1") == []
+    assert await idempotency_records(store, "dl-1") == []
 
     # The same key with a normal deadline is a first attempt: allowed, exactly one hold.
     first = await stubs.public.Reserve(reserve("dl-1"), timeout=5)
@@ -64,7 +68,7 @@ async def test_an_expired_deadline_moves_nothing_and_leaves_the_key_free(
     after = await snapshot(stubs, store)
     assert after.balance.held_nanos == HOLD_NANOS
     assert after.balance.balance_nanos == before.balance.balance_nanos - HOLD_NANOS
-    assert len(await idem_keys(store, "dl-1")) == 1
+    assert len(await idempotency_records(store, "dl-1")) == 1
 
 
 async def test_expired_commit_and_release_leave_the_hold_as_it_was(
@@ -174,8 +178,8 @@ async def test_the_servicer_refuses_work_whose_deadline_passed_before_it_started
         assert context.aborted is not None
         assert context.aborted[0] == grpc.StatusCode.DEADLINE_EXCEEDED
     assert await snapshot(stubs, store) == before
-    assert await idem_keys(store, "dl-3") == []
-    assert await idem_keys(store, "dl-g") == []
+    assert await idempotency_records(store, "dl-3") == []
+    assert await idempotency_records(store, "dl-g") == []
 
     # The control: the same call with time left (or no deadline) is served.
     for left in (5.0, None):

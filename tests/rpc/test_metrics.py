@@ -157,7 +157,7 @@ async def test_redis_down_and_up_are_a_gauge_and_one_log_line_each(
     store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     paused = RedisStore(store.url, timeout_s=0.05)
-    caplog.set_level(logging.INFO, logger="sidecar.store.redis_store")
+    caplog.set_level(logging.INFO, logger="sidecar.store.connection")
     try:
         await store.client.execute_command("CLIENT", "PAUSE", "400", "ALL")
         for _ in range(3):

@@ -47,7 +47,7 @@ async def test_every_key_a_reserve_writes_lives_as_the_layout_says(
         layout.usage_key(periods.month): layout.MONTH_COUNTER_TTL_MS,
         layout.session_key("run-1"): layout.SESSION_TTL_MS,
         layout.rate_key(minute_id(NOON_MS)): layout.RATE_WINDOW_TTL_MS,
-        layout.idem_name("r", "r-1"): layout.IDEMPOTENCY_TTL_MS,
+        layout.reserves_key(layout.record_window(clock())): layout.IDEMPOTENCY_WINDOW_MS,
     }
     for name, lifetime in expected.items():
         left = await _pttl(store, name)
@@ -71,11 +71,11 @@ async def test_the_layout_names_every_key_and_field_a_call_leaves(
     done = await service.commit(CommitRequest(reservation_id=rid, units={"requests": 1}))
     assert done.result == "committed", done
 
-    periods = period_ids(clock())
+    periods, window = period_ids(clock()), layout.record_window(clock())
     usage = [layout.usage_key(p) for p in (periods.day, periods.month, periods.lifetime)]
     names = {
         layout.CUSTOMER, layout.BUCKET, layout.BUCKETS, layout.BUDGETS, layout.BALANCE,
-        layout.HOLDS, layout.RESOLVED, layout.idem_name("r", "r-1"),
+        layout.reserves_key(window), layout.resolved_key(window),
         layout.session_key("run-1"), *usage,
     }  # fmt: skip
     shard = store.layout.shard("acme")

@@ -18,26 +18,40 @@ local function K(name) return P .. ':' .. name end
 local function USAGE(period) return K(USAGE_PREFIX .. period) end
 local function SESSION(session) return K(SESSION_PREFIX .. session) end
 
+-- The keys a hold record names: the counters it holds on and will charge.
+local function hold_keys(rec)
+  local keys = {rec.month}
+  for _, inc in ipairs(rec.h or {}) do keys[#keys + 1] = inc[1] end
+  for _, counter in ipairs(rec.money or {}) do keys[#keys + 1] = counter[1] end
+  if rec.quota then keys[#keys + 1] = rec.quota[1] end
+  return keys
+end
+
 -- On a Redis Cluster, while this slot moves to another node (a reshard), a command naming a
 -- key that is not on this node fails the script where it stands, keeping the writes before it.
 -- So every script that writes first names, in one EXISTS, every key it may touch (the
--- customer's fixed keys, its shard's keys, and ``extra``): if one is not here, the script fails
--- before it has written anything, and the client runs it again once the move is done
+-- customer's fixed keys, its shard's keys, and ``extra``): if one is not here, the script
+-- fails before it has written anything, and the client runs it again once the move is done
 -- (store/connection.py). On a node that is not moving a slot, EXISTS finds nothing wrong.
 local function guard(extra)
   local keys = {KEYS[1], K(BUCKET), K(BUCKETS), K(BUDGETS), K(BALANCE), K(HOLDS),
-    K(HOLD_EXPIRY), K(RESOLVED), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS}
+    K(HOLD_EXPIRY), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS}
   for _, key in ipairs(extra) do keys[#keys + 1] = key end
   redis.call('EXISTS', unpack(keys))
 end
 
--- The keys a hold record names: the counters it holds on and will charge.
-local function hold_keys(rec)
-  local keys = {rec.month}
-  for _, inc in ipairs(rec.h) do keys[#keys + 1] = inc[1] end
-  for _, counter in ipairs(rec.money or {}) do keys[#keys + 1] = counter[1] end
-  if rec.quota then keys[#keys + 1] = rec.quota[1] end
-  return keys
+-- ``guard`` for a script that also purges: the holds whose time is up (at most 100 a call;
+-- those left over still count, conservatively, until a later call) are read, and their keys
+-- guarded with ``extra``. Returns them for ``purge``.
+local function prepare(now, extra)
+  local due = redis.call('ZRANGEBYSCORE', K(HOLD_EXPIRY), '-inf', now, 'LIMIT', 0, 100)
+  local records = {}
+  for i, rid in ipairs(due) do
+    records[i] = cjson.decode(redis.call('HGET', K(HOLDS), rid))
+    for _, key in ipairs(hold_keys(records[i])) do extra[#extra + 1] = key end
+  end
+  guard(extra)
+  return {rids = due, records = records}
 end
 
 local function add(a, b)
@@ -94,31 +108,65 @@ local function unhold(rec)
   end
 end
 
--- Expire every hold whose time is up, so that it stops counting against every cap; no
--- sweeper is needed for correctness. Also forget resolved holds older than a day (bounded).
-local function purge(now)
-  -- Bounded per call; holds left over still count (conservative) until a later call.
-  local expired = redis.call('ZRANGEBYSCORE', K(HOLD_EXPIRY), '-inf', now, 'LIMIT', 0, 1000)
-  for _, rid in ipairs(expired) do
-    local rec = cjson.decode(redis.call('HGET', K(HOLDS), rid))
-    unhold(rec)
-    rec.s = 'expired'
-    redis.call('HSET', K(HOLDS), rid, cjson.encode(rec))
-    redis.call('ZREM', K(HOLD_EXPIRY), rid)
-    redis.call('ZADD', K(RESOLVED), now, rid)
-  end
-  local old = redis.call('ZRANGEBYSCORE', K(RESOLVED), '-inf', now - RESOLVED_RETAIN_MS,
-    'LIMIT', 0, 100)
-  for _, rid in ipairs(old) do
-    redis.call('HDEL', K(HOLDS), rid)
-    redis.call('ZREM', K(RESOLVED), rid)
+-- Expire the holds ``prepare`` found due, so that they stop counting against every cap (no
+-- sweeper is needed for correctness). An expired hold keeps its record, without increments,
+-- for EXPIRED_RETAIN_MS: a late commit is still charged. Then it is forgotten.
+local function purge(due, now)
+  for i, rid in ipairs(due.rids) do
+    local rec = due.records[i]
+    if rec.s == 'held' then
+      unhold(rec)
+      rec.s, rec.h, rec.rem, rec.soft = 'expired', nil, nil, nil
+      redis.call('HSET', K(HOLDS), rid, cjson.encode(rec))
+      redis.call('ZADD', K(HOLD_EXPIRY), now + EXPIRED_RETAIN_MS, rid)
+    else
+      redis.call('HDEL', K(HOLDS), rid)
+      redis.call('ZREM', K(HOLD_EXPIRY), rid)
+    end
   end
 end
 
-local function resolve(rid, rec, now)
-  redis.call('HSET', K(HOLDS), rid, cjson.encode(rec))
+-- Let ``key`` live at least ``ms`` from now.
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+
+-- The record hash of the holds placed in window ``w`` and resolved since.
+local function RESOLVED(w) return K(RESOLVED_PREFIX .. w) end
+
+-- A hold is resolved: its record leaves HOLDS and what a retry needs stays in its window's
+-- hash for ``window`` ms: ``c|cost|overrun|released|uncovered|burned`` (burned as JSON
+-- triples, or empty) for a commit, ``r`` for a release. About 100 bytes.
+local function resolve(rid, rec, compact, window)
+  redis.call('HDEL', K(HOLDS), rid)
   redis.call('ZREM', K(HOLD_EXPIRY), rid)
-  redis.call('ZADD', K(RESOLVED), now, rid)
+  redis.call('HSET', RESOLVED(rec.b), rid, compact)
+  extend(RESOLVED(rec.b), window)
+end
+
+-- A commit's compact record from its answer, and the answer again from the record.
+local function committed_record(r)
+  local burned = ''
+  if r.burned then
+    local triples = {}
+    for i, b in ipairs(r.burned) do triples[i] = {b.grant_id, b.credit_type, b.amount} end
+    burned = cjson.encode(triples)
+  end
+  return table.concat({'c', r.cost, r.overrun, r.released, r.uncovered, burned}, '|')
+end
+
+local function committed_answer(record)
+  local cost, overrun, released, uncovered, burned =
+    string.match(record, '^c|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
+  local r = {result = 'already_committed', cost = cost, overrun = overrun, released = released,
+    uncovered = uncovered}
+  if burned ~= '' then
+    r.burned = {}
+    for i, t in ipairs(cjson.decode(burned)) do
+      r.burned[i] = {grant_id = t[1], credit_type = t[2], amount = t[3]}
+    end
+  end
+  return r
 end
 
 -- Fields of a burn key: priority|expires_at_ms|created_ms|credit_type|grant_id.

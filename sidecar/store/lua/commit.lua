@@ -1,28 +1,30 @@
 -- commit: settle one hold at the actual cost, burn buckets in order, append the event.
 -- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
--- ARGV[1]  JSON: rid, now (ms), whole (nano-credits of the exact cost, string), rem
---          (sub-nano remainder in femto-credits, 0..999999), units (actual, by kind),
---          quota_units (actual units counted by the feature's quota), catalog_version
+-- ARGV[1]  JSON: rid, now (ms), w (the hold's record window), window (ms a resolved hold is
+--          remembered), whole (nano-credits of the exact cost, string), rem (sub-nano
+--          remainder in femto-credits, 0..999999), units (actual, by kind), quota_units
+--          (actual units counted by the feature's quota), catalog_version
 -- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
 -- engine/pricing.py. Cost above the hold is charged and reported as overrun; cost that no
--- eligible, unexpired bucket covers is uncovered, and counted as this month's overage.
+-- eligible, unexpired bucket covers is uncovered, and counted as this month's overage. A hold
+-- that expired is charged all the same (held zero): the call it was for did run.
 -- The event carries the remainder after this commit (carry, femto-credits), so that a
 -- rebuild from the ledger restores it exactly.
 -- Returns the JSON answer; a second commit returns the first with already_committed.
 local p = cjson.decode(ARGV[1])
 local now = p.now
-local raw = redis.call('HGET', K(HOLDS), p.rid)
-if not raw then return cjson.encode({result = 'not_found'}) end
-local rec = cjson.decode(raw)
-if rec.s == 'committed' then
-  rec.r.result = 'already_committed'
-  if rec.r.burned and next(rec.r.burned) == nil then rec.r.burned = nil end -- kept as {}
-  if rec.r.overrun == nil then rec.r.overrun = rec.r.overage end -- its name until 0.2
-  return cjson.encode(rec.r)
+local function again()
+  local done = redis.call('HGET', RESOLVED(p.w), p.rid)
+  if not done then return cjson.encode({result = 'not_found'}) end
+  if done == 'r' then return cjson.encode({result = 'already_released'}) end
+  return cjson.encode(committed_answer(done))
 end
-if rec.s == 'released' then return cjson.encode({result = 'already_released'}) end
-guard(hold_keys(rec))
-purge(now)
+local raw = redis.call('HGET', K(HOLDS), p.rid)
+if not raw then return again() end
+local rec = cjson.decode(raw)
+local touched = hold_keys(rec)
+touched[#touched + 1] = RESOLVED(rec.b)
+purge(prepare(now, touched), now)
 raw = redis.call('HGET', K(HOLDS), p.rid)
 if not raw then return cjson.encode({result = 'not_found'}) end -- forgotten by the purge
 rec = cjson.decode(raw)
@@ -87,8 +89,7 @@ append_event({'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'burned', cjson.encode(burned), 'catalog_version', p.catalog_version,
   'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now})
 
-rec.r = {result = 'committed', cost = cost, overrun = S(overrun), released = S(released),
+local r = {result = 'committed', cost = cost, overrun = S(overrun), released = S(released),
   uncovered = S(left), burned = #burned > 0 and burned or nil}
-rec.s = 'committed'
-resolve(p.rid, rec, now)
-return cjson.encode(rec.r)
+resolve(p.rid, rec, committed_record(r), p.window)
+return cjson.encode(r)

@@ -1,24 +1,41 @@
 -- reserve: check every rate limit, quota, budget and the balance, then place one hold.
 -- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON work order from store/redis_store.py:
---   rid, now (ms), exp (ms, hold expiry), hold (nano-credits, string), idem (key name),
---   idem_ttl (ms), scopes (list: customer, team:eng, ...), periods {day, month, lifetime}
---   (counter ids), session?, session_budget? (nanos), quota? {feature, units, limit, period
---   (counter id)}, rl (list of {scope, rpm?, tpm?}), tokens, minute, types (credit types
---   that may pay), overage_cap (nanos), month (counter id), ev (attribution for the event)
+--   rid, now (ms), exp (ms, hold expiry), hold (nano-credits, string), key (idempotency key),
+--   w (this reserve's record window), seen (the windows a first attempt may be in, newest
+--   first), window (ms a record is kept), scopes (list: customer, team:eng, ...), periods
+--   {day, month, lifetime} (counter ids), session?, session_budget? (nanos), quota? {feature,
+--   units, limit, period (counter id)}, rl (list of {scope, rpm?, tpm?}), tokens, minute,
+--   types (credit types that may pay), overage_cap (nanos), month (counter id), ev
+--   (attribution for the event)
 -- Returns the JSON answer; a retry with the same idempotency key returns the first allowed
--- answer (denials are not kept: a retry is decided again).
+-- answer (denials are not kept: a retry is decided again), with what remained while its hold
+-- is in flight, and the reservation id and amount held after.
 local p = cjson.decode(ARGV[1])
-local touched = {p.idem, K(RATE_PREFIX .. p.minute), USAGE(p.month)}
+local now = p.now
+local index = K(RESERVES_PREFIX .. p.w)
+local touched = {index, K(RATE_PREFIX .. p.minute), USAGE(p.month)}
 for _, period in pairs(p.periods) do touched[#touched + 1] = USAGE(period) end
 if p.session then touched[#touched + 1] = SESSION(p.session) end
 if p.quota then touched[#touched + 1] = USAGE(p.quota.period) end
-guard(touched)
-local prior = redis.call('GET', p.idem)
--- Answers kept by earlier releases wrote no soft limit as {}.
-if prior then return (string.gsub(prior, '"soft_limits_hit":{}', '"soft_limits_hit":[]')) end
-local now = p.now
-purge(now)
+local due = prepare(now, touched)
+
+-- cjson writes an empty table as {}: an empty list is left out instead.
+local function answer(rid, held, remaining, soft)
+  return cjson.encode({allowed = true, reason = 'ok', reservation_id = rid, held = held,
+    remaining = remaining, soft_limits_hit = soft})
+end
+for _, w in ipairs(p.seen) do
+  local first = redis.call('HGET', K(RESERVES_PREFIX .. w), p.key)
+  if first then
+    local rid, held = string.match(first, '^(.*)|(%d+)$')
+    local raw = redis.call('HGET', K(HOLDS), rid)
+    local rec = raw and cjson.decode(raw)
+    if rec and rec.s == 'held' then return answer(rid, held, rec.rem, rec.soft) end
+    return answer(rid, held, nil, nil)
+  end
+end
+purge(due, now)
 
 -- Only an allowed answer is kept under the idempotency key: a denial moves nothing, so a
 -- retry is decided afresh (a rate-limited caller may succeed a minute later).
@@ -136,16 +153,14 @@ redis.call('PEXPIRE', USAGE(p.periods.day), DAY_COUNTER_TTL_MS)
 redis.call('PEXPIRE', USAGE(p.periods.month), MONTH_COUNTER_TTL_MS)
 if p.session then redis.call('PEXPIRE', SESSION(p.session), SESSION_TTL_MS) end
 
-local rec = {s = 'held', a = p.hold, x = p.exp, h = h, money = money, types = p.types,
-  month = USAGE(p.month), ev = p.ev}
+local out_remaining = {balance = S(sub(available, hold))}
+for kind, value in pairs(remaining) do out_remaining[kind] = S(value) end
+local soft_hit = #soft > 0 and soft or nil
+local rec = {s = 'held', a = p.hold, x = p.exp, b = p.w, h = h, money = money,
+  types = p.types, month = USAGE(p.month), ev = p.ev, rem = out_remaining, soft = soft_hit}
 if q then rec.quota = {qkey, qfield .. USED} end
 redis.call('HSET', K(HOLDS), p.rid, cjson.encode(rec))
 redis.call('ZADD', K(HOLD_EXPIRY), p.exp, p.rid)
-
-local out_remaining = {balance = S(sub(available, hold))}
-for kind, value in pairs(remaining) do out_remaining[kind] = S(value) end
--- cjson writes an empty table as {}: an empty list is left out instead.
-local text = cjson.encode({allowed = true, reason = 'ok', reservation_id = p.rid,
-  held = p.hold, remaining = out_remaining, soft_limits_hit = #soft > 0 and soft or nil})
-redis.call('SET', p.idem, text, 'PX', p.idem_ttl)
-return text
+redis.call('HSET', index, p.key, p.rid .. '|' .. p.hold)
+extend(index, math.max(p.window, p.exp - now))
+return answer(p.rid, p.hold, out_remaining, soft_hit)
