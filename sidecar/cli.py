@@ -94,9 +94,13 @@ def _migrate(args: argparse.Namespace) -> int:
     url = args.redis or os.environ.get("CREDITGATE_REDIS")
     if not url:
         raise SettingsError("--redis (or CREDITGATE_REDIS) is required")
-    shards = int(args.shards or os.environ.get("CREDITGATE_SHARDS") or SHARDS_DEFAULT)
-    if not 1 <= shards <= SHARDS_MAX:
-        raise SettingsError(f"--shards (or CREDITGATE_SHARDS): must be 1 to {SHARDS_MAX}")
+    given = args.shards or os.environ.get("CREDITGATE_SHARDS") or str(SHARDS_DEFAULT)
+    if not given.isdigit() or not 1 <= int(given) <= SHARDS_MAX:
+        raise SettingsError(
+            f"--shards (or CREDITGATE_SHARDS): must be an integer from 1 to {SHARDS_MAX}, "
+            f"got {given!r}"
+        )
+    shards = int(given)
 
     async def run() -> int:
         client = make_client(url)
@@ -155,9 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         help="move a Redis from the layout before shards into shards (sidecars and ledger stopped)",
     )
     move.add_argument("--redis", help="Redis URL [env CREDITGATE_REDIS]")
-    move.add_argument(
-        "--shards", type=int, help="shards to lay out (default 256) [env CREDITGATE_SHARDS]"
-    )
+    move.add_argument("--shards", help="shards to lay out (default 256) [env CREDITGATE_SHARDS]")
     move.add_argument("--group", default="ledger", help="the ledger's consumer group")
     move.set_defaults(run=_migrate)
 

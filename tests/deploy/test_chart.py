@@ -177,6 +177,8 @@ def test_helm_lint_strict_passes(name: str) -> None:
         ({"monitoring": {"podMonitor": {"enabled": "yes"}}}, "/monitoring/podMonitor/enabled"),
         ({"log": {"level": "verbose"}}, "/log/level"),
         ({"redisUrl": {"value": "http://redis:6380"}}, "/redisUrl/value"),
+        ({"shards": 0}, "/shards"),
+        ({"shards": 16385}, "/shards"),
         ({"gateway": {"enabled": True}}, "/gateway/image/repository"),
     ],
 )
@@ -305,6 +307,18 @@ def test_the_bundled_redis_appears_only_when_enabled() -> None:
         for c in containers(trial)
         if c["name"] in ("creditgate", "ledger")
     } == {url}
+
+
+def test_the_chart_points_every_process_at_a_cluster_with_the_shards_set() -> None:
+    url = "redis+cluster://redis-cluster.cache.svc:6379"
+    cluster = render({"redisUrl": {"value": url}, "shards": 1024})
+    processes = [c for c in containers(cluster) if c["name"] in ("creditgate", "ledger")]
+    assert {c["name"] for c in processes} == {"creditgate", "ledger"}
+    assert {(env(c)["CREDITGATE_REDIS"], env(c)["CREDITGATE_SHARDS"]) for c in processes} == {
+        (url, "1024")
+    }
+    # The default is explicit too: a Redis that lost its data is laid out as before.
+    assert {env(c)["CREDITGATE_SHARDS"] for c in containers(render())} == {"256"}
 
 
 def test_env_names_are_the_ones_the_settings_accept(manifests: list[Manifest]) -> None:

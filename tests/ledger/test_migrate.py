@@ -20,6 +20,7 @@ from sidecar.wire import CommitRequest, ReserveRequest
 from tests.conftest import Setup
 from tests.ledger.conftest import Call, drain, worker
 from tests.ledger.scenario import money_state
+from tests.ledger.test_cli import creditgate
 from tests.ledger.test_exactly_once import ledger_counts
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
@@ -114,3 +115,22 @@ async def test_money_holds_idempotency_and_unstored_events_survive_the_move(
     paid = [first, second, done]
     assert usage == 3
     assert cost == sum(int(c.cost.replace(".", "")) for c in paid if c.cost)
+
+
+async def test_the_command_moves_a_deployment_and_names_bad_settings(
+    store: RedisStore, pool: Pool, service: Service, setup_customer: Setup
+) -> None:
+    await setup_customer(grants={"paid": "1"})
+    await drain(worker(store, pool))
+    balance = await service.balance("acme")
+    await _back_to_the_layout_before_shards(store, "acme")
+    code, _, err = await creditgate("store", "migrate", "--redis", store.url, "--shards", "0")
+    assert (code, "--shards" in err) == (2, True), err
+    assert await store.client.exists(layout.LEGACY_REGISTRY_KEY)  # nothing moved
+
+    code, out, err = await creditgate("store", "migrate", "--redis", store.url)
+    assert code == 0, err
+    assert out.startswith("moved 1 customers"), out
+    assert await service.balance("acme") == balance
+    code, out, _ = await creditgate("store", "migrate", "--redis", store.url)
+    assert (code, out.startswith("moved 0 customers")) == (0, True), out  # run again: a no-op

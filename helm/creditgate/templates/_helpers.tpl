@@ -81,7 +81,7 @@ app.kubernetes.io/part-of: creditgate
 {{- end -}}
 
 {{/* Env shared by the sidecar and the ledger: the catalog file, Redis (the bundled one, an
-inline URL, or a Secret) and logging. */}}
+inline URL, or a Secret), the shard count and logging. */}}
 {{- define "creditgate.commonEnv" -}}
 - name: CREDITGATE_CATALOG
   value: {{ printf "%s/%s" (include "creditgate.catalog.dir" .) .Values.catalog.key | quote }}
@@ -98,6 +98,8 @@ inline URL, or a Secret) and logging. */}}
 {{- else }}
 {{- fail "no Redis: set redisUrl.value, redisUrl.existingSecret.name, or redis.enabled=true" }}
 {{- end }}
+- name: CREDITGATE_SHARDS
+  value: {{ .Values.shards | int | quote }}
 - name: CREDITGATE_LOG_LEVEL
   value: {{ .Values.log.level | quote }}
 - name: CREDITGATE_LOG_FORMAT
