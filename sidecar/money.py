@@ -18,6 +18,7 @@ from sidecar.errors import InvalidInput
 __all__ = [
     "FEMTOS_PER_NANO",
     "MAX_AMOUNT_NANOS",
+    "MAX_INT64",
     "NANOS_PER_CREDIT",
     "format_credits",
     "parse_credits",
@@ -29,6 +30,9 @@ NANOS_PER_CREDIT = 10**9
 FEMTOS_PER_NANO = 10**6
 # One amount on the wire is at most 10^9 credits; balances and counters hold far more.
 MAX_AMOUNT_NANOS = 10**9 * NANOS_PER_CREDIT
+
+MAX_INT64 = 2**63 - 1
+"""The largest count or amount gRPC (int64) and Redis (HINCRBY) carry."""
 
 _DECIMAL = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?")
 

@@ -19,7 +19,7 @@ from sidecar.catalog.model import (
 from sidecar.catalog.spec import CatalogSpec, ContractSpec, PlanSpec
 from sidecar.errors import CatalogError, InvalidInput
 from sidecar.ids import ID_RULE, is_id
-from sidecar.money import parse_credits, parse_price
+from sidecar.money import MAX_INT64, parse_credits, parse_price
 
 __all__ = ["compile_catalog", "compile_overrides"]
 
@@ -78,6 +78,8 @@ class _Checker:
     def non_negative(self, path: str, value: int) -> None:
         if value < 0:
             raise self.fail(path, f"negative value {value}", "use a value >= 0")
+        if value > MAX_INT64:
+            raise self.fail(path, f"value {value} is too large", f"use at most {MAX_INT64}")
 
     def prices(
         self, per_million: tuple[str, dict[str, str]], per_unit: tuple[str, dict[str, str]]
@@ -252,6 +254,8 @@ def _plan(
             value = getattr(limit, field)
             if value is not None and value <= 0:
                 raise check.fail(f"{where}.{field}", f"must be > 0, got {value}", "use 1 or more")
+            if value is not None:
+                check.non_negative(f"{where}.{field}", value)
         rate_limits.append(
             RateLimit(
                 scope=limit.scope,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -14,6 +15,22 @@ __all__ = ["decode", "json_response"]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
+
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have: every request's shape is
+at most a few levels deep, and locating a bad field walks the body recursively."""
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPEN, _CLOSE = b"[{", b"]}"
+
+
+def _depth(body: bytes) -> int:
+    """How deep arrays and objects nest in ``body`` (strings skipped), without recursion."""
+    brackets = _STRINGS.sub(b"", body).translate(None, bytes(set(range(256)) - set(b"[]{}")))
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in _OPEN else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _problem(problem: str) -> str:
@@ -29,6 +46,10 @@ def decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:
+        if (depth := _depth(body)) > MAX_DEPTH:
+            raise InvalidInput(
+                "body", f"nests {depth} levels deep; send at most {MAX_DEPTH}"
+            ) from None
         path, problem = locate(msgspec.json.decode(body), kind)
         raise InvalidInput(path or "body", _problem(problem or str(error))) from None
     except msgspec.DecodeError as error:

@@ -228,6 +228,25 @@ CASES = [
         status=404,
         method="GET",
     ),
+    # bodies nested past any request's shape, refused before any recursive work
+    case(
+        "deep-unknown-field",
+        RESERVE_PATH,
+        b'{"customer":"acme","feature":"chat","idempotency_key":"k","zz":'
+        + b"[" * 1000
+        + b"]" * 1000
+        + b"}",
+        "body",
+    ),
+    case(
+        "deep-known-field",
+        RESERVE_PATH,
+        b'{"customer":"acme","feature":"chat","idempotency_key":"k","tags":{"a":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",
+        "body",
+    ),
     # transport
     case("oversized", RESERVE_PATH, edit(RESERVE, tags={"pad": "x" * 70_000}), "body", status=413),
     case("oversized-raw", COMMIT_PATH, b" " * 65_537, "body", status=413),
@@ -248,6 +267,13 @@ ADMIN_CASES = [
         ADMIN,
         {"plan": "pro", "overrides": {"discount": "1"}},
         "overrides.discount",
+        method="PUT",
+    ),
+    case(
+        "overrides-limit-above-int64",
+        ADMIN,
+        {"plan": "pro", "overrides": {"limits": {"chat": 2**64}}},
+        "overrides.limits.chat",
         method="PUT",
     ),
     case(
