@@ -232,12 +232,12 @@ class RedisStore(RedisConnection):
 
     async def balance_state(self, customer: str, now_ms: int) -> BalanceState:
         """Buckets, holds, budgets with their use and this month's uncovered use: one read."""
-        payload = {"periods": _periods(period_ids(now_ms)), "budgets_only": False}
+        payload = {"now": now_ms, "periods": _periods(period_ids(now_ms)), "budgets_only": False}
         return _state.decode(await self._run(self.scripts["read_state"], customer, payload))
 
     async def budget_state(self, customer: str, now_ms: int) -> list[BudgetRow]:
         """Every budget of the customer with its use in the period in force: one read."""
-        payload = {"periods": _periods(period_ids(now_ms)), "budgets_only": True}
+        payload = {"now": now_ms, "periods": _periods(period_ids(now_ms)), "budgets_only": True}
         answer = await self._run(self.scripts["read_state"], customer, payload)
         return _state.decode(answer).budgets
 

@@ -46,6 +46,25 @@ async def test_expired_hold_frees_budget_balance_and_quota(
     ).result == "expired"
 
 
+async def test_balance_and_budgets_never_count_a_hold_past_its_time(
+    service: Service, setup_customer: Setup, clock: Clock
+) -> None:
+    await setup_customer(grants={"paid": "1"}, budgets=[({"team": "eng"}, "day", "0.5")])
+    kept = await service.reserve(_reserve("kept", ttl_ms=60_000))
+    assert (await service.reserve(_reserve("ends"))).allowed
+    held = await service.balance("acme")
+    assert (Decimal(held.held), Decimal(held.budgets[0].held)) == (Decimal("0.02"),) * 2
+
+    clock.advance(1_000)  # one hold's time is up; no script has run since
+    state = await service.balance("acme")
+    assert (Decimal(state.held), Decimal(state.budgets[0].held)) == (Decimal("0.01"),) * 2
+    assert Decimal(state.balance) == Decimal("0.99")
+    (budget,) = (await service.budgets("acme")).budgets
+    assert (Decimal(budget.held), Decimal(budget.remaining)) == (Decimal("0.01"), Decimal("0.49"))
+    await service.release(ReleaseRequest(reservation_id=kept.reservation_id or ""))
+    assert Decimal((await service.balance("acme")).held) == 0
+
+
 async def test_commit_after_expiry_still_charges_as_overage(
     service: Service, setup_customer: Setup, clock: Clock
 ) -> None:
