@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join([*(["--smoke"] if args.smoke else []), *names])
     results = []
     with EmbeddedRedis() as redis:
-        sidecar = start_sidecar(redis.url)
+        sidecar = start_sidecar(redis.url, patient=args.smoke)
         try:
             baseline = start_baseline(redis.url)
         except BaseException:

@@ -290,7 +290,7 @@ def many_customers(bench: Bench) -> dict[str, Any]:
     """Zipf traffic over many customers on a cold cache, then every customer cached: RSS."""
     count = 2_000 if bench.smoke else 100_000
     asyncio.run(bench.seed([f"c{i}" for i in range(count)], grant="10"))
-    sidecar = start_sidecar(bench.redis_url, cache_max_entries=count)
+    sidecar = start_sidecar(bench.redis_url, cache_max_entries=count, patient=bench.smoke)
     try:
         rss_empty = rss_bytes(sidecar.pid)
         before = _metrics(sidecar)

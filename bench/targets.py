@@ -63,7 +63,14 @@ class Process:
             self.process.stderr.close()
 
 
-def start_sidecar(redis_url: str, *, cache_max_entries: int = 100_000) -> Process:
+PATIENT_MS = "10000"
+"""Smoke mode checks correctness only: a Redis deadline that no busy machine reaches."""
+
+
+def start_sidecar(
+    redis_url: str, *, cache_max_entries: int = 100_000, patient: bool = False
+) -> Process:
+    """``creditgate serve`` with its defaults, or with a generous Redis deadline (smoke)."""
     port, admin_port, grpc_port, grpc_admin_port = (free_port() for _ in range(4))
     command = [
         sys.executable, "-m", "sidecar.cli", "serve",
@@ -72,6 +79,8 @@ def start_sidecar(redis_url: str, *, cache_max_entries: int = 100_000) -> Proces
         "--grpc-port", str(grpc_port), "--grpc-admin-port", str(grpc_admin_port),
         "--cache-max-entries", str(cache_max_entries),
     ]  # fmt: skip
+    if patient:
+        command += ["--redis-deadline-ms", PATIENT_MS, "--redis-timeout-ms", PATIENT_MS]
     process = Process(command, port, "/readyz", admin_url=f"http://127.0.0.1:{admin_port}")
     process.grpc_target = f"127.0.0.1:{grpc_port}"
     return process

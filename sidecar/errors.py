@@ -77,8 +77,10 @@ class StoreError(RequestError):
 
     code = "store_unavailable"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, unknown: bool = False) -> None:
         super().__init__("", message)
+        self.unknown = unknown
+        """The command was sent and no answer came: it may have run."""
 
 
 class CatalogError(CreditgateError):

@@ -57,6 +57,7 @@ class Sidecar:
         self.store = RedisStore(
             settings.redis,
             timeout_s=settings.redis_timeout_ms / 1000,
+            deadline_s=settings.redis_deadline_ms / 1000,
             idempotency_window_ms=settings.idempotency_window_ms,
         )
         self.customers = CustomerDirectory(
@@ -85,6 +86,7 @@ class Sidecar:
 
     async def start(self) -> None:
         await self.store.agree_layout(self.settings.shards)
+        await self.store.warm()
         subscribed = asyncio.Event()
         self._feed = asyncio.create_task(self.customers.follow_changes(subscribed))
         waiter = asyncio.create_task(subscribed.wait())

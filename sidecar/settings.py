@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_max_entries: int = 100_000
     cache_ttl_s: int = 30
     redis_timeout_ms: int = 250
+    redis_deadline_ms: int = 250
+    """All the Redis work of one request (queueing, connecting, every command) ends by then."""
     idempotency_window_ms: int = IDEMPOTENCY_WINDOW_MS
     """How long a retried reserve, commit or release is answered as the first (store/layout.py)."""
     shards: int | None = None
@@ -75,7 +77,11 @@ _HELP = {
     "admin_token": "bearer token the admin API requires",
     "cache_max_entries": "customers cached in process (default 100000)",
     "cache_ttl_s": "seconds a cached customer lives without an invalidation (default 30)",
-    "redis_timeout_ms": "Redis connect and read timeout (default 250)",
+    "redis_timeout_ms": "Redis connect and read timeout of one connection (default 250)",
+    "redis_deadline_ms": (
+        "all the Redis work of one request, queueing included, ends this many ms after it "
+        "arrived (default 250)"
+    ),
     "idempotency_window_ms": (
         "a retried reserve, commit or release within this many ms returns its first answer "
         f"(default {IDEMPOTENCY_WINDOW_MS}, an hour; Redis keeps about 250 bytes per call)"
@@ -188,7 +194,7 @@ def settings_from(
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
         settings, "cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes",
-        "idempotency_window_ms",
+        "idempotency_window_ms", "redis_deadline_ms",
     )  # fmt: skip
     SOURCE.check_redis(settings)
     SOURCE.check_token(settings, "admin_token")

@@ -137,6 +137,7 @@ async def sidecars(redis_url: str, admin_token: str) -> AsyncIterator[StartSidec
             "catalog": str(EXAMPLE), "redis": redis_url, "port": 0, "admin_port": 0,
             "grpc_port": 0, "grpc_admin_port": 0, "admin_token": admin_token,
             "redis_timeout_ms": int(REDIS_TIMEOUT_S * 1000),
+            "redis_deadline_ms": int(REDIS_TIMEOUT_S * 1000),
         }  # fmt: skip
         sidecar = Sidecar(Settings(**(settings | overrides)))
         started.append(sidecar)  # stopped at the end, started or not, as serve() does

@@ -59,7 +59,8 @@ def _measured(operation: str) -> Callable[[Operation[Q, R]], Operation[Q, R]]:
         async def measured(self: Decisions, request: Q) -> R:
             started = time.perf_counter_ns()
             try:
-                response = await method(self, request)
+                with self.store.deadline():
+                    response = await method(self, request)
             except RequestError as error:
                 self.metrics.decided(operation, error.code, error.code, started)
                 raise

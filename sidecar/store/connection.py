@@ -4,9 +4,11 @@ every driver error leaves as StoreError; metrics and the up/down log line follow
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -27,6 +29,7 @@ from redis.exceptions import (
 from sidecar.errors import StoreError
 from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
+from sidecar.store.batcher import Batcher, NotSent
 from sidecar.store.layout import Layout
 from sidecar.store.scripts import Script, load_scripts
 from sidecar.store.topology import agree_layout, check_health, is_cluster, make_client, node_url
@@ -47,6 +50,10 @@ _MOVING = ("non local key", "TRYAGAIN", "during rehashing", "ASK ", "MOVED ")
 writing anything (lua/_lib.lua, ``guard``), and runs once the keys have moved."""
 _MOVE_RETRY_S = (0.002, 0.05)
 """First and longest wait before running such a script again (doubling in between)."""
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+"""The loop time by which the request being served needs its Redis work done."""
 
 
 def _moving(error: BaseException | None) -> bool:
@@ -72,7 +79,9 @@ class RedisConnection:
         url: str,
         *,
         timeout_s: float = 1.0,
-        max_connections: int = 256,
+        deadline_s: float | None = None,
+        lanes: int = 4,
+        connections: int = 16,
         metrics: Metrics | None = None,
     ) -> None:
         self.url = url
@@ -80,19 +89,42 @@ class RedisConnection:
         self.up = True
         """False from a failed command to the next one that succeeds: logged once each way."""
         self.timeout_s = timeout_s
-        # redis-py's pool fails at once past max_connections, and its blocking pool costs tens
-        # of microseconds per command; a semaphore bounds the commands in flight instead, so a
-        # burst queues (up to the timeout) rather than errors, for almost nothing when idle.
-        self._slots = asyncio.Semaphore(max_connections)
+        self.deadline_s = timeout_s if deadline_s is None else deadline_s
+        """The Redis work of one request (queueing, connecting, every command) ends by then."""
+        self.connections = connections
+        # Scripts go through the batcher's ``lanes`` pipelines; other commands share the rest
+        # of the ``connections`` (per node), bounded by a semaphore: redis-py's pool fails at
+        # once past its maximum, and its blocking pool costs tens of microseconds a command.
+        self._slots = asyncio.Semaphore(connections - lanes)
         self.client = make_client(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            max_connections=max_connections,
+            max_connections=connections,
         )
         self.cluster = is_cluster(self.client)
+        self.batcher = Batcher(self.client, lanes=lanes)
         self.layout = Layout()
         self.scripts = load_scripts()
+
+    @contextlib.contextmanager
+    def deadline(self) -> Iterator[None]:
+        """Within this block (one request), all Redis work ends by one deadline."""
+        token = _deadline.set(asyncio.get_running_loop().time() + self.deadline_s)
+        try:
+            yield
+        finally:
+            _deadline.reset(token)
+
+    def _deadline(self) -> float:
+        return _deadline.get() or asyncio.get_running_loop().time() + self.deadline_s
+
+    async def warm(self) -> None:
+        """Open the connections now, so that the first burst of requests waits for none."""
+        if self.cluster:
+            await self._call(self.client.initialize, name="ping")
+            return
+        await asyncio.gather(*(self._call(self.client.ping) for _ in range(self.connections)))
 
     async def agree_layout(self, shards: int | None = None) -> Layout:
         """Adopt the deployment's layout (store/topology.py); SettingsError if it disagrees."""
@@ -100,6 +132,7 @@ class RedisConnection:
         return self.layout
 
     async def close(self) -> None:
+        await self.batcher.close()
         await self.client.aclose()
 
     async def _call(
@@ -110,19 +143,28 @@ class RedisConnection:
         ``name`` labels its metrics; the default is the command's own name.
         """
         label = name or str(getattr(command, "__name__", "command"))
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline()
         try:
-            if self._slots.locked():
-                await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
+            if command == self.batcher.evalsha:
+                started = time.perf_counter_ns()  # queueing included: it is the wait a call has
+                result = await command(deadline, *args)
             else:
-                await self._slots.acquire()
-            started = time.perf_counter_ns()  # the round trip, not the wait for a slot
-            try:
-                result = await command(*args)
-            finally:
-                self._slots.release()
+                if self._slots.locked():
+                    await asyncio.wait_for(self._slots.acquire(), deadline - loop.time())
+                else:
+                    await self._slots.acquire()
+                started = time.perf_counter_ns()  # the round trip, not the wait for a slot
+                try:
+                    result = await asyncio.wait_for(command(*args), deadline - loop.time())
+                finally:
+                    self._slots.release()
         except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
             self._failed(label, error, lua=label in self.scripts)
-            raise StoreError("Redis is unavailable or failed the command; retry") from error
+            unknown = label in self.scripts and not isinstance(error, NotSent | ResponseError)
+            raise StoreError(
+                "Redis is unavailable or failed the command; retry", unknown=unknown
+            ) from error
         self.metrics.redis_round_trip(label, started)
         if not self.up:
             self.up = True
@@ -150,7 +192,7 @@ class RedisConnection:
         """Run ``script`` for ``customer``; while its slot moves, again, until the timeout."""
         key, arg = self.layout.customer_key(customer), _json.encode(payload)
         loop = asyncio.get_running_loop()
-        deadline, wait = loop.time() + self.timeout_s, _MOVE_RETRY_S[0]
+        deadline, wait = self._deadline(), _MOVE_RETRY_S[0]
         while True:
             try:
                 return await self._evalsha(script, key, arg)
@@ -161,7 +203,7 @@ class RedisConnection:
             wait = min(wait * 2, _MOVE_RETRY_S[1])
 
     async def _evalsha(self, script: Script, key: str, arg: bytes) -> bytes:
-        evalsha = self.client.evalsha
+        evalsha = self.batcher.evalsha
         try:
             return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
         except StoreError as error:

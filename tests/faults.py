@@ -1,0 +1,83 @@
+"""A loopback TCP proxy that injects faults between a client and a real server: replies
+delayed, every byte stalled, connections dropped. It runs on the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class FaultProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``127.0.0.1:<target>``; faults apply to the replies
+    (server to client), so a request reaches the server and its answer is what is late or
+    lost, as when a command runs and the connection fails."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.delay_s = 0.0
+        """Each reply chunk is held this long before it is forwarded."""
+        self.stalled = False
+        """While set, replies are held (not lost); they flow again once it is cleared."""
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> FaultProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stall(self, on: bool) -> None:
+        self.stalled = on
+        if on:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
+    def drop(self) -> None:
+        """Close every connection now (replies in flight are lost)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def stop(self) -> None:
+        self.drop()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            client_w.transport.abort()
+            return
+        self._writers |= {client_w, server_w}
+        await asyncio.gather(
+            self._pipe(client_r, server_w, faulty=False),
+            self._pipe(server_r, client_w, faulty=True),
+        )
+        for writer in (client_w, server_w):
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, faulty: bool
+    ) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while chunk := await reader.read(65536):
+                if faulty:
+                    await self._flowing.wait()
+                    if self.delay_s:
+                        await asyncio.sleep(self.delay_s)
+                if writer.transport.is_closing():
+                    return
+                writer.write(chunk)
+                await writer.drain()
+        writer.transport.abort()
