@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 from sidecar.errors import (
     InvalidInput,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     RequestError,
     StoreError,
@@ -64,6 +65,8 @@ _encoder = msgspec.json.Encoder()
 def _error(code: str, field: str, message: str) -> RequestError:
     if code == StoreError.code:
         return StoreError(message)
+    if code == OutcomeUnknown.code:
+        return OutcomeUnknown(message)
     return _ERRORS.get(code, InvalidInput)(field, message)
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "CreditgateError",
     "InvalidInput",
     "NotFound",
+    "OutcomeUnknown",
     "PermissionDenied",
     "RequestError",
     "SettingsError",
@@ -81,6 +82,24 @@ class StoreError(RequestError):
         super().__init__("", message)
         self.unknown = unknown
         """The command was sent and no answer came: it may have run."""
+
+
+class OutcomeUnknown(RequestError):
+    """A commit or release was sent and Redis did not answer in time: it may have applied. The
+    sidecar sends it again until Redis answers; a retry with the same reservation id gets
+    the first answer."""
+
+    code = "outcome_unknown"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("reservation_id", message)
+
+    @classmethod
+    def of(cls, operation: str) -> OutcomeUnknown:
+        return cls(
+            f"the {operation} was sent and Redis did not answer in time, so it may have "
+            "applied; retry with the same reservation_id: the answer says what happened"
+        )
 
 
 class CatalogError(CreditgateError):

@@ -140,6 +140,7 @@ class Sidecar:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.service.unsettled.close()
         await self.store.close()
 
 

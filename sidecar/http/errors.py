@@ -19,6 +19,7 @@ STATUS = {
     "permission_denied": 403,
     "not_found": 404,
     "store_unavailable": 503,
+    "outcome_unknown": 503,
     "internal": 500,
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}

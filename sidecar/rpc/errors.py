@@ -17,6 +17,8 @@ STATUS = {
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "store_unavailable": grpc.StatusCode.UNAVAILABLE,
+    # gRPC's own meaning: "the operation may have completed"; the field names the retry key.
+    "outcome_unknown": grpc.StatusCode.DEADLINE_EXCEEDED,
     "internal": grpc.StatusCode.INTERNAL,
 }
 # Wire fields that carry amounts are *_nanos in the proto.

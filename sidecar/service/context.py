@@ -15,6 +15,7 @@ from sidecar.engine.customer import CustomerSnapshot
 from sidecar.errors import NotFound
 from sidecar.ids import check_id
 from sidecar.metrics import Metrics, counter, gauge
+from sidecar.service.unsettled import Unsettled
 from sidecar.store.records import Attribution
 from sidecar.store.redis_store import RedisStore
 from sidecar.times import wall_clock_ms
@@ -48,6 +49,8 @@ class Context:
         self.holds: TLRUCache[str, tuple[Attribution, int]] = TLRUCache(
             LOCAL_HOLDS_MAX, _hold_expiry, timer=clock
         )
+        self.unsettled = Unsettled(store, clock)
+        """Calls sent to Redis that it never answered: resolved in the background."""
         self.metrics.watch(self._state)
 
     def _state(self) -> Iterator[Metric]:
@@ -66,6 +69,12 @@ class Context:
             "creditgate_holds_open",
             "Holds this sidecar placed that are not yet committed, released or expired.",
             len(self.holds),
+        )
+        yield gauge(
+            "creditgate_unsettled_calls",
+            "Calls Redis never answered, being resolved (holds to void, commits and releases "
+            "to repeat).",
+            len(self.unsettled),
         )
 
     def swap_catalog(self, catalog: Catalog) -> None:

@@ -24,11 +24,11 @@ from sidecar.engine.decide import (
 from sidecar.engine.periods import period_ids
 from sidecar.engine.settle import NO_CHARGE, plan_commit
 from sidecar.engine.usage import parse_usage
-from sidecar.errors import InvalidInput, NotFound, RequestError, StoreError
+from sidecar.errors import InvalidInput, NotFound, OutcomeUnknown, RequestError, StoreError
 from sidecar.money import format_credits
 from sidecar.reservations import customer_of, new_reservation_id
 from sidecar.service.context import Context
-from sidecar.store.records import Attribution
+from sidecar.store.records import Attribution, CommitReply
 from sidecar.wire import (
     BurnedCredits,
     CheckRequest,
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Q = TypeVar("Q")
 R = TypeVar("R")
+T = TypeVar("T")
 Operation = Callable[["Decisions", Q], Awaitable[R]]
 
 
@@ -133,16 +134,20 @@ class Decisions(Context):
             return ReserveResponse(allowed=False, reason=decision.reason, catalog_version=version)
         attribution = _attribution(request, customer.id)
         reservation_id = new_reservation_id(customer.id, now)
+        key = request.idempotency_key
         try:
+            await self.unsettled.settle(customer.id, key)
             out = await self.store.reserve(
                 customer.id,
                 decision,
                 reservation_id=reservation_id,
-                idempotency_key=request.idempotency_key,
+                idempotency_key=key,
                 now_ms=now,
                 attribution=attribution,
             )
-        except StoreError:
+        except StoreError as error:
+            if error.unknown:  # it may have placed a hold: voided once Redis answers
+                self.unsettled.void_later(customer.id, key, reservation_id)
             log.debug("reserve: store unavailable", extra=_context(request, version))
             return ReserveResponse(
                 allowed=False, reason="store_unavailable", catalog_version=version
@@ -181,9 +186,13 @@ class Decisions(Context):
                 catalog, customer, model=attribution.model, feature=attribution.feature,
                 usage=usage,
             )  # fmt: skip
-        out = await self.store.commit(
-            customer_id, rid, charge=charge, catalog_version=catalog.version, now_ms=now
-        )
+
+        def again() -> Awaitable[CommitReply]:
+            return self.store.commit(
+                customer_id, rid, charge=charge, catalog_version=catalog.version, now_ms=now
+            )
+
+        out = await self._settled("commit", rid, again)
         if out.result == "not_found":
             raise NotFound("reservation_id", f"no reservation {rid!r}")
         self.holds.pop(rid, None)
@@ -208,11 +217,23 @@ class Decisions(Context):
     @_measured("release")
     async def release(self, request: ReleaseRequest) -> ReleaseResponse:
         rid = _required_rid(request.reservation_id)
-        out = await self.store.release(customer_of(rid), rid, self.clock())
+        customer_id, now = customer_of(rid), self.clock()
+        out = await self._settled("release", rid, lambda: self.store.release(customer_id, rid, now))
         if out.result == "not_found":
             raise NotFound("reservation_id", f"no reservation {rid!r}")
         self.holds.pop(rid, None)
         return ReleaseResponse(result=out.result, released=format_credits(out.released))
+
+    async def _settled(self, operation: str, rid: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a commit or release; if Redis never answered, it is sent again in the
+        background until it does, and the caller is told the outcome is unknown."""
+        try:
+            return await call()
+        except StoreError as error:
+            if not error.unknown:
+                raise
+            self.unsettled.repeat_later(rid, call)
+            raise OutcomeUnknown.of(operation) from error
 
     @_measured("check")
     async def check(self, request: CheckRequest) -> CheckResponse:

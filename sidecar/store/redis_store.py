@@ -135,6 +135,20 @@ class RedisStore(RedisConnection):
         payload = self._resolution(reservation_id, now_ms)
         return _released.decode(await self._run(self.scripts["release"], customer, payload))
 
+    async def void(
+        self, customer: str, *, reservation_id: str, idempotency_key: str, now_ms: int
+    ) -> str:
+        """Undo the reserve that would have placed ``reservation_id``, if it ran (void.lua)."""
+        payload = {
+            "rid": reservation_id,
+            "key": idempotency_key,
+            "w": layout.record_window(reserved_ms(reservation_id, now_ms)),
+            "now": now_ms,
+        }
+        answer = await self._run(self.scripts["void"], customer, payload)
+        result: str = msgspec.json.decode(answer)["result"]
+        return result
+
     def _resolution(self, reservation_id: str, now_ms: int) -> dict[str, Any]:
         """What commit and release need to find a hold and remember its resolution."""
         return {

@@ -13,8 +13,8 @@ from sidecar.store.layout import lua_prelude
 __all__ = ["SCRIPT_NAMES", "Script", "load_scripts"]
 
 SCRIPT_NAMES = (
-    "reserve", "commit", "release", "grant", "set_budget", "upsert_customer", "read_state",
-    "restore_state",
+    "reserve", "commit", "release", "void", "grant", "set_budget", "upsert_customer",
+    "read_state", "restore_state",
 )  # fmt: skip
 
 
