@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.report import markdown, write
 from bench.scenarios import SCENARIOS, Bench
-from bench.targets import ROOT, start_baseline, start_sidecar
+from bench.targets import ROOT, pin_harness, start_baseline, start_sidecar
 from sidecar.embedded import EmbeddedRedis
 
 
@@ -26,6 +26,10 @@ def _failures(results: list[dict[str, Any]], smoke: bool) -> list[str]:
     for result in results:
         if result["scenario"] == "contention" and not all(result["targets"].values()):
             failed.append("contention: overspend or a wrong admitted count")
+        if result["scenario"] == "cold-burst" and not all(result["targets"].values()):
+            failed.append(f"cold-burst: {result['targets']}")
+        if result["scenario"] == "slow-redis" and not result["targets"]["no hidden hold"]:
+            failed.append(f"slow-redis: a hidden hold ({result['held_after_1_s']} held)")
         if smoke and result.get("denials"):
             failed.append(f"{result['scenario']}: unexpected denials {result['denials']}")
     return failed
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenarios or list(SCENARIOS)
     command = "python -m bench " + shlex.join([*(["--smoke"] if args.smoke else []), *names])
     results = []
+    pin_harness()
     with EmbeddedRedis() as redis:
         sidecar = start_sidecar(redis.url, patient=args.smoke)
         try:

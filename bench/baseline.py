@@ -2,8 +2,9 @@
 
 * ``POST /echo``: aiohttp + uvloop, decodes the request with msgspec into the same struct the
   sidecar uses and encodes a response of the same shape; nothing else.
-* ``POST /evalsha2``: the same, plus two EVALSHA of a trivial Lua script on the same Redis:
-  the least any Redis-backed reserve + commit could cost.
+* ``POST /evalsha1``: the same, plus one EVALSHA of a trivial Lua script on the same Redis:
+  the least any Redis-backed reserve could cost.
+* ``POST /evalsha2``: two EVALSHA in one request: the least a reserve + commit could cost.
 * gRPC (same proto as the sidecar): ``Check`` answers a fixed response, ``Reserve`` does the
   two EVALSHA; bare grpc.aio unary handlers with nothing else.
 
@@ -41,6 +42,12 @@ class Bare(pb_grpc.CreditgateServiceServicer):
         self.client = aioredis.Redis.from_url(redis_url, max_connections=256)
         self.sha = ""
 
+    async def evalsha1(self, request: web.Request) -> web.Response:
+        body = _reserve.decode(await request.read())
+        await self.client.evalsha(self.sha, 1, f"bench:{{c:{body.customer}}}", body.idempotency_key)
+        answer = ReserveResponse(allowed=True, reason="ok", reservation_id=body.idempotency_key)
+        return web.Response(body=_encoder.encode(answer), content_type="application/json")
+
     async def evalsha2(self, customer: str, key: str) -> None:
         name = f"bench:{{c:{customer}}}"
         await self.client.evalsha(self.sha, 1, name, key)
@@ -76,6 +83,7 @@ async def serve(port: int, grpc_port: int, redis_url: str) -> None:
     bare.sha = await bare.client.script_load(TRIVIAL_LUA)
     app = web.Application()
     app.router.add_post("/echo", bare.echo)
+    app.router.add_post("/evalsha1", bare.evalsha1)
     app.router.add_post("/evalsha2", bare.evalsha2_http)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

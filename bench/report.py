@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 __all__ = ["markdown", "plot", "write"]
 
-COMPARED = ("check", "reserve-commit", "check-grpc", "reserve-commit-grpc")
+COMPARED = ("check", "reserve", "reserve-commit", "check-grpc", "reserve-commit-grpc")
 
 
 def _ms(us: float) -> str:
@@ -35,8 +35,8 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
         ]
     if name in COMPARED:
         half = result["half_rate"]
-        pct = "p99" if name.startswith("check") else "p95"
-        unit = "req/s" if name.startswith("check") else "calls/s (reserve+commit)"
+        pct = "p95" if name.startswith("reserve-commit") else "p99"
+        unit = "calls/s (reserve+commit)" if name.startswith("reserve-commit") else "req/s"
         rows = [
             [
                 name,
@@ -53,6 +53,16 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
                 f"{result['ratios'][f'{pct}_at_half']:.2f}",
             ],
         ]
+        busiest = max(r.get("generator_cpu_share", 0.0) for r in result["sidecar"]["runs"])
+        rows.append(
+            [
+                name,
+                "load generator's CPU share, busiest sweep step (1.0: it was the limit)",
+                f"{busiest:.2f}",
+                "-",
+                "-",
+            ]
+        )
         for step, s in half["sidecar"]["steps"].items():
             rows.append(
                 [
@@ -75,6 +85,28 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
                 "-",
             ]
             for r in result["runs"]
+        ]
+    if name == "cold-burst":
+        return [
+            [
+                name,
+                f"{result['callers']} reserves at once, 1 s after start",
+                f"admitted {result['admitted']}, denied {result['denied']}, "
+                f"p99 {_ms(result['p99_us'])}",
+                "-",
+                "-",
+            ]
+        ]
+    if name == "slow-redis":
+        return [
+            [
+                name,
+                f"+{result['added_latency_ms']} ms to Redis, deadline {result['deadline_ms']} ms",
+                f"p99 {result['p99_ms']:.1f} ms; denied {result['denied']}; "
+                f"held 1 s after: {result['held_after_1_s']} ({result['allowed']} allowed)",
+                "-",
+                "-",
+            ]
         ]
     if name == "many-customers":
         return [

@@ -5,6 +5,7 @@ Every process listens on loopback only and is stopped when the run ends.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,11 +16,30 @@ from pathlib import Path
 from sidecar.embedded import free_port
 from sidecar.lifecycle import stop_process
 
-__all__ = ["CATALOG", "ROOT", "Process", "rss_bytes", "start_baseline", "start_sidecar"]
+__all__ = [
+    "CATALOG", "ROOT", "SERVER_CPU", "Process", "pin_harness", "rss_bytes", "start_baseline",
+    "start_sidecar",
+]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "bench" / "catalog.yaml"
 ADMIN_TOKEN = "bench-admin-token-0123456789"
+
+
+SERVER_CPU, HARNESS_CPU = 0, 1
+"""The server under test (sidecar or baseline) runs on one core; valkey, the load generator
+and the harness on the other, where the machine has two."""
+
+
+def _two_cores() -> bool:
+    return len(os.sched_getaffinity(0)) >= 2 or os.cpu_count() == 2
+
+
+def pin_harness() -> None:
+    """Pin this process, and so everything it starts after (valkey, the load generator), to
+    the harness core."""
+    if _two_cores():
+        os.sched_setaffinity(0, {HARNESS_CPU})
 
 
 def _answers(url: str) -> bool:
@@ -43,6 +63,8 @@ class Process:
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        if _two_cores():
+            os.sched_setaffinity(self.process.pid, {SERVER_CPU})
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -68,7 +90,11 @@ PATIENT_MS = "10000"
 
 
 def start_sidecar(
-    redis_url: str, *, cache_max_entries: int = 100_000, patient: bool = False
+    redis_url: str,
+    *,
+    cache_max_entries: int = 100_000,
+    patient: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> Process:
     """``creditgate serve`` with its defaults, or with a generous Redis deadline (smoke)."""
     port, admin_port, grpc_port, grpc_admin_port = (free_port() for _ in range(4))
@@ -81,6 +107,7 @@ def start_sidecar(
     ]  # fmt: skip
     if patient:
         command += ["--redis-deadline-ms", PATIENT_MS, "--redis-timeout-ms", PATIENT_MS]
+    command += [arg for flag, value in (extra or {}).items() for arg in (flag, value)]
     process = Process(command, port, "/readyz", admin_url=f"http://127.0.0.1:{admin_port}")
     process.grpc_target = f"127.0.0.1:{grpc_port}"
     return process

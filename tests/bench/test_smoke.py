@@ -29,10 +29,13 @@ def test_every_scenario_runs_clean_in_smoke_mode(tmp_path: Path) -> None:
     assert set(results) == {
         "engine",
         "check",
+        "reserve",
         "reserve-commit",
         "check-grpc",
         "reserve-commit-grpc",
         "contention",
+        "cold-burst",
+        "slow-redis",
         "many-customers",
     }
     for result in results.values():
@@ -41,7 +44,10 @@ def test_every_scenario_runs_clean_in_smoke_mode(tmp_path: Path) -> None:
         assert Decimal(race["overspend"]) == 0
         assert race["admitted"] == 100
         assert Decimal(race["settled"]) + Decimal(race["held"]) <= Decimal(race["cap"])
-    for name in ("check", "reserve-commit", "check-grpc", "reserve-commit-grpc"):
+    burst = results["cold-burst"]
+    assert (burst["admitted"], burst["denied"].get("store_unavailable", 0)) == (100, 0)
+    assert results["slow-redis"]["targets"]["no hidden hold"]
+    for name in ("check", "reserve", "reserve-commit", "check-grpc", "reserve-commit-grpc"):
         assert results[name]["half_rate"]["sidecar"]["denials"] == {}, name
         assert results[name]["half_rate"]["sidecar"]["measured"] > 0, name
     assert results["many-customers"]["cached_entries"] == results["many-customers"]["customers"]

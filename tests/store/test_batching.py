@@ -9,12 +9,12 @@ import time
 
 import pytest
 
+from bench.faults import FaultProxy
 from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import ReserveRequest
 from tests.conftest import REDIS_TIMEOUT_S, Clock, Setup
-from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.redis
 

@@ -12,13 +12,13 @@ from decimal import Decimal
 
 import pytest
 
+from bench.faults import FaultProxy
 from sidecar.embedded import EmbeddedRedis
 from sidecar.errors import OutcomeUnknown
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CommitRequest, ReleaseRequest, ReserveRequest
 from tests.conftest import Clock, Setup
-from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.redis
 

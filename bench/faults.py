@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from typing import Any
 
 
 class FaultProxy:
@@ -81,3 +83,26 @@ class FaultProxy:
                 writer.write(chunk)
                 await writer.drain()
         writer.transport.abort()
+
+
+class ThreadedProxy:
+    """A FaultProxy on an event loop of its own, in a thread: for a caller without a loop
+    (the bench harness)."""
+
+    def __init__(self, target: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.proxy = self._run(FaultProxy(target).start())
+        self.url = self.proxy.url
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    def set_delay(self, seconds: float) -> None:
+        self._loop.call_soon_threadsafe(setattr, self.proxy, "delay_s", seconds)
+
+    def stop(self) -> None:
+        self._run(self.proxy.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
