@@ -64,6 +64,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.redis_deadline_used = Histogram(
+            "creditgate_redis_deadline_used_ratio",
+            "Share of its Redis deadline one request used (1.0: it ran out), per request that "
+            "called Redis.",
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+            registry=registry,
+        )
         self.redis_errors = Counter(
             "creditgate_redis_errors",
             "Redis commands that failed: connection lost, timeout, or an error reply.",

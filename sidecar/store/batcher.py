@@ -20,6 +20,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 __all__ = ["Batcher", "NotSent", "QueueFull", "Unanswered"]
 
 
@@ -102,11 +104,15 @@ class Batcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for call in batch:
-                    pipe.evalsha(*call.args)
-                    call.sent = True
-                answers = await pipe.execute(raise_on_error=False)
+            if len(batch) == 1:  # a lane was free: no pipeline to build and parse
+                batch[0].sent = True
+                answers = [await self._one(batch[0])]
+            else:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for call in batch:
+                        pipe.evalsha(*call.args)
+                        call.sent = True
+                    answers = await pipe.execute(raise_on_error=False)
         except Exception as error:  # the whole round trip failed: every call gets it
             for call in batch:
                 if not call.future.done():
@@ -123,6 +129,13 @@ class Batcher:
                 call.future.set_exception(answer)
             else:
                 call.future.set_result(answer)
+
+    async def _one(self, call: _Call) -> Any:
+        """One call on its own; its error reply is its answer, as in a pipeline."""
+        try:
+            return await self.client.evalsha(*call.args)
+        except ResponseError as error:
+            return error
 
     async def close(self) -> None:
         for task in list(self._tasks):

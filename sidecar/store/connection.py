@@ -54,6 +54,8 @@ _MOVE_RETRY_S = (0.002, 0.05)
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 """The loop time by which the request being served needs its Redis work done."""
+_used: contextvars.ContextVar[bool] = contextvars.ContextVar("used", default=False)
+"""Whether the request being served called Redis at all."""
 
 
 def _moving(error: BaseException | None) -> bool:
@@ -110,11 +112,17 @@ class RedisConnection:
     @contextlib.contextmanager
     def deadline(self) -> Iterator[None]:
         """Within this block (one request), all Redis work ends by one deadline."""
-        token = _deadline.set(asyncio.get_running_loop().time() + self.deadline_s)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        token, used = _deadline.set(started + self.deadline_s), _used.set(False)
         try:
             yield
         finally:
+            if _used.get():
+                share = min(1.0, (loop.time() - started) / self.deadline_s)
+                self.metrics.redis_deadline_used.observe(share)
             _deadline.reset(token)
+            _used.reset(used)
 
     def _deadline(self) -> float:
         return _deadline.get() or asyncio.get_running_loop().time() + self.deadline_s
@@ -145,6 +153,7 @@ class RedisConnection:
         label = name or str(getattr(command, "__name__", "command"))
         loop = asyncio.get_running_loop()
         deadline = self._deadline()
+        _used.set(True)
         try:
             if command == self.batcher.evalsha:
                 started = time.perf_counter_ns()  # queueing included: it is the wait a call has

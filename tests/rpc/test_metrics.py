@@ -111,6 +111,8 @@ async def test_decisions_over_both_transports_are_counted_by_reason_and_timed(
     assert moved("creditgate_redis_seconds_count", command="reserve") >= 4
     assert moved("creditgate_redis_seconds_count", command="commit") == 1
     assert moved("creditgate_redis_seconds_count", command="release") == 1
+    # Every request that called Redis reports the share of its deadline it used.
+    assert moved("creditgate_redis_deadline_used_ratio_count") >= 6
     # Two holds still open (the gpt-4o ones), the committed and released ones gone.
     assert after.value("creditgate_holds_open") == 2
     assert after.value("creditgate_customer_cache_hits_total") > 0

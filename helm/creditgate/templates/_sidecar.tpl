@@ -73,6 +73,8 @@ restartPolicy: Always and belongs under initContainers, else under containers.
       value: {{ $s.cacheTtlS | int | quote }}
     - name: CREDITGATE_REDIS_TIMEOUT_MS
       value: {{ $s.redisTimeoutMs | int | quote }}
+    - name: CREDITGATE_REDIS_DEADLINE_MS
+      value: {{ $s.redisDeadlineMs | int | quote }}
     - name: CREDITGATE_IDEMPOTENCY_WINDOW_MS
       value: {{ $s.idempotencyWindowMs | int | quote }}
     - name: CREDITGATE_MAX_BODY_BYTES
