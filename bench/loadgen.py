@@ -114,6 +114,8 @@ async def _drive(load: Load) -> dict[str, Any]:
     transport = _Grpc(load) if load.transport == "grpc" else _Http(load)
     histograms = {name: new_histogram() for name, _ in load.steps}
     total = new_histogram()
+    answered = new_histogram()
+    # every answer, allowed or denied (``total`` has the calls that went through)
     errors: dict[str, int] = {}
     denials: dict[str, int] = {}
     counts = {"sent": 0, "measured": 0, "dropped": 0}
@@ -132,13 +134,17 @@ async def _drive(load: Load) -> dict[str, Any]:
                     if failure is not None:
                         target = errors if failure.startswith("error:") else denials
                         target[failure] = target.get(failure, 0) + 1
+                        if measured and target is denials:
+                            answered.record_value(max(1, int((now - intended) * 1e6)))
                         return
                     context[name] = answer
                     if measured:
                         histograms[name].record_value(max(1, int((now - step_start) * 1e6)))
                     step_start = now
                 if measured:
-                    total.record_value(max(1, int((clock() - intended) * 1e6)))
+                    took = max(1, int((clock() - intended) * 1e6))
+                    total.record_value(took)
+                    answered.record_value(took)
                     counts["measured"] += 1
             except transport.errors as error:
                 key = type(error).__name__
@@ -178,6 +184,7 @@ async def _drive(load: Load) -> dict[str, Any]:
         "generator_cpu_share": round(generator_cpu, 3),
         **counts,
         "total": summarize(total),
+        "answered": summarize(answered),
         "steps": {name: summarize(h) for name, h in histograms.items()},
     }
     return out
