@@ -62,6 +62,8 @@ class Ingestor:
         self.max_in_flight = max_in_flight
         self.poll_ms = poll_ms
         self.membership = membership
+        self.live: list[str] | None = None
+        """The live workers at the last heartbeat; None: no membership (one worker)."""
         self.heartbeat_every_ms = heartbeat_every_ms
         self.claim_every_ms = claim_every_ms
         self.claim_min_idle_ms = claim_min_idle_ms
@@ -96,8 +98,8 @@ class Ingestor:
 
     async def _take_shards(self) -> None:
         if self.membership is not None:
-            rank, workers = await self.membership.beat()
-            self.reader.assign(shares(rank, workers, self.reader.layout.shards))
+            self.live = await self.membership.beat()
+            self.reader.assign(shares(self.reader.consumer, self.live, self.reader.layout.shards))
 
     async def _maintain(self) -> int:
         """Heartbeat, claim from dead workers, trim: each when due. Entries stored."""
@@ -105,7 +107,9 @@ class Ingestor:
         if self._is_due("heartbeat", self.heartbeat_every_ms):
             await self._take_shards()
         if self._is_due("claim", self.claim_every_ms):
-            while claimed := await self.reader.claim(self.claim_min_idle_ms, self.batch_max):
+            while claimed := await self.reader.claim(
+                self.claim_min_idle_ms, self.batch_max, live=self.live
+            ):
                 await self._store(claimed)
                 stored += len(claimed)
         if self.trim_enabled and self._is_due("trim", self.trim_every_ms):

@@ -182,28 +182,45 @@ class StreamReader:
                 starts = {k: last[k] for k in last if sizes[k] >= count}
         return out
 
-    async def _pending_of_others(self) -> list[bytes]:
+    async def _pending_of_others(self, live: Sequence[str] | None) -> dict[bytes, bool]:
         """Assigned streams where consumers other than this one hold pending entries: the only
-        ones worth a claim (one pipelined XPENDING summary per stream)."""
+        ones worth a claim (one pipelined XPENDING summary per stream), each with whether all
+        of those consumers are gone (not in ``live``; None: no one knows who is live)."""
         answers = await self._pipeline([("xpending", (key, self.group)) for key in self.keys])
-        mine = self.consumer.encode()
-        return [
-            key
-            for key, summary in zip(self.keys, answers, strict=True)
-            if isinstance(summary, dict)
-            and any(c["name"] != mine for c in summary.get("consumers") or [])
-        ]
+        mine, alive = self.consumer.encode(), {name.encode() for name in live or ()}
+        out = {}
+        for key, summary in zip(self.keys, answers, strict=True):
+            if not isinstance(summary, dict):
+                continue
+            others = [c["name"] for c in summary.get("consumers") or [] if c["name"] != mine]
+            if others:
+                out[key] = live is not None and not alive.intersection(others)
+        return out
 
-    async def claim(self, min_idle_ms: int, max_entries: int) -> list[Entry]:
-        """Take over entries another consumer left pending for ``min_idle_ms`` (XAUTOCLAIM)."""
-        keys = await self._pending_of_others()
+    async def claim(
+        self, min_idle_ms: int, max_entries: int, *, live: Sequence[str] | None = None
+    ) -> list[Entry]:
+        """Take over entries other consumers left pending (XAUTOCLAIM): at once on streams
+        where every such consumer is gone from ``live``, else once idle ``min_idle_ms``."""
+        streams = await self._pending_of_others(live)
+        keys = list(streams)
         out: list[Entry] = []
         for chunk in _chunks(keys, self.streams_per_call):
             if len(out) >= max_entries:
                 break
             count = _share(max_entries - len(out), len(chunk))
             commands = [
-                ("xautoclaim", (key, self.group, self.consumer, min_idle_ms, "0-0", count))
+                (
+                    "xautoclaim",
+                    (
+                        key,
+                        self.group,
+                        self.consumer,
+                        0 if streams[key] else min_idle_ms,
+                        "0-0",
+                        count,
+                    ),
+                )
                 for key in chunk
             ]
             for key, answer in zip(chunk, await self._pipeline(commands), strict=True):

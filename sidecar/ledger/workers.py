@@ -1,9 +1,9 @@
 """Ledger workers split the shards between them: each heartbeats into a sorted set in Redis,
 and the live workers, in name order, take the shards round-robin. A worker that stops
 heartbeating leaves the set after ``timeout_ms``, and the others take its shards; what it
-had read and not acknowledged is claimed once idle (ledger/ingest.py). While the split
-changes, two workers may read one shard for a moment: the consumer group still delivers each
-entry to one of them, and the ledger's unique event ids absorb a redelivery."""
+had read and not acknowledged is claimed at once, since it is not live (ledger/ingest.py).
+While the split changes, two workers may read one shard for a moment: the consumer group still
+delivers each entry to one of them, and the ledger's unique event ids absorb a redelivery."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from sidecar.store.topology import Client
 __all__ = ["Membership", "shares"]
 
 
-def shares(rank: int, workers: int, shards: int) -> list[int]:
-    """The shards of the worker at ``rank`` among ``workers``."""
-    return list(range(rank, shards, workers))
+def shares(consumer: str, live: list[str], shards: int) -> list[int]:
+    """The shards of ``consumer`` among the ``live`` workers (in name order)."""
+    return list(range(live.index(consumer), shards, len(live)))
 
 
 class Membership:
@@ -27,8 +27,8 @@ class Membership:
         self.consumer = consumer
         self.timeout_ms = timeout_ms
 
-    async def beat(self) -> tuple[int, int]:
-        """Heartbeat; returns (this worker's rank, live workers)."""
+    async def beat(self) -> list[str]:
+        """Heartbeat; returns the live workers' names, in order (this one among them)."""
         seconds, micros = await self.client.time()
         now_ms = seconds * 1000 + micros // 1000
         async with self.client.pipeline(transaction=False) as pipe:
@@ -36,8 +36,7 @@ class Membership:
             pipe.zremrangebyscore(self.key, "-inf", now_ms - self.timeout_ms)
             pipe.zrange(self.key, 0, -1)
             *_, members = await pipe.execute()
-        live = sorted(member.decode() for member in members)
-        return live.index(self.consumer), len(live)
+        return sorted(member.decode() for member in members)
 
     async def leave(self) -> None:
         await self.client.zrem(self.key, self.consumer)
