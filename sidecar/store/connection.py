@@ -30,6 +30,7 @@ from sidecar.errors import StoreError
 from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
 from sidecar.store.batcher import Batcher, NotSent
+from sidecar.store.breaker import Breaker
 from sidecar.store.layout import Layout
 from sidecar.store.scripts import Script, load_scripts
 from sidecar.store.topology import agree_layout, check_health, is_cluster, make_client, node_url
@@ -106,6 +107,8 @@ class RedisConnection:
         )
         self.cluster = is_cluster(self.client)
         self.batcher = Batcher(self.client, lanes=lanes)
+        self.breaker = Breaker()
+        self._probe: asyncio.Task[None] | None = None
         self.layout = Layout()
         self.scripts = load_scripts()
 
@@ -140,6 +143,10 @@ class RedisConnection:
         return self.layout
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self.batcher.close()
         await self.client.aclose()
 
@@ -151,6 +158,8 @@ class RedisConnection:
         ``name`` labels its metrics; the default is the command's own name.
         """
         label = name or str(getattr(command, "__name__", "command"))
+        if self.breaker.open:  # Redis is down: answer now, a probe watches for its return
+            raise StoreError("Redis is down (checked in the background); retry shortly")
         loop = asyncio.get_running_loop()
         deadline = self._deadline()
         _used.set(True)
@@ -175,11 +184,28 @@ class RedisConnection:
                 "Redis is unavailable or failed the command; retry", unknown=unknown
             ) from error
         self.metrics.redis_round_trip(label, started)
+        self.breaker.closed()
         if not self.up:
-            self.up = True
-            self.metrics.redis_up.set(1)
-            log.info("redis up again", extra={"redis": safe_url(self.url)})
+            self._back_up()
         return result
+
+    def _back_up(self) -> None:
+        self.up = True
+        self.metrics.redis_up.set(1)
+        log.info("redis up again", extra={"redis": safe_url(self.url)})
+
+    async def _probe_until_up(self) -> None:
+        """While the breaker is open: ping at growing intervals; close it on an answer."""
+        while True:
+            await asyncio.sleep(self.breaker.probe_in())
+            try:
+                await asyncio.wait_for(check_health(self.client), self.timeout_s)
+            except (RedisError, RedisClusterException, OSError, TimeoutError):
+                continue
+            self.breaker.closed()
+            if not self.up:
+                self._back_up()
+            return
 
     def _failed(self, label: str, error: BaseException, *, lua: bool) -> None:
         if isinstance(error, NoScriptError):  # after a Redis restart; loaded again at once
@@ -192,6 +218,11 @@ class RedisConnection:
                 self.metrics.lua_errors.labels(label).inc()
                 log.error("lua script %s failed: %s", label, error)
             return
+        if self.breaker.failed(asyncio.get_running_loop().time()):
+            # A context of its own: not the deadline of the request that tripped it.
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_up(), context=contextvars.Context()
+            )
         if self.up:
             self.up = False
             self.metrics.redis_up.set(0)
