@@ -10,7 +10,6 @@ import time
 import pytest
 
 from bench.faults import FaultProxy
-from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import ReserveRequest
@@ -55,10 +54,9 @@ async def test_a_cold_burst_is_admitted_exactly_over_a_few_connections(
 
 
 async def test_one_deadline_bounds_the_redis_work_of_a_request(
-    redis_server_port: int, service: Service, setup_customer: Setup, clock: Clock
+    proxy: FaultProxy, service: Service, setup_customer: Setup, clock: Clock
 ) -> None:
     await setup_customer(grants={"paid": "1"})
-    proxy = await FaultProxy(redis_server_port).start()
     slow = RedisStore(proxy.url, timeout_s=30, deadline_s=0.5)
     try:
         await slow.agree_layout()
@@ -73,13 +71,3 @@ async def test_one_deadline_bounds_the_redis_work_of_a_request(
         proxy.delay_s = 0.0
     finally:
         await slow.close()
-        await proxy.stop()
-
-
-@pytest.fixture
-def redis_server_port(redis_url: str, redis_server: EmbeddedRedis) -> int:
-    """The port of the single node under test: the proxy fronts one node (a cluster client
-    learns every node's own address from the cluster)."""
-    if redis_url != redis_server.url:
-        pytest.skip("the fault proxy fronts a single node")
-    return redis_server.port

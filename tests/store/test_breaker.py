@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from bench.faults import FaultProxy
-from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.breaker import Breaker
 from sidecar.store.redis_store import RedisStore
@@ -39,15 +37,6 @@ def _reserve(key: str) -> ReserveRequest:
         customer="acme", feature="chat", model="small", units={"input_tokens": 1000},
         idempotency_key=key,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def proxy(redis_url: str, redis_server: EmbeddedRedis) -> AsyncIterator[FaultProxy]:
-    if redis_url != redis_server.url:
-        pytest.skip("the fault proxy fronts a single node")
-    proxy = await FaultProxy(redis_server.port).start()
-    yield proxy
-    await proxy.stop()
 
 
 @pytest.mark.redis

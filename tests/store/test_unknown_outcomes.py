@@ -13,7 +13,6 @@ from decimal import Decimal
 import pytest
 
 from bench.faults import FaultProxy
-from sidecar.embedded import EmbeddedRedis
 from sidecar.errors import OutcomeUnknown
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
@@ -32,15 +31,6 @@ def _reserve(key: str) -> ReserveRequest:
         customer="acme", feature="chat", model="small", units={"input_tokens": 1000},
         idempotency_key=key,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def proxy(redis_url: str, redis_server: EmbeddedRedis) -> AsyncIterator[FaultProxy]:
-    if redis_url != redis_server.url:
-        pytest.skip("the fault proxy fronts a single node")
-    proxy = await FaultProxy(redis_server.port).start()
-    yield proxy
-    await proxy.stop()
 
 
 @pytest.fixture
