@@ -12,6 +12,7 @@ from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import PeriodIds, minute_id, period_ids
 from sidecar.engine.settle import Charge
+from sidecar.errors import StoreError
 from sidecar.reservations import reserved_ms
 from sidecar.store import layout
 from sidecar.store.connection import RedisConnection
@@ -213,11 +214,19 @@ class RedisStore(RedisConnection):
         return result
 
     async def get_customer(self, customer: str) -> StoredCustomer | None:
+        """The customer as stored; None for no such customer. StoreError when Redis has lost
+        its state: then a known customer must not be told it does not exist."""
         fields = (layout.PLAN, layout.OVERRIDES, layout.GRANTED_MONTH)
         plan, overrides, granted = await self._call(
             self.client.hmget, self.layout.customer_key(customer), *fields
         )
         if plan is None:
+            if not await self._call(self.client.exists, layout.LAYOUT_KEY):
+                raise StoreError(
+                    f"Redis has lost its state: {layout.LAYOUT_KEY}, written when this "
+                    "deployment started, is gone (restarted empty or flushed); restore it with "
+                    "`creditgate ledger rebuild --all`"
+                )
             return None
         return StoredCustomer(
             plan=plan.decode(),
