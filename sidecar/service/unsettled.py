@@ -92,7 +92,12 @@ class Unsettled:
             for (customer, key), rid in list(self._voids.items()):
                 await self._void(customer, key, rid)
             for rid, call in list(self._repeats.items()):
-                await call()
+                try:
+                    await call()
+                except StoreError:
+                    raise
+                except Exception:  # a bug: logged, and not repeated for ever
+                    log.exception("repeating the call of reservation %s failed", rid)
                 self._repeats.pop(rid, None)
         except StoreError:
             return
