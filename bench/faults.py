@@ -23,6 +23,7 @@ class FaultProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
 
@@ -49,12 +50,21 @@ class FaultProxy:
         self._writers.clear()
 
     async def stop(self) -> None:
-        self.drop()
+        """Close everything and wait for every connection's handler to end."""
         if self._server is not None:
             self._server.close()
+        self.stall(False)  # held replies resume, into closed connections
+        self.drop()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
