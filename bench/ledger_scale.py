@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,19 +33,13 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bench.ingest import CATALOG, ROOT, Ledger, _append, _cpu_s, _percentile, _templates
+from bench.targets import HARNESS_CPU, SERVER_CPU, pin
 from sidecar.catalog import load_catalog
 from sidecar.embedded import EmbeddedCluster, EmbeddedRedis
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CommitRequest, GrantRequest, ReserveRequest, UpsertCustomerRequest
-
-SCRIPTS = ("reserve", "commit")
-
-
-def _pin(pid: int, cpu: int) -> None:
-    if len(os.sched_getaffinity(0)) >= 2:
-        os.sched_setaffinity(pid, {cpu})
 
 
 async def _customers(service: Service, first: int, last: int) -> None:
@@ -77,10 +70,11 @@ async def _call(service: Service, customer: str, key: str) -> str:
     return rid
 
 
-async def _streams_bytes(client: aioredis.Redis) -> int:
+async def _over_streams(client: aioredis.Redis, measure: str) -> int:
+    """The sum of ``measure`` (``memory_usage`` or ``xlen``) over every shard's stream."""
     total = 0
     async for key in client.scan_iter(match="cg:{s:*}:events", count=1000):
-        total += await client.memory_usage(key) or 0
+        total += await getattr(client, measure)(key) or 0
     return total
 
 
@@ -88,11 +82,14 @@ async def _bytes_per_call(service: Service, client: aioredis.Redis, calls: int) 
     customers = [f"c{i:06d}" for i in range(100)]
     for i in range(1000):  # warm-up: every hash and window exists
         await _call(service, customers[i % 100], f"warm-{i:08d}-4b1d-9e21-a0c4f5d6e7b8")
-    used, streams = (await client.info("memory"))["used_memory"], await _streams_bytes(client)
+    used, streams = (
+        (await client.info("memory"))["used_memory"],
+        await _over_streams(client, "memory_usage"),
+    )
     for i in range(calls):
         await _call(service, customers[i % 100], f"call-{i:08d}-4b1d-9e21-a0c4f5d6e7b8")
     grown = (await client.info("memory"))["used_memory"] - used
-    stream = await _streams_bytes(client) - streams
+    stream = await _over_streams(client, "memory_usage") - streams
     return {
         "calls": calls,
         "retained_bytes_per_call": round((grown - stream) / calls),
@@ -181,10 +178,10 @@ async def _run(
     await store.agree_layout()
     service = Service(store, load_catalog(CATALOG))
     valkey_pid = int((await client.info("server"))["process_id"])
-    _pin(valkey_pid, 1)
+    pin(valkey_pid, HARNESS_CPU)
     assert pg.process is not None
-    _pin(pg.process.pid, 1)
-    _pin(0, 1)
+    pin(pg.process.pid, HARNESS_CPU)
+    pin(0, HARNESS_CPU)
     result: dict[str, Any] = {}
     ledger: Ledger | None = None
     try:
@@ -193,20 +190,20 @@ async def _run(
         print(f"memory: {result['memory']}", file=sys.stderr)
 
         ledger = Ledger(redis.url, pg.url)
-        _pin(ledger.process.pid, 0)
+        pin(ledger.process.pid, SERVER_CPU)
         await _wait_stored(ledger)
         result["idle_1000"] = await _idle(ledger, client, args.idle_s)
         print(f"idle at 1,000 customers: {result['idle_1000']}", file=sys.stderr)
         ledger.stop()
 
         await _customers(service, 1000, args.customers)
-        templates = await _templates_kept(redis.url)
+        templates = await _templates_kept()
         names = [f"c{i:06d}" for i in range(args.customers)]
         for offset in range(0, args.backlog, 5000):
             await _append(client, templates, names, offset, min(5000, args.backlog - offset))
-        waiting = await _waiting(client)
+        waiting = await _over_streams(client, "xlen")  # all of them wait
         ledger = Ledger(redis.url, pg.url)
-        _pin(ledger.process.pid, 0)
+        pin(ledger.process.pid, SERVER_CPU)
         start = time.monotonic()
         await _wait_stored(ledger)
         drain_s = time.monotonic() - start
@@ -232,15 +229,7 @@ async def _run(
     return result
 
 
-async def _waiting(client: aioredis.Redis) -> int:
-    """Entries in the streams now (before the ledger starts: all of them wait)."""
-    total = 0
-    async for key in client.scan_iter(match="cg:{s:*}:events", count=1000):
-        total += await client.xlen(key)
-    return total
-
-
-async def _templates_kept(redis_url: str) -> list[dict[bytes, bytes]]:
+async def _templates_kept() -> list[dict[bytes, bytes]]:
     """Debit entries of real commits, without flushing this Redis as bench.ingest does."""
     with EmbeddedRedis() as scratch:
         return await _templates(scratch.url)

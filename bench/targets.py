@@ -17,8 +17,8 @@ from sidecar.embedded import free_port
 from sidecar.lifecycle import stop_process
 
 __all__ = [
-    "CATALOG", "ROOT", "SERVER_CPU", "Process", "pin_harness", "rss_bytes", "start_baseline",
-    "start_sidecar",
+    "CATALOG", "HARNESS_CPU", "ROOT", "SERVER_CPU", "Process", "pin", "pin_harness",
+    "rss_bytes", "start_baseline", "start_sidecar",
 ]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +35,16 @@ def _two_cores() -> bool:
     return len(os.sched_getaffinity(0)) >= 2 or os.cpu_count() == 2
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Pin process ``pid`` (0: this one, and what it starts after) to ``cpu``, on two cores."""
+    if _two_cores():
+        os.sched_setaffinity(pid, {cpu})
+
+
 def pin_harness() -> None:
     """Pin this process, and so everything it starts after (valkey, the load generator), to
     the harness core."""
-    if _two_cores():
-        os.sched_setaffinity(0, {HARNESS_CPU})
+    pin(0, HARNESS_CPU)
 
 
 def _answers(url: str) -> bool:
@@ -63,8 +68,7 @@ class Process:
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        if _two_cores():
-            os.sched_setaffinity(self.process.pid, {SERVER_CPU})
+        pin(self.process.pid, SERVER_CPU)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

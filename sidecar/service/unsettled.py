@@ -47,11 +47,11 @@ class Unsettled:
 
     def void_later(self, customer: str, idempotency_key: str, reservation_id: str) -> None:
         self._voids[(customer, idempotency_key)] = reservation_id
-        self._bound()
+        self._added()
 
     def repeat_later(self, reservation_id: str, call: Callable[[], Awaitable[object]]) -> None:
         self._repeats[reservation_id] = call
-        self._bound()
+        self._added()
 
     async def settle(self, customer: str, idempotency_key: str) -> None:
         """Before a reserve with this key: undo what an unanswered attempt here may have
@@ -66,7 +66,8 @@ class Unsettled:
         )
         self._voids.pop((customer, idempotency_key), None)
 
-    def _bound(self) -> None:
+    def _added(self) -> None:
+        """Bound what waits (dropping the oldest), and make sure it is being worked on."""
         while len(self) > MAX_UNSETTLED:
             if self._voids:
                 customer, key = next(iter(self._voids))

@@ -10,14 +10,14 @@ pipelines, never a connection each.
 
 Each call has a deadline. A call still queued when it passes is dropped before it is sent
 (it did not run: ``NotSent``); a call sent whose answer has not come by then ends with
-``Unanswered`` (it may have run), and its answer, if it comes later, goes to ``late``.
+``Unanswered`` (it may have run: service/unsettled.py resolves it), and its late answer is
+dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -37,10 +37,6 @@ class Unanswered(TimeoutError):
     """The call was sent and its answer did not come before the deadline: it may have run."""
 
 
-Late = Callable[[tuple[Any, ...], Any], None]
-"""Told the answer (or error) of a call whose caller stopped waiting for it."""
-
-
 class _Call:
     __slots__ = ("args", "future", "sent")
 
@@ -50,6 +46,12 @@ class _Call:
         self.sent = False
 
 
+def _drop_late(done: asyncio.Future[Any]) -> None:
+    """Nobody waits for this answer any more: read its error, so that none is reported."""
+    if not done.cancelled():
+        done.exception()
+
+
 class Batcher:
     """Script calls through ``client``'s pipelines, at most ``lanes`` in flight."""
 
@@ -57,7 +59,6 @@ class Batcher:
         self.client = client
         self.lanes = lanes
         self.queue_max = queue_max
-        self.late: Late | None = None
         self._queue: list[_Call] = []
         self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,15 +78,8 @@ class Batcher:
             if not call.sent:
                 self._queue.remove(call)
                 raise NotSent("the deadline passed before the call was sent") from None
-            call.future.add_done_callback(lambda done: self._tell_late(call, done))
+            call.future.add_done_callback(_drop_late)
             raise Unanswered("sent; no answer before the deadline") from None
-
-    def _tell_late(self, call: _Call, done: asyncio.Future[Any]) -> None:
-        if done.cancelled():
-            return
-        answer = done.exception() or done.result()
-        if self.late is not None:
-            self.late(call.args, answer)
 
     def _start(self) -> None:
         self._busy += 1

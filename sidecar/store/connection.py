@@ -153,33 +153,50 @@ class RedisConnection:
     async def _call(
         self, command: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None
     ) -> Any:
-        """Run one driver command; the one place driver errors become StoreError.
+        """Run one driver command (scripts: ``_script``) within the request's deadline.
 
         ``name`` labels its metrics; the default is the command's own name.
         """
-        label = name or str(getattr(command, "__name__", "command"))
+
+        async def send(deadline: float) -> tuple[Any, int]:
+            loop = asyncio.get_running_loop()
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), deadline - loop.time())
+            else:
+                await self._slots.acquire()
+            started = time.perf_counter_ns()  # the round trip, not the wait for a slot
+            try:
+                return await asyncio.wait_for(command(*args), deadline - loop.time()), started
+            finally:
+                self._slots.release()
+
+        return await self._guarded(name or str(getattr(command, "__name__", "command")), send)
+
+    async def _script(self, script: Script, key: str, arg: bytes) -> bytes:
+        """EVALSHA through the batcher, within the request's deadline."""
+
+        async def send(deadline: float) -> tuple[Any, int]:
+            started = time.perf_counter_ns()  # queueing included: it is the wait a call has
+            return await self.batcher.evalsha(deadline, script.sha, 1, key, arg), started
+
+        return bytes(await self._guarded(script.name, send, script=True))
+
+    async def _guarded(
+        self,
+        label: str,
+        send: Callable[[float], Awaitable[tuple[Any, int]]],
+        *,
+        script: bool = False,
+    ) -> Any:
+        """The one place driver errors become StoreError: metrics, the breaker, up and down."""
         if self.breaker.open:  # Redis is down: answer now, a probe watches for its return
             raise StoreError("Redis is down (checked in the background); retry shortly")
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline()
         _used.set(True)
         try:
-            if command == self.batcher.evalsha:
-                started = time.perf_counter_ns()  # queueing included: it is the wait a call has
-                result = await command(deadline, *args)
-            else:
-                if self._slots.locked():
-                    await asyncio.wait_for(self._slots.acquire(), deadline - loop.time())
-                else:
-                    await self._slots.acquire()
-                started = time.perf_counter_ns()  # the round trip, not the wait for a slot
-                try:
-                    result = await asyncio.wait_for(command(*args), deadline - loop.time())
-                finally:
-                    self._slots.release()
+            result, started = await send(self._deadline())
         except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
-            self._failed(label, error, lua=label in self.scripts)
-            unknown = label in self.scripts and not isinstance(error, NotSent | ResponseError)
+            self._failed(label, error, lua=script)
+            unknown = script and not isinstance(error, NotSent | ResponseError)
             raise StoreError(
                 "Redis is unavailable or failed the command; retry", unknown=unknown
             ) from error
@@ -243,14 +260,13 @@ class RedisConnection:
             wait = min(wait * 2, _MOVE_RETRY_S[1])
 
     async def _evalsha(self, script: Script, key: str, arg: bytes) -> bytes:
-        evalsha = self.batcher.evalsha
         try:
-            return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
+            return await self._script(script, key, arg)
         except StoreError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
         await self._call(self.client.script_load, script.source)
-        return bytes(await self._call(evalsha, script.sha, 1, key, arg, name=script.name))
+        return await self._script(script, key, arg)
 
     def subscriber(self) -> aioredis.Redis:
         """A separate client for pub/sub: it waits for messages, so it has no read timeout.

@@ -310,7 +310,7 @@ def test_the_bundled_redis_appears_only_when_enabled() -> None:
 
 
 def test_the_chart_points_every_process_at_a_cluster_with_the_shards_set() -> None:
-    url = "redis+cluster://redis-cluster.cache.svc:6379"
+    url = "redis+cluster://redis-cluster.cache.svc:7000"
     cluster = render({"redisUrl": {"value": url}, "shards": 1024})
     processes = [c for c in containers(cluster) if c["name"] in ("creditgate", "ledger")]
     assert {c["name"] for c in processes} == {"creditgate", "ledger"}

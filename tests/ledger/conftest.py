@@ -1,4 +1,4 @@
-"""A real PostgreSQL for the ledger tests (embedded, on a free port, never 5432), a fresh
+"""A real PostgreSQL for the ledger tests (embedded, on a free port the OS picks), a fresh
 database per test, and the suite's real valkey-server; sidecars are driven through Service.
 """
 
