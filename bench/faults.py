@@ -20,6 +20,8 @@ class FaultProxy:
         """Each reply chunk is held this long before it is forwarded."""
         self.stalled = False
         """While set, replies are held (not lost); they flow again once it is cleared."""
+        self.refusing = False
+        """While set, Redis is down as far as clients can tell: every connection is closed."""
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -43,6 +45,12 @@ class FaultProxy:
         else:
             self._flowing.set()
 
+    def down(self, on: bool) -> None:
+        """Redis unreachable (connections dropped, new ones closed at once), or back."""
+        self.refusing = on
+        if on:
+            self.drop()
+
     def drop(self) -> None:
         """Close every connection now (replies in flight are lost)."""
         for writer in list(self._writers):
@@ -65,6 +73,9 @@ class FaultProxy:
         if handler is not None:
             self._handlers.add(handler)
             handler.add_done_callback(self._handlers.discard)
+        if self.refusing:
+            client_w.transport.abort()
+            return
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:

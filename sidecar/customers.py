@@ -20,8 +20,9 @@ from sidecar.catalog.spec import ContractSpec
 from sidecar.engine.customer import CustomerSnapshot
 from sidecar.engine.periods import month_end_ms, period_ids
 from sidecar.errors import CreditgateError
+from sidecar.settings import FALLBACK_CUSTOMER_TTL_S
 from sidecar.store import layout
-from sidecar.store.redis_store import RedisStore
+from sidecar.store.redis_store import RedisStore, StoredCustomer
 
 __all__ = ["CustomerDirectory"]
 
@@ -36,11 +37,20 @@ class CustomerDirectory:
     change. While the change feed is down the cache is bypassed, so it never lags far behind.
     """
 
-    def __init__(self, store: RedisStore, *, max_entries: int = 100_000, ttl_s: float = 30.0):
+    def __init__(
+        self,
+        store: RedisStore,
+        *,
+        max_entries: int = 100_000,
+        ttl_s: float = 30.0,
+        known_ttl_s: float = FALLBACK_CUSTOMER_TTL_S,
+    ):
         self.store = store
         self._cache: TTLCache[str, tuple[tuple[str, str], CustomerSnapshot]] = TTLCache(
             max_entries, ttl_s
         )
+        self._known: TTLCache[str, StoredCustomer] = TTLCache(max_entries, known_ttl_s)
+        """The customer as last read from Redis, for deciding in fallback while it is down."""
         self._trusted = True
         self.hits = 0
         self.misses = 0
@@ -50,6 +60,16 @@ class CustomerDirectory:
 
     def invalidate(self, customer: str) -> None:
         self._cache.pop(customer, None)
+        self._known.pop(customer, None)
+
+    def last_known(self, customer: str, catalog: Catalog) -> CustomerSnapshot | None:
+        """The customer as last read from Redis (within ``known_ttl_s``), for fallback: None
+        when this sidecar has not read it."""
+        stored = self._known.get(customer)
+        if stored is None:
+            return None
+        overrides = self._overrides(customer, stored.overrides, catalog)
+        return CustomerSnapshot(id=customer, plan=stored.plan, overrides=overrides)
 
     async def changed(self, customer: str) -> None:
         """Forget ``customer`` here and tell every other sidecar on this Redis to forget it."""
@@ -91,6 +111,7 @@ class CustomerDirectory:
         stored = await self.store.get_customer(customer)
         if stored is None:
             return None
+        self._known[customer] = stored
         if stored.granted_month != month and stored.plan in catalog.plans:
             await self.issue_plan_grants(customer, stored.plan, catalog, now_ms)
         overrides = self._overrides(customer, stored.overrides, catalog)

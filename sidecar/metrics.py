@@ -50,6 +50,13 @@ class Metrics:
             ["operation", "reason"],
             registry=registry,
         )
+        self.fallback_decisions = Counter(
+            "creditgate_fallback_decisions",
+            "Answers decided by the sidecar alone while Redis could not answer (features with "
+            "on_store_unavailable: allow), by operation and outcome.",
+            ["operation", "outcome"],
+            registry=registry,
+        )
         self.request_errors = Counter(
             "creditgate_request_errors",
             "Requests answered with an error (bad input, not found, auth, store, internal), "
@@ -100,8 +107,12 @@ class Metrics:
             registry=registry,
         )  # fmt: skip
 
-    def decided(self, operation: str, outcome: str, reason: str, started_ns: int) -> None:
+    def decided(
+        self, operation: str, outcome: str, reason: str, started_ns: int, *, fallback: bool = False
+    ) -> None:
         """Count an answer timed from ``started_ns`` (``time.perf_counter_ns()``)."""
+        if fallback:
+            self.fallback_decisions.labels(operation, outcome).inc()
         elapsed = seconds_since(started_ns)
         key = (operation, outcome, reason)
         children = self._decided.get(key)

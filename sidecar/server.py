@@ -26,6 +26,7 @@ from sidecar.logs import redacted
 from sidecar.reload import CatalogWatcher
 from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
+from sidecar.service.spool import Spool
 from sidecar.settings import Settings
 from sidecar.store.redis_store import RedisStore
 
@@ -61,9 +62,19 @@ class Sidecar:
             idempotency_window_ms=settings.idempotency_window_ms,
         )
         self.customers = CustomerDirectory(
-            self.store, max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
+            self.store,
+            max_entries=settings.cache_max_entries,
+            ttl_s=settings.cache_ttl_s,
+            known_ttl_s=settings.fallback_customer_ttl_s,
         )
-        self.service = Service(self.store, load_catalog(settings.catalog), customers=self.customers)
+        spool = Spool(
+            settings.spool_dir,
+            max_entries=settings.spool_max_entries,
+            max_bytes=settings.spool_max_bytes,
+        )
+        self.service = Service(
+            self.store, load_catalog(settings.catalog), customers=self.customers, spool=spool
+        )
         self._runners: list[web.AppRunner] = []
         self._grpc_servers: list[grpc.aio.Server] = []
         self.watcher = catalog_watcher(
@@ -85,6 +96,12 @@ class Sidecar:
         return int(runner.addresses[0][1])
 
     async def start(self) -> None:
+        if self.settings.spool_dir is None:
+            log.warning(
+                "no --spool-dir: calls answered in fallback and commits Redis never answered "
+                "are kept in memory only, and lost if this process dies"
+            )
+        await self.service.fallback.load()  # what a killed predecessor left is replayed
         await self.store.agree_layout(self.settings.shards)
         await self.store.warm()
         subscribed = asyncio.Event()
@@ -140,7 +157,7 @@ class Sidecar:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.service.unsettled.close()
+        await self.service.close()
         await self.store.close()
 
 

@@ -20,6 +20,12 @@ __all__ = [
 
 T = TypeVar("T", bound=msgspec.Struct)
 
+SPOOL_MAX_ENTRIES = 100_000
+SPOOL_MAX_BYTES = 64 * 1024 * 1024
+"""Default bounds of the spool (service/spool.py): a spooled call takes about 1 KB."""
+FALLBACK_CUSTOMER_TTL_S = 3600
+"""How long a customer read from Redis may still be decided in fallback (plan, contract)."""
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     catalog: str
@@ -54,6 +60,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     so the API can stay on localhost; None: none (``/metrics`` is on the public port too)."""
     catalog_reload_ms: int = 2000
     """How often the catalog file is checked for a change; 0: never."""
+    spool_dir: str | None = None
+    """Directory of the durable spool (service/spool.py): calls answered in fallback and
+    commits Redis never answered, replayed when it answers. None: in memory, lost on a crash."""
+    spool_max_entries: int = SPOOL_MAX_ENTRIES
+    spool_max_bytes: int = SPOOL_MAX_BYTES
+    fallback_customer_ttl_s: int = FALLBACK_CUSTOMER_TTL_S
+    """How long after it was last read from Redis a customer may be decided in fallback."""
 
 
 REDIS_HELP = (
@@ -91,6 +104,20 @@ _HELP = {
     "metrics_host": "address of the metrics listener (default 127.0.0.1)",
     "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
     "catalog_reload_ms": "check the catalog file for changes this often; 0: never (default 2000)",
+    "spool_dir": (
+        "directory of the durable spool of calls Redis has not applied (fallback answers, "
+        "commits it never answered), replayed when it answers; default: in memory, lost on "
+        "a crash"
+    ),
+    "spool_max_entries": (
+        "calls the spool may hold; when full, features fall back to deny "
+        f"(default {SPOOL_MAX_ENTRIES})"
+    ),
+    "spool_max_bytes": f"bytes the spool may hold (default {SPOOL_MAX_BYTES})",
+    "fallback_customer_ttl_s": (
+        "a customer last read from Redis this many seconds ago may still be decided in "
+        f"fallback (default {FALLBACK_CUSTOMER_TTL_S})"
+    ),
 }
 
 
@@ -194,7 +221,8 @@ def settings_from(
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
         settings, "cache_max_entries", "cache_ttl_s", "redis_timeout_ms", "max_body_bytes",
-        "idempotency_window_ms", "redis_deadline_ms",
+        "idempotency_window_ms", "redis_deadline_ms", "spool_max_entries", "spool_max_bytes",
+        "fallback_customer_ttl_s",
     )  # fmt: skip
     SOURCE.check_redis(settings)
     SOURCE.check_token(settings, "admin_token")

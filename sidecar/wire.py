@@ -26,6 +26,7 @@ __all__ = [
     "CommitRequest",
     "CommitResponse",
     "CustomerResponse",
+    "DecidedBy",
     "GrantRequest",
     "GrantResponse",
     "Reason",
@@ -66,6 +67,11 @@ REASONS: tuple[Reason, ...] = (
 )
 
 
+DecidedBy = Literal["store", "fallback"]
+"""``fallback``: answered by the sidecar alone while Redis could not answer (a feature with
+``on_store_unavailable: allow``); applied to Redis when it answers again."""
+
+
 class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
 
@@ -101,6 +107,7 @@ class ReserveResponse(_Response, frozen=True):
     catalog_version: str = ""
     scope: str | None = None
     """The budget or limit that denied, e.g. ``team:eng/month``."""
+    decided_by: DecidedBy = "store"
 
 
 class CommitRequest(_Request, frozen=True):
@@ -130,6 +137,7 @@ class CommitResponse(_Response, frozen=True):
     """Cost no credit bucket covered: billed as overage on the customer."""
     burned: list[BurnedCredits] = []
     catalog_version: str = ""
+    decided_by: DecidedBy = "store"
 
 
 class ReleaseRequest(_Request, frozen=True):
@@ -139,6 +147,7 @@ class ReleaseRequest(_Request, frozen=True):
 class ReleaseResponse(_Response, frozen=True):
     result: Literal["released", "already_released", "already_committed", "expired"]
     released: str = "0.000000000"
+    decided_by: DecidedBy = "store"
 
 
 class CheckRequest(_Request, frozen=True):
@@ -159,6 +168,7 @@ class CheckResponse(_Response, frozen=True):
     remaining: int | None = None
     """Metered features with a limit: units left in the current period."""
     catalog_version: str = ""
+    decided_by: DecidedBy = "store"
 
 
 class BucketState(_Response, frozen=True):

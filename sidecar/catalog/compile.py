@@ -10,13 +10,14 @@ from sidecar.catalog.model import (
     Catalog,
     Contract,
     CreditType,
+    Fallback,
     Feature,
     Grant,
     Plan,
     PlanFeature,
     RateLimit,
 )
-from sidecar.catalog.spec import CatalogSpec, ContractSpec, PlanSpec
+from sidecar.catalog.spec import CatalogSpec, ContractSpec, FeatureSpec, PlanSpec
 from sidecar.errors import CatalogError, InvalidInput
 from sidecar.ids import ID_RULE, is_id
 from sidecar.money import MAX_INT64, parse_credits, parse_price
@@ -170,6 +171,7 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
             id=feature_id,
             type=feature.type,
             counts=tuple(feature.counts or ()),
+            fallback=_fallback(check, path, feature),
         )
 
     plans = {
@@ -194,6 +196,31 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         features=features,
         plans=plans,
         contracts=contracts,
+    )
+
+
+def _fallback(check: _Checker, path: str, feature: FeatureSpec) -> Fallback | None:
+    if feature.on_store_unavailable == "deny":
+        for name in ("overdraft", "overdraft_per_call"):
+            if getattr(feature, name) is not None:
+                raise check.fail(
+                    f"{path}.{name}",
+                    f"{name} applies to on_store_unavailable: allow",
+                    f"remove {name}, or set on_store_unavailable: allow",
+                )
+        return None
+    if feature.overdraft is None:
+        raise check.fail(
+            f"{path}.overdraft",
+            "on_store_unavailable: allow has no overdraft",
+            'add overdraft: "5" (credits one customer may spend per sidecar while Redis is down)',
+        )
+    per_call = feature.overdraft_per_call
+    return Fallback(
+        overdraft_nanos=check.credits(f"{path}.overdraft", feature.overdraft, positive=True),
+        per_call_nanos=None
+        if per_call is None
+        else check.credits(f"{path}.overdraft_per_call", per_call, positive=True),
     )
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "Catalog",
     "Contract",
     "CreditType",
+    "Fallback",
     "Feature",
     "Grant",
     "Period",
@@ -38,10 +39,20 @@ class CreditType(_Model, frozen=True):
     models: frozenset[str] | None
 
 
+class Fallback(_Model, frozen=True):
+    """How a feature is decided while Redis cannot answer: in process, within these caps."""
+
+    overdraft_nanos: int
+    """Per customer and sidecar: what fallback holds and commits not yet replayed may add to."""
+    per_call_nanos: int | None
+
+
 class Feature(_Model, frozen=True):
     id: str
     type: Literal["boolean", "config", "metered"]
     counts: tuple[str, ...]
+    fallback: Fallback | None = None
+    """None: denied (``store_unavailable``) while Redis cannot answer."""
 
 
 class PlanFeature(_Model, frozen=True):

@@ -61,6 +61,14 @@ class FeatureSpec(_Spec, frozen=True):
     """Metered features: the name of what is counted (tokens, steps, tickets)."""
     counts: list[str] | None = None
     """Metered features: the unit kinds that count toward the limit."""
+    on_store_unavailable: Literal["deny", "allow"] = "deny"
+    """While Redis cannot answer: deny (``store_unavailable``), or allow from the cached
+    customer and catalog, within ``overdraft`` (docs/design.md, "Fallback")."""
+    overdraft: str | None = None
+    """``allow`` only, required: credits one customer may spend on this feature per sidecar
+    while Redis cannot answer (holds and commits decided in fallback, not yet replayed)."""
+    overdraft_per_call: str | None = None
+    """``allow`` only: the largest hold one call may get in fallback; absent: no such cap."""
 
 
 class PlanFeatureSpec(_Spec, frozen=True):

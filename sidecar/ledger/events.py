@@ -12,6 +12,7 @@ that one bad entry never blocks the ones behind it and nothing is silently dropp
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import msgspec
 
@@ -72,6 +73,7 @@ class Debit(msgspec.Struct, frozen=True, kw_only=True):
     """JSON text of the caller's tags, validated."""
     reserved_ms: int
     ts_ms: int
+    decided_by: Literal["store", "fallback"] = "store"
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,7 +201,14 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
         tags=_json(_tags, f, b"tags"),
         reserved_ms=reserved_ms(f[b"event_id"], ts),
         ts_ms=ts,
+        decided_by=_decided_by(f.get(b"decided_by", "store")),
     )
+
+
+def _decided_by(text: str) -> Literal["store", "fallback"]:
+    if text not in ("store", "fallback"):
+        raise ValueError(f"decided_by is neither store nor fallback: {text!r}")
+    return "fallback" if text == "fallback" else "store"
 
 
 def _grant(stream: StreamId, f: Fields) -> Grant:

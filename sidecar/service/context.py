@@ -15,8 +15,9 @@ from sidecar.engine.customer import CustomerSnapshot
 from sidecar.errors import NotFound
 from sidecar.ids import check_id
 from sidecar.metrics import Metrics, counter, gauge
+from sidecar.service.fallback import Fallbacks, LocalHold
+from sidecar.service.spool import Spool
 from sidecar.service.unsettled import Unsettled
-from sidecar.store.records import Attribution
 from sidecar.store.redis_store import RedisStore
 from sidecar.times import wall_clock_ms
 
@@ -25,8 +26,8 @@ __all__ = ["Context"]
 LOCAL_HOLDS_MAX = 100_000
 
 
-def _hold_expiry(_rid: str, hold: tuple[Attribution, int], _now: object) -> int:
-    return hold[1]
+def _hold_expiry(_rid: str, hold: LocalHold, _now: object) -> int:
+    return hold.expires_at_ms
 
 
 class Context:
@@ -37,6 +38,7 @@ class Context:
         *,
         clock: Callable[[], int] = wall_clock_ms,
         customers: CustomerDirectory | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.store = store
         self.metrics: Metrics = store.metrics
@@ -45,12 +47,14 @@ class Context:
         self.clock = clock
         # Not `customers or ...`: an empty directory has len 0, so it is falsy.
         self.customers = customers if customers is not None else CustomerDirectory(store)
-        # Attribution and expiry of the holds placed here, so their commit needs no extra read.
-        self.holds: TLRUCache[str, tuple[Attribution, int]] = TLRUCache(
+        # The holds placed here, so that their commit needs no extra read.
+        self.holds: TLRUCache[str, LocalHold] = TLRUCache(
             LOCAL_HOLDS_MAX, _hold_expiry, timer=clock
         )
         self.unsettled = Unsettled(store, clock)
-        """Calls sent to Redis that it never answered: resolved in the background."""
+        """Reserves sent to Redis that it never answered: voided in the background."""
+        self.fallback = Fallbacks(store, spool if spool is not None else Spool(None))
+        """Calls answered while Redis could not, and commits it never answered: replayed."""
         self.metrics.watch(self._state)
 
     def _state(self) -> Iterator[Metric]:
@@ -72,10 +76,15 @@ class Context:
         )
         yield gauge(
             "creditgate_unsettled_calls",
-            "Calls Redis never answered, being resolved (holds to void, commits and releases "
-            "to repeat).",
+            "Reserves Redis never answered, whose holds are being voided.",
             len(self.unsettled),
         )
+        yield from self.fallback.metrics()
+
+    async def close(self) -> None:
+        """Last tries at what Redis has not answered; the spool keeps the rest for next start."""
+        await self.unsettled.close()
+        await self.fallback.close()
 
     def swap_catalog(self, catalog: Catalog) -> None:
         """Replace the catalog whole; requests in flight keep the one they started with."""

@@ -1,7 +1,9 @@
 """The hot path: check, reserve, commit, release.
 
 Deciding what can be decided locally is the engine's job, moving money atomically is the
-store's; this layer wires them together and turns store trouble into ``store_unavailable``.
+store's; this layer wires them together and, when Redis cannot answer, either answers
+``store_unavailable`` or, for a feature that allows it, decides in fallback
+(service/fallback.py).
 """
 
 from __future__ import annotations
@@ -14,21 +16,27 @@ from typing import TypeVar
 
 import msgspec
 
+from sidecar.catalog.model import Catalog, Fallback
+from sidecar.engine.customer import CustomerSnapshot
 from sidecar.engine.decide import (
     Denial,
+    ParsedReserve,
     parse_reserve,
     plan_check,
     plan_reserve,
     validate_check,
 )
 from sidecar.engine.periods import period_ids
-from sidecar.engine.settle import NO_CHARGE, plan_commit
-from sidecar.engine.usage import parse_usage
+from sidecar.engine.settle import NO_CHARGE, Charge, plan_commit
+from sidecar.engine.usage import Usage, parse_usage
 from sidecar.errors import InvalidInput, NotFound, OutcomeUnknown, RequestError, StoreError
 from sidecar.money import format_credits
 from sidecar.reservations import customer_of, new_reservation_id
 from sidecar.service.context import Context
-from sidecar.store.records import Attribution, CommitReply
+from sidecar.service.fallback import LocalHold
+from sidecar.service.overdraft import Pending
+from sidecar.service.spool import SpooledCommit, SpooledRelease
+from sidecar.store.records import Attribution
 from sidecar.wire import (
     BurnedCredits,
     CheckRequest,
@@ -46,8 +54,9 @@ __all__ = ["Decisions"]
 log = logging.getLogger(__name__)
 
 Q = TypeVar("Q")
-R = TypeVar("R")
+R = TypeVar("R", bound="Answer")
 T = TypeVar("T")
+Answer = CheckResponse | ReserveResponse | CommitResponse | ReleaseResponse
 Operation = Callable[["Decisions", Q], Awaitable[R]]
 
 
@@ -68,7 +77,9 @@ def _measured(operation: str) -> Callable[[Operation[Q, R]], Operation[Q, R]]:
             except Exception:
                 self.metrics.decided(operation, "internal", "internal", started)
                 raise
-            self.metrics.decided(operation, *_answer(response), started)
+            self.metrics.decided(
+                operation, *_answer(response), started, fallback=response.decided_by == "fallback"
+            )
             return response
 
         return measured
@@ -76,12 +87,18 @@ def _measured(operation: str) -> Callable[[Operation[Q, R]], Operation[Q, R]]:
     return wrap
 
 
-def _answer(response: object) -> tuple[str, str]:
+def _answer(response: Answer) -> tuple[str, str]:
     """(outcome, reason) of a response: allowed or denied with its reason, or settled."""
     if isinstance(response, CheckResponse | ReserveResponse):
         return ("allowed" if response.allowed else "denied"), response.reason
     assert isinstance(response, CommitResponse | ReleaseResponse)
     return "settled", response.result
+
+
+def _policy(catalog: Catalog, feature: str) -> Fallback | None:
+    """How ``feature`` is decided while Redis cannot answer: None for ``deny``."""
+    spec = catalog.features.get(feature)
+    return None if spec is None else spec.fallback
 
 
 def _context(request: ReserveRequest, version: str) -> dict[str, str]:
@@ -121,10 +138,7 @@ class Decisions(Context):
         try:
             customer = await self.customer(request.customer, catalog, now)
         except StoreError:
-            log.debug("reserve: store unavailable", extra=_context(request, version))
-            return ReserveResponse(
-                allowed=False, reason="store_unavailable", catalog_version=version
-            )
+            return await self._reserve_in_fallback(parsed, catalog, now, None)
         if customer is None:
             return ReserveResponse(
                 allowed=False, reason="unknown_customer", catalog_version=version
@@ -148,16 +162,13 @@ class Decisions(Context):
         except StoreError as error:
             if error.unknown:  # it may have placed a hold: voided once Redis answers
                 self.unsettled.void_later(customer.id, key, reservation_id)
-            log.debug("reserve: store unavailable", extra=_context(request, version))
-            return ReserveResponse(
-                allowed=False, reason="store_unavailable", catalog_version=version
-            )
+            return await self._reserve_in_fallback(parsed, catalog, now, customer)
         if not out.allowed:
             return ReserveResponse(
                 allowed=False, reason=out.reason, scope=out.scope, catalog_version=version
             )
         if out.reservation_id == reservation_id:  # not a replay of an earlier request
-            self.holds[reservation_id] = (attribution, decision.expires_at_ms)
+            self.holds[reservation_id] = LocalHold(attribution, decision.expires_at_ms, out.held)
         return ReserveResponse(
             allowed=True,
             reason="ok",
@@ -168,36 +179,82 @@ class Decisions(Context):
             catalog_version=version,
         )
 
+    async def _reserve_in_fallback(
+        self,
+        parsed: ParsedReserve,
+        catalog: Catalog,
+        now: int,
+        customer: CustomerSnapshot | None,
+    ) -> ReserveResponse:
+        """Redis could not answer: ``store_unavailable``, or decided here if the feature
+        allows it and this sidecar has read the customer."""
+        request, version = parsed.request, catalog.version
+        log.debug("reserve: store unavailable", extra=_context(request, version))
+        policy = _policy(catalog, request.feature)
+        if policy is not None and customer is None:
+            customer = self.customers.last_known(request.customer, catalog)
+        if policy is None or customer is None:
+            return ReserveResponse(
+                allowed=False, reason="store_unavailable", catalog_version=version
+            )
+        decision = plan_reserve(catalog, customer, parsed, now)
+        if isinstance(decision, Denial):
+            return ReserveResponse(
+                allowed=False, reason=decision.reason, catalog_version=version,
+                decided_by="fallback",
+            )  # fmt: skip
+        return await self.fallback.reserve(
+            policy,
+            decision,
+            attribution=_attribution(request, customer.id),
+            reservation_id=new_reservation_id(customer.id, now),
+            idempotency_key=request.idempotency_key,
+            now_ms=now,
+            catalog_version=version,
+        )
+
     @_measured("commit")
     async def commit(self, request: CommitRequest) -> CommitResponse:
         rid = _required_rid(request.reservation_id)
         customer_id = customer_of(rid)
         catalog, now = self.catalog, self.clock()
+        version = catalog.version
         usage = parse_usage(catalog, request.units, request.amount)
-        hold = self.holds.get(rid)
-        attribution = hold[0] if hold else await self.store.hold_attribution(customer_id, rid)
-        if attribution is None:  # resolved, or never placed: the store answers from its record
-            charge = NO_CHARGE
-        else:
-            customer = await self.customers.get(customer_id, catalog, now)
-            if customer is None:
-                raise NotFound("reservation_id", f"no reservation {rid!r}")
-            charge = plan_commit(
-                catalog, customer, model=attribution.model, feature=attribution.feature,
-                usage=usage,
-            )  # fmt: skip
-
-        def again() -> Awaitable[CommitReply]:
-            return self.store.commit(
-                customer_id, rid, charge=charge, catalog_version=catalog.version, now_ms=now
+        call = self.fallback.knows(rid)
+        if call is not None:  # settled here, after what is spooled about it
+            charge = await self._charge(catalog, call.attribution, usage, now)
+            return await self.fallback.commit(
+                rid, call, charge, catalog_version=version, now_ms=now
             )
+        hold = self.holds.get(rid)
+        attribution = (
+            hold.attribution if hold else await self.store.hold_attribution(customer_id, rid)
+        )
+        # Resolved, or never placed: the store answers from its record.
+        charge = NO_CHARGE if attribution is None else await self._charge(
+            catalog, attribution, usage, now
+        )  # fmt: skip
+        try:
+            out = await self.store.commit(
+                customer_id, rid, charge=charge, catalog_version=version, now_ms=now
+            )
+        except StoreError as error:
 
-        out = await self._settled("commit", rid, again)
+            async def here(call: Pending) -> CommitResponse:
+                return await self.fallback.commit(
+                    rid, call, charge, catalog_version=version, now_ms=now
+                )
+
+            entry = SpooledCommit(
+                customer=customer_id, reservation_id=rid, now_ms=now, charge=charge,
+                catalog_version=version,
+            )  # fmt: skip
+            return await self._unanswered("commit", error, rid, here, entry)
         if out.result == "not_found":
             raise NotFound("reservation_id", f"no reservation {rid!r}")
         self.holds.pop(rid, None)
         if out.result == "already_released":
-            return CommitResponse(result="already_released", catalog_version=catalog.version)
+            return CommitResponse(result="already_released", catalog_version=version)
         return CommitResponse(
             result=out.result,
             cost=format_credits(out.cost),
@@ -211,29 +268,71 @@ class Decisions(Context):
                 )
                 for b in out.burned
             ],
-            catalog_version=catalog.version,
+            catalog_version=version,
+        )
+
+    async def _charge(
+        self, catalog: Catalog, attribution: Attribution, usage: Usage, now: int
+    ) -> Charge:
+        """What the usage costs the hold's customer (as last read, while Redis is down)."""
+        customer_id = attribution.customer
+        try:
+            customer = await self.customers.get(customer_id, catalog, now)
+        except StoreError:
+            customer = self.customers.last_known(customer_id, catalog)
+            if customer is None:
+                raise
+        if customer is None:
+            raise NotFound("reservation_id", f"no customer {customer_id!r} for this reservation")
+        return plan_commit(
+            catalog, customer, model=attribution.model, feature=attribution.feature, usage=usage
         )
 
     @_measured("release")
     async def release(self, request: ReleaseRequest) -> ReleaseResponse:
         rid = _required_rid(request.reservation_id)
         customer_id, now = customer_of(rid), self.clock()
-        out = await self._settled("release", rid, lambda: self.store.release(customer_id, rid, now))
+        call = self.fallback.knows(rid)
+        if call is not None:
+            return await self.fallback.release(rid, call, now_ms=now)
+        try:
+            out = await self.store.release(customer_id, rid, now)
+        except StoreError as error:
+
+            async def here(call: Pending) -> ReleaseResponse:
+                return await self.fallback.release(rid, call, now_ms=now)
+
+            entry = SpooledRelease(customer=customer_id, reservation_id=rid, now_ms=now)
+            return await self._unanswered("release", error, rid, here, entry)
         if out.result == "not_found":
             raise NotFound("reservation_id", f"no reservation {rid!r}")
         self.holds.pop(rid, None)
         return ReleaseResponse(result=out.result, released=format_credits(out.released))
 
-    async def _settled(self, operation: str, rid: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run a commit or release; if Redis never answered, it is sent again in the
-        background until it does, and the caller is told the outcome is unknown."""
-        try:
-            return await call()
-        except StoreError as error:
-            if not error.unknown:
-                raise
-            self.unsettled.repeat_later(rid, call)
-            raise OutcomeUnknown.of(operation) from error
+    async def _unanswered(
+        self,
+        operation: str,
+        error: StoreError,
+        rid: str,
+        here: Callable[[Pending], Awaitable[T]],
+        entry: SpooledCommit | SpooledRelease,
+    ) -> T:
+        """Redis did not answer a commit or release. A hold placed here for a feature that
+        allows it is settled ``here``, in fallback; otherwise a call that may have applied is
+        spooled (replayed until Redis answers: the first answer stands) and the caller told
+        the outcome is unknown, and one that was never sent is ``store_unavailable``."""
+        hold = self.holds.get(rid)
+        if (
+            hold is not None
+            and _policy(self.catalog, hold.attribution.feature) is not None
+            and self.fallback.spool.has_room()
+        ):
+            self.holds.pop(rid, None)
+            return await here(self.fallback.adopt(rid, hold))
+        if not error.unknown:
+            raise error
+        await self.fallback.unknown(entry)
+        raise OutcomeUnknown.of(operation) from error
 
     @_measured("check")
     async def check(self, request: CheckRequest) -> CheckResponse:
@@ -243,7 +342,7 @@ class Decisions(Context):
         try:
             customer = await self.customer(request.customer, catalog, now)
         except StoreError:
-            return CheckResponse(allowed=False, reason="store_unavailable", catalog_version=version)
+            return self._check_in_fallback(request, catalog, None)
         if customer is None:
             return CheckResponse(allowed=False, reason="unknown_customer", catalog_version=version)
         decision = plan_check(catalog, customer, request)
@@ -259,7 +358,7 @@ class Decisions(Context):
                 customer.id, period_ids(now).of(quota.period), quota.feature
             )
         except StoreError:
-            return CheckResponse(allowed=False, reason="store_unavailable", catalog_version=version)
+            return self._check_in_fallback(request, catalog, customer)
         remaining = max(0, quota.limit - in_use)
         return CheckResponse(
             allowed=remaining > 0,
@@ -267,3 +366,20 @@ class Decisions(Context):
             remaining=remaining,
             catalog_version=version,
         )
+
+    def _check_in_fallback(
+        self, request: CheckRequest, catalog: Catalog, customer: CustomerSnapshot | None
+    ) -> CheckResponse:
+        """Redis could not answer: ``store_unavailable``, or the entitlement as the catalog
+        and the customer last read say (a quota's use unknown: no ``remaining``)."""
+        version = catalog.version
+        policy = _policy(catalog, request.feature)
+        if policy is not None and customer is None:
+            customer = self.customers.last_known(request.customer, catalog)
+        if policy is None or customer is None:
+            return CheckResponse(allowed=False, reason="store_unavailable", catalog_version=version)
+        decision = plan_check(catalog, customer, request)
+        return CheckResponse(
+            allowed=decision.reason == "ok", reason=decision.reason, value=decision.value,
+            catalog_version=version, decided_by="fallback",
+        )  # fmt: skip

@@ -42,6 +42,9 @@ class Attribution(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     agent: str | None = None
     session: str | None = None
     model: str | None = None
+    decided_by: Literal["store", "fallback"] = "store"
+    """``fallback``: the reserve was answered by the sidecar while Redis could not, and
+    replayed later (service/fallback.py)."""
 
 
 class ReserveReply(msgspec.Struct, frozen=True, kw_only=True):

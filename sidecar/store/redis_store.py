@@ -64,7 +64,10 @@ class RedisStore(RedisConnection):
         idempotency_key: str,
         now_ms: int,
         attribution: Attribution,
+        force: bool = False,
     ) -> ReserveReply:
+        """Place a hold if every cap allows it; ``force``: place it whatever the caps say (the
+        replay of a reserve already answered allowed in fallback)."""
         periods = period_ids(now_ms)
         window = layout.record_window(now_ms)
         # A first attempt of this request was placed within the window or while its hold,
@@ -100,6 +103,8 @@ class RedisStore(RedisConnection):
             "month": periods.month,
             "ev": attribution,
         }
+        if force:
+            payload["force"] = True
         if plan.session is not None:
             payload["session"] = plan.session
             if plan.session_budget_nanos is not None:

@@ -69,6 +69,12 @@ REJECTED = [
         "unknown unit kind 'image_tokens'",
     ),
     ("priority_too_large.yaml", "credit_types.paid.priority", "above 999999"),
+    ("allow_without_overdraft.yaml", "features.chat.overdraft", "allow has no overdraft"),
+    (
+        "overdraft_on_deny.yaml",
+        "features.chat.overdraft_per_call",
+        "applies to on_store_unavailable: allow",
+    ),
 ]
 
 

@@ -272,6 +272,18 @@ def test_the_catalog_is_mounted_as_a_directory(manifests: list[Manifest]) -> Non
                 assert env(container)["CREDITGATE_CATALOG"].startswith(mount["mountPath"] + "/")
 
 
+def test_the_sidecar_spools_to_an_emptydir_of_its_pod(manifests: list[Manifest]) -> None:
+    for spec in pod_specs(manifests):
+        sidecars = [c for c in spec.get("initContainers", []) + spec.get("containers", [])
+                    if "env" in c and "CREDITGATE_SPOOL_DIR" in env(c)]  # fmt: skip
+        for container in sidecars:
+            [mount] = [m for m in container["volumeMounts"] if m["name"] == "creditgate-spool"]
+            assert env(container)["CREDITGATE_SPOOL_DIR"] == mount["mountPath"]
+            [volume] = [v for v in spec["volumes"] if v["name"] == "creditgate-spool"]
+            assert volume["emptyDir"]["sizeLimit"] == "128Mi"
+            assert int(env(container)["CREDITGATE_SPOOL_MAX_BYTES"]) < 128 * 1024 * 1024
+
+
 def test_creditgate_containers_run_non_root_read_only(
     manifests: list[Manifest],
 ) -> None:

@@ -60,6 +60,7 @@ async def test_check_answers_config_values_and_metered_remaining(api: Api) -> No
         "value": CATALOG["plans"]["pro"]["features"]["max_context_tokens"]["value"],
         "remaining": None,
         "catalog_version": version,
+        "decided_by": "store",
     }
     chat = await api.ok("/v1/check", {"customer": "acme", "feature": "chat", "model": MODEL})
     assert chat == {
@@ -68,6 +69,7 @@ async def test_check_answers_config_values_and_metered_remaining(api: Api) -> No
         "value": None,
         "remaining": CHAT_LIMIT,
         "catalog_version": version,
+        "decided_by": "store",
     }
     # Held tokens count against the quota at once; check itself moves nothing.
     await api.ok("/v1/reserve", _reserve("q-1"))
@@ -99,6 +101,7 @@ async def test_reserve_commit_and_a_second_commit(api: Api, store: RedisStore) -
         },
         "soft_limits_hit": [],
         "catalog_version": version,
+        "decided_by": "store",
         "scope": None,
     }
     # A retry of the same reserve returns the first answer and holds nothing twice.
@@ -122,6 +125,7 @@ async def test_reserve_commit_and_a_second_commit(api: Api, store: RedisStore) -
         # included (priority 5) burns before paid (priority 10).
         "burned": [{"grant_id": included_id, "credit_type": "included", "amount": credits(actual)}],
         "catalog_version": version,
+        "decided_by": "store",
     }
     assert committed == {"result": "committed", **first}
     assert credits(actual) == "0.000364200"
@@ -208,15 +212,15 @@ async def test_release_answers_each_outcome(api: Api) -> None:
     assert (await api.ok("/v1/balance?customer=acme"))["held"] == credits(hold)
 
     released = await api.ok("/v1/release", {"reservation_id": rid})
-    assert released == {"result": "released", "released": credits(hold)}
+    assert released == {"result": "released", "released": credits(hold), "decided_by": "store"}
     balance = await api.ok("/v1/balance?customer=acme")
     assert balance["held"] == credits(0)
     assert balance["balance"] == credits(INCLUDED + PAID - cost(MODEL, ACTUAL))
 
     again = await api.ok("/v1/release", {"reservation_id": rid})
-    assert again == {"result": "already_released", "released": credits(0)}
+    assert again == {"result": "already_released", "released": credits(0), "decided_by": "store"}
     late = await api.ok("/v1/release", {"reservation_id": committed})
-    assert late == {"result": "already_committed", "released": credits(0)}
+    assert late == {"result": "already_committed", "released": credits(0), "decided_by": "store"}
     commit_released = await api.ok("/v1/commit", {"reservation_id": rid, "units": ACTUAL})
     assert commit_released["result"] == "already_released"
     assert commit_released["cost"] == credits(0)
@@ -224,7 +228,7 @@ async def test_release_answers_each_outcome(api: Api) -> None:
     short = (await api.ok("/v1/reserve", _reserve("r-expired", ttl_ms=1)))["reservation_id"]
     await asyncio.sleep(0.05)
     expired = await api.ok("/v1/release", {"reservation_id": short})
-    assert expired == {"result": "expired", "released": credits(0)}
+    assert expired == {"result": "expired", "released": credits(0), "decided_by": "store"}
     assert await api.ok("/v1/balance?customer=acme") == balance
 
 

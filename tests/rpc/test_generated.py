@@ -116,8 +116,8 @@ def _screaming(name: str) -> str:
 def test_every_enum_zero_is_unspecified_and_values_carry_the_enum_prefix() -> None:
     enums = _enums()
     assert {e.name for e in enums} == {
-        "Reason", "CommitResult", "ReleaseResult", "Period", "BudgetMode", "GrantResult",
-        "UpsertResult", "SetBudgetResult",
+        "Reason", "DecidedBy", "CommitResult", "ReleaseResult", "Period", "BudgetMode",
+        "GrantResult", "UpsertResult", "SetBudgetResult",
     }  # fmt: skip
     for enum in enums:
         prefix = _screaming(enum.name) + "_"

@@ -64,6 +64,6 @@ async def test_while_redis_is_silent_denials_are_immediate_and_it_recovers_alone
             while store.breaker.open:
                 await asyncio.sleep(0.05)
         assert (await sidecar.reserve(_reserve("back"))).allowed
-        await sidecar.unsettled.close()
+        await sidecar.close()
     finally:
         await store.close()

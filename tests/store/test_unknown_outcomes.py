@@ -45,7 +45,7 @@ async def faulty(
     sidecar = Service(store, service.catalog, clock=clock)
     assert (await sidecar.reserve(_reserve("warm"))).allowed
     yield sidecar
-    await sidecar.unsettled.close()
+    await sidecar.close()
     await store.close()
 
 
@@ -57,7 +57,7 @@ async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
 
 
 async def _settled(sidecar: Service) -> bool:
-    return len(sidecar.unsettled) == 0
+    return len(sidecar.unsettled) == 0 and len(sidecar.fallback.spool) == 0
 
 
 async def _held(service: Service) -> Decimal:

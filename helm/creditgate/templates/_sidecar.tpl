@@ -79,6 +79,14 @@ restartPolicy: Always and belongs under initContainers, else under containers.
       value: {{ $s.idempotencyWindowMs | int | quote }}
     - name: CREDITGATE_MAX_BODY_BYTES
       value: {{ $s.maxBodyBytes | int | quote }}
+    - name: CREDITGATE_FALLBACK_CUSTOMER_TTL_S
+      value: {{ $s.fallbackCustomerTtlS | int | quote }}
+    - name: CREDITGATE_SPOOL_DIR
+      value: /var/lib/creditgate/spool
+    - name: CREDITGATE_SPOOL_MAX_ENTRIES
+      value: {{ $s.spool.maxEntries | int | quote }}
+    - name: CREDITGATE_SPOOL_MAX_BYTES
+      value: {{ $s.spool.maxBytes | int64 | quote }}
     {{- with $s.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -133,10 +141,15 @@ restartPolicy: Always and belongs under initContainers, else under containers.
     {{- toYaml $s.securityContext | nindent 4 }}
   volumeMounts:
     {{- include "creditgate.catalog.volumeMounts" . | nindent 4 }}
+    - name: creditgate-spool
+      mountPath: /var/lib/creditgate/spool
 {{- end -}}
 
 {{- define "creditgate.sidecar.volumes" -}}
-{{- include "creditgate.catalog.volume" . -}}
+{{- include "creditgate.catalog.volume" . }}
+- name: creditgate-spool
+  emptyDir:
+    sizeLimit: {{ .Values.sidecar.spool.sizeLimit }}
 {{- end -}}
 
 {{/* The strategic-merge patch that adds the sidecar to a gateway Deployment. */}}

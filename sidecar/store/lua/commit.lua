@@ -82,12 +82,15 @@ end
 local overrun, released = ZERO, ZERO
 if cmp(charge, held) > 0 then overrun = sub(charge, held) else released = sub(held, charge) end
 local ev = rec.ev
-append_event({'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
+local debit = {'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'team', ev.team or '', 'user', ev.user or '', 'agent', ev.agent or '',
   'session', ev.session or '', 'feature', ev.feature, 'model', ev.model or '',
   'units', cjson.encode(p.units), 'cost', cost, 'overrun', S(overrun), 'uncovered', S(left),
   'burned', cjson.encode(burned), 'catalog_version', p.catalog_version,
-  'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now})
+  'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now}
+-- Only a call decided in fallback says so: the rest stay as small as they were.
+if ev.decided_by then debit[#debit + 1] = 'decided_by'; debit[#debit + 1] = ev.decided_by end
+append_event(debit)
 
 local r = {result = 'committed', cost = cost, overrun = S(overrun), released = S(released),
   uncovered = S(left), burned = #burned > 0 and burned or nil}

@@ -7,7 +7,8 @@
 --   {day, month, lifetime} (counter ids), session?, session_budget? (nanos), quota? {feature,
 --   units, limit, period (counter id)}, rl (list of {scope, rpm?, tpm?}), tokens, minute,
 --   types (credit types that may pay), overage_cap (nanos), month (counter id), ev
---   (attribution for the event)
+--   (attribution for the event), force? (a replay of a reserve decided in fallback: it was
+--   answered allowed already, so no cap refuses it; what it holds past a cap is still held)
 -- Returns the JSON answer; a retry with the same idempotency key returns the first allowed
 -- answer (denials are not kept: a retry is decided again), with what remained while its hold
 -- is in flight, and the reservation id and amount held after.
@@ -42,16 +43,17 @@ purge(due, now)
 local function deny(reason, scope)
   return cjson.encode({allowed = false, reason = reason, scope = scope})
 end
+local check = not p.force
 
 -- Rate limits: fixed one-minute windows.
 local rlk = K(RATE_PREFIX .. p.minute)
 for _, r in ipairs(p.rl) do
   local used = redis.call('HMGET', rlk, r.scope .. SEP .. RATE_REQUESTS,
     r.scope .. SEP .. RATE_TOKENS)
-  if r.rpm and tonumber(used[1] or 0) + 1 > r.rpm then
+  if check and r.rpm and tonumber(used[1] or 0) + 1 > r.rpm then
     return deny('rate_limited', r.scope .. '/requests_per_minute')
   end
-  if r.tpm and p.tokens > 0 and tonumber(used[2] or 0) + p.tokens > r.tpm then
+  if check and r.tpm and p.tokens > 0 and tonumber(used[2] or 0) + p.tokens > r.tpm then
     return deny('rate_limited', r.scope .. '/tokens_per_minute')
   end
 end
@@ -64,7 +66,7 @@ if q then
   local used = redis.call('HMGET', qkey, qfield .. USED, qfield .. HELD)
   local in_use = tonumber(used[1] or 0) + tonumber(used[2] or 0)
   -- A call that declares no units still needs room: it will be counted at commit.
-  if in_use + q.units > q.limit or in_use >= q.limit then
+  if check and (in_use + q.units > q.limit or in_use >= q.limit) then
     return deny('quota_exceeded', 'feature:' .. q.feature .. '/' .. q.period)
   end
 end
@@ -106,7 +108,7 @@ for i, c in ipairs(counters) do
     if not remaining[kind] or cmp(after, remaining[kind]) < 0 then remaining[kind] = after end
   end
 end
-if worst then
+if check and worst then
   local reason = 'budget_exceeded'
   if string.sub(worst[3], 1, 8) == 'session:' then reason = 'session_budget_exceeded' end
   return deny(reason, worst[1])
@@ -127,7 +129,7 @@ end
 local room = sub(N(p.overage_cap), N(redis.call('HGET', USAGE(p.month), UNCOVERED)))
 if room[1] < 0 then room = ZERO end
 local available = sub(add(funds, room), N(redis.call('HGET', K(BALANCE), HELD)))
-if cmp(hold, available) > 0 then return deny('insufficient_credits', 'balance') end
+if check and cmp(hold, available) > 0 then return deny('insufficient_credits', 'balance') end
 
 -- Place the hold: every increment is recorded so that release and expiry undo it exactly.
 local h, money = {}, {}

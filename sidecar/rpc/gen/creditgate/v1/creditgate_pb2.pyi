@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DecidedBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECIDED_BY_UNSPECIFIED: _ClassVar[DecidedBy]
+    DECIDED_BY_STORE: _ClassVar[DecidedBy]
+    DECIDED_BY_FALLBACK: _ClassVar[DecidedBy]
+
 class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REASON_UNSPECIFIED: _ClassVar[Reason]
@@ -67,6 +73,9 @@ class GrantResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANT_RESULT_UNSPECIFIED: _ClassVar[GrantResult]
     GRANT_RESULT_GRANTED: _ClassVar[GrantResult]
     GRANT_RESULT_ALREADY_GRANTED: _ClassVar[GrantResult]
+DECIDED_BY_UNSPECIFIED: DecidedBy
+DECIDED_BY_STORE: DecidedBy
+DECIDED_BY_FALLBACK: DecidedBy
 REASON_UNSPECIFIED: Reason
 REASON_OK: Reason
 REASON_UNKNOWN_CUSTOMER: Reason
@@ -124,20 +133,22 @@ class CheckRequest(_message.Message):
     def __init__(self, customer: _Optional[str] = ..., feature: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., session: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("allowed", "reason", "int_value", "string_value", "remaining", "catalog_version")
+    __slots__ = ("allowed", "reason", "int_value", "string_value", "remaining", "catalog_version", "decided_by")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     INT_VALUE_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     reason: Reason
     int_value: int
     string_value: str
     remaining: int
     catalog_version: str
-    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., int_value: _Optional[int] = ..., string_value: _Optional[str] = ..., remaining: _Optional[int] = ..., catalog_version: _Optional[str] = ...) -> None: ...
+    decided_by: DecidedBy
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., int_value: _Optional[int] = ..., string_value: _Optional[str] = ..., remaining: _Optional[int] = ..., catalog_version: _Optional[str] = ..., decided_by: _Optional[_Union[DecidedBy, str]] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
     __slots__ = ("customer", "feature", "idempotency_key", "team", "user", "agent", "session", "model", "units", "amount_nanos", "ttl_ms", "tags")
@@ -182,7 +193,7 @@ class ReserveRequest(_message.Message):
     def __init__(self, customer: _Optional[str] = ..., feature: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., session: _Optional[str] = ..., model: _Optional[str] = ..., units: _Optional[_Mapping[str, int]] = ..., amount_nanos: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
-    __slots__ = ("allowed", "reason", "reservation_id", "held_nanos", "remaining_nanos", "soft_limits_hit", "catalog_version", "scope")
+    __slots__ = ("allowed", "reason", "reservation_id", "held_nanos", "remaining_nanos", "soft_limits_hit", "catalog_version", "scope", "decided_by")
     class RemainingNanosEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +209,7 @@ class ReserveResponse(_message.Message):
     SOFT_LIMITS_HIT_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     reason: Reason
     reservation_id: str
@@ -206,7 +218,8 @@ class ReserveResponse(_message.Message):
     soft_limits_hit: _containers.RepeatedScalarFieldContainer[str]
     catalog_version: str
     scope: str
-    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[_Mapping[str, int]] = ..., soft_limits_hit: _Optional[_Iterable[str]] = ..., catalog_version: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+    decided_by: DecidedBy
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[_Mapping[str, int]] = ..., soft_limits_hit: _Optional[_Iterable[str]] = ..., catalog_version: _Optional[str] = ..., scope: _Optional[str] = ..., decided_by: _Optional[_Union[DecidedBy, str]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
     __slots__ = ("reservation_id", "units", "amount_nanos")
@@ -236,7 +249,7 @@ class BurnedCredits(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
-    __slots__ = ("result", "cost_nanos", "overage_nanos", "released_nanos", "uncovered_nanos", "burned", "catalog_version", "overrun_nanos")
+    __slots__ = ("result", "cost_nanos", "overage_nanos", "released_nanos", "uncovered_nanos", "burned", "catalog_version", "overrun_nanos", "decided_by")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     OVERAGE_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +258,7 @@ class CommitResponse(_message.Message):
     BURNED_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     OVERRUN_NANOS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     result: CommitResult
     cost_nanos: int
     overage_nanos: int
@@ -253,7 +267,8 @@ class CommitResponse(_message.Message):
     burned: _containers.RepeatedCompositeFieldContainer[BurnedCredits]
     catalog_version: str
     overrun_nanos: int
-    def __init__(self, result: _Optional[_Union[CommitResult, str]] = ..., cost_nanos: _Optional[int] = ..., overage_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., uncovered_nanos: _Optional[int] = ..., burned: _Optional[_Iterable[_Union[BurnedCredits, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., overrun_nanos: _Optional[int] = ...) -> None: ...
+    decided_by: DecidedBy
+    def __init__(self, result: _Optional[_Union[CommitResult, str]] = ..., cost_nanos: _Optional[int] = ..., overage_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., uncovered_nanos: _Optional[int] = ..., burned: _Optional[_Iterable[_Union[BurnedCredits, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., overrun_nanos: _Optional[int] = ..., decided_by: _Optional[_Union[DecidedBy, str]] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("reservation_id",)
@@ -262,12 +277,14 @@ class ReleaseRequest(_message.Message):
     def __init__(self, reservation_id: _Optional[str] = ...) -> None: ...
 
 class ReleaseResponse(_message.Message):
-    __slots__ = ("result", "released_nanos")
+    __slots__ = ("result", "released_nanos", "decided_by")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RELEASED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     result: ReleaseResult
     released_nanos: int
-    def __init__(self, result: _Optional[_Union[ReleaseResult, str]] = ..., released_nanos: _Optional[int] = ...) -> None: ...
+    decided_by: DecidedBy
+    def __init__(self, result: _Optional[_Union[ReleaseResult, str]] = ..., released_nanos: _Optional[int] = ..., decided_by: _Optional[_Union[DecidedBy, str]] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("customer",)
