@@ -28,6 +28,7 @@ from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
 from sidecar.service.spool import Spool
 from sidecar.settings import Settings
+from sidecar.store.memory import watch_memory
 from sidecar.store.redis_store import RedisStore
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "Sidecar", "catalog_watcher", "serve"]
@@ -118,6 +119,9 @@ class Sidecar:
         settings = self.settings
         if settings.catalog_reload_ms:
             self._tasks.append(asyncio.create_task(self.watcher.run()))
+        if settings.redis_max_memory_bytes is not None:
+            watch = watch_memory(self.store, settings.redis_max_memory_bytes)
+            self._tasks.append(asyncio.create_task(watch))
         body, host, token = settings.max_body_bytes, settings.host, settings.admin_token
         if settings.http:
             self.port = await self._listen(

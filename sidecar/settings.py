@@ -65,6 +65,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     commits Redis never answered, replayed when it answers. None: in memory, lost on a crash."""
     spool_max_entries: int = SPOOL_MAX_ENTRIES
     spool_max_bytes: int = SPOOL_MAX_BYTES
+    redis_max_memory_bytes: int | None = None
+    """Past this Redis ``used_memory``, reserves are refused (store/memory.py); None: no bound."""
     fallback_customer_ttl_s: int = FALLBACK_CUSTOMER_TTL_S
     """How long after it was last read from Redis a customer may be decided in fallback."""
 
@@ -114,6 +116,10 @@ _HELP = {
         f"(default {SPOOL_MAX_ENTRIES})"
     ),
     "spool_max_bytes": f"bytes the spool may hold (default {SPOOL_MAX_BYTES})",
+    "redis_max_memory_bytes": (
+        "refuse new reserves (store_unavailable, scope redis/memory) while Redis uses this many "
+        "bytes or more, e.g. while the ledger is down; commits go on (default: no bound)"
+    ),
     "fallback_customer_ttl_s": (
         "a customer last read from Redis this many seconds ago may still be decided in "
         f"fallback (default {FALLBACK_CUSTOMER_TTL_S})"
@@ -224,6 +230,8 @@ def settings_from(
         "idempotency_window_ms", "redis_deadline_ms", "spool_max_entries", "spool_max_bytes",
         "fallback_customer_ttl_s",
     )  # fmt: skip
+    if settings.redis_max_memory_bytes is not None:
+        SOURCE.check_positive(settings, "redis_max_memory_bytes")
     SOURCE.check_redis(settings)
     SOURCE.check_token(settings, "admin_token")
     return settings

@@ -36,6 +36,7 @@ from sidecar.service.context import Context
 from sidecar.service.fallback import LocalHold
 from sidecar.service.overdraft import Pending
 from sidecar.service.spool import SpooledCommit, SpooledRelease
+from sidecar.store.memory import MEMORY_SCOPE
 from sidecar.store.records import Attribution
 from sidecar.wire import (
     BurnedCredits,
@@ -146,6 +147,11 @@ class Decisions(Context):
         decision = plan_reserve(catalog, customer, parsed, now)
         if isinstance(decision, Denial):
             return ReserveResponse(allowed=False, reason=decision.reason, catalog_version=version)
+        if self.store.memory_full:  # room is kept for the commits of the calls in flight
+            return ReserveResponse(
+                allowed=False, reason="store_unavailable", scope=MEMORY_SCOPE,
+                catalog_version=version,
+            )  # fmt: skip
         attribution = _attribution(request, customer.id)
         reservation_id = new_reservation_id(customer.id, now)
         key = request.idempotency_key

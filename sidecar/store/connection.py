@@ -108,6 +108,8 @@ class RedisConnection:
         self.cluster = is_cluster(self.client)
         self.batcher = Batcher(self.client, lanes=lanes)
         self.breaker = Breaker()
+        self.memory_full = False
+        """Redis at or past the memory bound (store/memory.py): new reserves are refused."""
         self._probe: asyncio.Task[None] | None = None
         self.layout = Layout()
         self.scripts = load_scripts()

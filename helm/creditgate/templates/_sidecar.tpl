@@ -79,6 +79,10 @@ restartPolicy: Always and belongs under initContainers, else under containers.
       value: {{ $s.idempotencyWindowMs | int | quote }}
     - name: CREDITGATE_MAX_BODY_BYTES
       value: {{ $s.maxBodyBytes | int | quote }}
+    {{- with $s.redisMaxMemoryBytes }}
+    - name: CREDITGATE_REDIS_MAX_MEMORY_BYTES
+      value: {{ . | int64 | quote }}
+    {{- end }}
     - name: CREDITGATE_FALLBACK_CUSTOMER_TTL_S
       value: {{ $s.fallbackCustomerTtlS | int | quote }}
     - name: CREDITGATE_SPOOL_DIR
