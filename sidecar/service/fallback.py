@@ -124,28 +124,28 @@ class Fallbacks:
             return _allowed(rid, call.held_nanos, catalog_version)
         hold = plan.hold_nanos
         scope = self.overdraft.refusal(policy, customer, feature, hold)
-        if scope is None and not self.spool.has_room():
-            self.spool.full += 1
-            log.warning("spool full: reserve of %s denied, not decided in fallback", customer)
-            scope = "fallback/spool"
-        if scope is not None:
-            return ReserveResponse(
-                allowed=False, reason="store_unavailable", scope=scope,
-                catalog_version=catalog_version, decided_by="fallback",
-            )  # fmt: skip
-        attribution = msgspec.structs.replace(attribution, decided_by="fallback")
-        rid = reservation_id
-        self.overdraft.add(
-            rid, Pending(attribution, idempotency_key, hold, plan.expires_at_ms, counted=True)
-        )
-        await self._spool(
-            rid,
-            SpooledReserve(
+        if scope is None:
+            attribution = msgspec.structs.replace(attribution, decided_by="fallback")
+            rid = reservation_id
+            # Counted before the write, so that concurrent reserves cannot both take the room.
+            self.overdraft.add(
+                rid, Pending(attribution, idempotency_key, hold, plan.expires_at_ms, counted=True)
+            )
+            entry = SpooledReserve(
                 customer=customer, reservation_id=rid, idempotency_key=idempotency_key,
                 now_ms=now_ms, plan=plan, attribution=attribution,
-            ),
+            )  # fmt: skip
+            try:
+                await self._spool(rid, entry)
+            except SpoolFull:
+                log.warning("spool full: reserve of %s denied, not decided in fallback", customer)
+                scope = "fallback/spool"
+            else:
+                return _allowed(rid, hold, catalog_version)
+        return ReserveResponse(
+            allowed=False, reason="store_unavailable", scope=scope,
+            catalog_version=catalog_version, decided_by="fallback",
         )  # fmt: skip
-        return _allowed(rid, hold, catalog_version)
 
     def adopt(self, rid: str, hold: LocalHold) -> Pending:
         """A hold Redis placed, about to be committed or released here."""

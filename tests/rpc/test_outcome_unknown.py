@@ -6,6 +6,7 @@ answered in fallback while Redis is down, saying so on both transports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -41,17 +42,23 @@ def _reserve(key: str) -> ReserveRequest:
     )  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def _clients(sidecar: Sidecar) -> AsyncIterator[tuple[HttpClient, GrpcClient]]:
+    http = HttpClient(
+        f"http://127.0.0.1:{sidecar.port}",
+        admin_url=f"http://127.0.0.1:{sidecar.admin_port}",
+        admin_token=ADMIN_TOKEN,
+    )
+    grpc = GrpcClient(grpc_target(sidecar))
+    async with http, grpc:
+        yield http, grpc
+
+
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 async def test_an_unanswered_commit_is_outcome_unknown_on_both_transports(
     faulty: Sidecar, proxy: FaultProxy, transport: str
 ) -> None:
-    http = HttpClient(
-        f"http://127.0.0.1:{faulty.port}",
-        admin_url=f"http://127.0.0.1:{faulty.admin_port}",
-        admin_token=ADMIN_TOKEN,
-    )
-    grpc = GrpcClient(grpc_target(faulty))
-    async with http, grpc:
+    async with _clients(faulty) as (http, grpc):
         await seed(http, grants={"paid": "10"})
         client = http if transport == "http" else grpc
         held = await client.reserve(_reserve("k-1"))
@@ -73,13 +80,7 @@ async def test_an_unanswered_commit_is_outcome_unknown_on_both_transports(
 async def test_answers_in_fallback_say_so_on_both_transports(
     faulty: Sidecar, proxy: FaultProxy, transport: str
 ) -> None:
-    http = HttpClient(
-        f"http://127.0.0.1:{faulty.port}",
-        admin_url=f"http://127.0.0.1:{faulty.admin_port}",
-        admin_token=ADMIN_TOKEN,
-    )
-    grpc = GrpcClient(grpc_target(faulty))
-    async with http, grpc:
+    async with _clients(faulty) as (http, grpc):
         await seed(http, grants={"paid": "10"})
         client = http if transport == "http" else grpc
         assert (await client.reserve(_reserve("warm"))).allowed  # acme is read, and known
