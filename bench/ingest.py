@@ -65,6 +65,7 @@ LAYOUT = Layout()
 async def _templates(redis_url: str) -> list[Fields]:
     """Debit entries written by commit.lua for a spread of real calls."""
     store = RedisStore(redis_url)
+    await store.agree_layout()  # as a sidecar starting on it
     service = Service(store, load_catalog(CATALOG))
     await service.upsert_customer("tmpl", UpsertCustomerRequest(plan="pro"))
     await service.grant(

@@ -19,7 +19,7 @@ from sidecar.catalog.model import Catalog, Contract
 from sidecar.catalog.spec import ContractSpec
 from sidecar.engine.customer import CustomerSnapshot
 from sidecar.engine.periods import month_end_ms, period_ids
-from sidecar.errors import CreditgateError
+from sidecar.errors import CreditgateError, StoreError
 from sidecar.settings import FALLBACK_CUSTOMER_TTL_S
 from sidecar.store import layout
 from sidecar.store.redis_store import RedisStore, StoredCustomer
@@ -110,6 +110,11 @@ class CustomerDirectory:
         self.misses += 1
         stored = await self.store.get_customer(customer)
         if stored is None:
+            if customer in self._known:  # it was there: Redis lost it, the customer is real
+                raise StoreError(
+                    f"Redis no longer has customer {customer!r}, read from it before: it has "
+                    "lost state; restore it with `creditgate ledger rebuild --all`"
+                )
             return None
         self._known[customer] = stored
         if stored.granted_month != month and stored.plan in catalog.plans:

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from sidecar.ledger.settings import add_ledger_flags
+from sidecar.store.layout import IDEMPOTENCY_WINDOW_MS
 from sidecar.times import wall_clock_ms
 
 __all__ = ["add_ledger_commands"]
@@ -35,7 +36,8 @@ async def _operate(args: argparse.Namespace) -> int:
     from sidecar.errors import RequestError  # noqa: PLC0415
     from sidecar.ledger.db import load_catalogs, open_pool  # noqa: PLC0415
     from sidecar.ledger.facts import ledger_customers  # noqa: PLC0415
-    from sidecar.ledger.rebuild import rebuild_customer  # noqa: PLC0415
+    from sidecar.ledger.generation import status as generation_status  # noqa: PLC0415
+    from sidecar.ledger.rebuild import rebuild_customer, resume_serving  # noqa: PLC0415
     from sidecar.ledger.reconcile import reconcile  # noqa: PLC0415
     from sidecar.settings import SettingsError  # noqa: PLC0415
     from sidecar.store.topology import agree_layout, make_client  # noqa: PLC0415
@@ -67,6 +69,8 @@ async def _operate(args: argparse.Namespace) -> int:
                 if args.json:
                     print(msgspec.json.encode(report).decode())
                 else:
+                    if report.lost:
+                        print(report.lost)
                     for d in report.differences:
                         print(f"{d.customer} {d.key} {d.field}: redis {d.redis} ledger {d.ledger}")
                     for customer, waiting in report.unsettled.items():
@@ -75,7 +79,7 @@ async def _operate(args: argparse.Namespace) -> int:
                         f"{report.customers} customers, {len(report.differences)} differences",
                         file=sys.stderr,
                     )
-                return 1 if report.differences else 0
+                return 1 if report.differences or report.lost else 0
             if not args.customer and not args.all:
                 raise SettingsError("name --customer ID (repeatable) or --all")
             failed = 0
@@ -83,7 +87,7 @@ async def _operate(args: argparse.Namespace) -> int:
                 try:
                     state = await rebuild_customer(
                         client, keys, connection, customer, catalogs=catalogs, catalog=catalog,
-                        now_ms=now_ms, force=args.force,
+                        now_ms=now_ms, force=args.force, window_ms=args.idempotency_window_ms,
                     )  # fmt: skip
                 except RequestError as error:
                     print(f"{customer}: not rebuilt: {error.message}", file=sys.stderr)
@@ -93,6 +97,11 @@ async def _operate(args: argparse.Namespace) -> int:
                     f"{customer}: rebuilt {len(state.buckets)} buckets, "
                     f"{len(state.hashes)} keys, {len(state.idempotency_keys)} grant keys"
                 )
+            if args.all:
+                if resumed := await resume_serving(client, keys, connection):
+                    print(resumed, file=sys.stderr)
+            elif lost := await generation_status(client, keys, connection):
+                print(f"{lost}; it serves again after rebuild --all", file=sys.stderr)
             return 1 if failed else 0
     finally:
         await pool.close()
@@ -125,7 +134,8 @@ def add_ledger_commands(commands: Any) -> None:
     add_ledger_flags(serve)
     serve.set_defaults(run=_serve)
     check = sub.add_parser(
-        "reconcile", help="compare Redis with the ledger; exit 1 on any difference"
+        "reconcile",
+        help="compare Redis with the ledger; exit 1 on any difference, or if Redis lost state",
     )
     _common(check)
     check.add_argument("--group", default="ledger", help="the ledger's consumer group")
@@ -137,4 +147,9 @@ def add_ledger_commands(commands: Any) -> None:
     rebuild.add_argument(
         "--force", action="store_true", help="replace state still in Redis (drops holds)"
     )
+    rebuild.add_argument(
+        "--idempotency-window-ms", type=int, default=IDEMPOTENCY_WINDOW_MS,
+        help="restore the records of commits this recent: the sidecars' setting "
+        f"(default {IDEMPOTENCY_WINDOW_MS})",
+    )  # fmt: skip
     rebuild.set_defaults(run=_run_operation)

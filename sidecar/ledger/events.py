@@ -74,6 +74,9 @@ class Debit(msgspec.Struct, frozen=True, kw_only=True):
     reserved_ms: int
     ts_ms: int
     decided_by: Literal["store", "fallback"] = "store"
+    released_nanos: int | None = None
+    """What the hold had left over, for the answer a retried commit gets after a rebuild;
+    None for entries appended before 0.3."""
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,6 +205,7 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
         reserved_ms=reserved_ms(f[b"event_id"], ts),
         ts_ms=ts,
         decided_by=_decided_by(f.get(b"decided_by", "store")),
+        released_nanos=_amount(f, b"released") if b"released" in f else None,
     )
 
 

@@ -58,6 +58,12 @@ class LedgerMetrics:
             "Entries read by a worker and not yet acknowledged.",
             registry=registry,
         )
+        self.redis_state_lost = Gauge(
+            "creditgate_ledger_redis_state_lost",
+            "1 while Redis does not hold the state the ledger knows of (fenced until "
+            "`creditgate ledger rebuild --all`), else 0.",
+            registry=registry,
+        )
         self.lag_refresh_errors = Counter(
             "creditgate_ledger_lag_refresh_errors",
             "Scrapes whose stream and lag figures could not be read from Redis (last kept).",

@@ -8,6 +8,11 @@ cluster). Holds in flight are not money and are not rebuilt. A customer that sti
 in Redis is refused unless ``force``; then all of its keys are replaced (holds in flight are
 dropped: their commit answers not_found and charges nothing). Its shard's event stream is
 not the customer's and is kept.
+
+The idempotency records of the commits the ledger knows of, within the idempotency window,
+are written back too (``commit_records``): a retried commit answers ``already_committed`` with
+its first figures, and a retried reserve the reservation it placed, as before the loss.
+Releases and holds never committed are not in the ledger: their retries are decided afresh.
 """
 
 from __future__ import annotations
@@ -19,14 +24,97 @@ import msgspec
 
 from sidecar.catalog.model import Catalog
 from sidecar.errors import InvalidInput, NotFound
+from sidecar.ledger import generation
 from sidecar.ledger.db import Connection
 from sidecar.ledger.facts import load_facts
 from sidecar.ledger.state import RedisState, expected_state
+from sidecar.store import layout as names
 from sidecar.store.layout import GRANTED, Layout
 from sidecar.store.scripts import load_scripts
-from sidecar.store.topology import Client
+from sidecar.store.topology import Client, mark_generation
 
-__all__ = ["rebuild_customer", "write_state"]
+__all__ = ["CommitRow", "commit_records", "rebuild_customer", "resume_serving", "write_state"]
+
+
+class CommitRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A committed call as the ledger stored it, with what its idempotency records need."""
+
+    reservation_id: str
+    idempotency_key: str
+    reserved_ms: int
+    committed_ms: int
+    cost_nanos: int
+    overrun_nanos: int
+    released_nanos: int
+    uncovered_nanos: int
+    burned: list[tuple[str, str, str]]
+    """(grant id, credit type, nano-credits) per bucket burned."""
+
+
+def commit_records(
+    rows: list[CommitRow], now_ms: int, window_ms: int
+) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """The reserve and resolution record hashes (store/layout.py) of ``rows``, and their
+    lifetimes left, as reserve.lua and commit.lua write them; pure. Rows whose records would
+    have expired by now are left out."""
+    hashes: dict[str, dict[str, str]] = {}
+    ttl: dict[str, int] = {}
+
+    def put(name: str, field: str, value: str, until_ms: int) -> None:
+        if until_ms > now_ms:
+            hashes.setdefault(name, {})[field] = value
+            ttl[name] = max(ttl.get(name, 0), until_ms - now_ms)
+
+    for row in rows:
+        window = names.record_window(row.reserved_ms)
+        held = row.cost_nanos - row.overrun_nanos + row.released_nanos
+        put(
+            names.reserves_key(window), row.idempotency_key, f"{row.reservation_id}|{held}",
+            row.reserved_ms + window_ms,
+        )  # fmt: skip
+        burned = msgspec.json.encode(row.burned).decode() if row.burned else ""
+        figures = (row.cost_nanos, row.overrun_nanos, row.released_nanos, row.uncovered_nanos)
+        put(
+            names.resolved_key(window), row.reservation_id,
+            "|".join(["c", *map(str, figures), burned]), row.committed_ms + window_ms,
+        )  # fmt: skip
+    return hashes, ttl
+
+
+async def _commits(
+    connection: Connection, customer: str, now_ms: int, window_ms: int
+) -> list[CommitRow]:
+    """The customer's commits of the last ``window_ms`` (of commit time) the ledger stored
+    with what their hold released (events of 0.3 and later)."""
+    rows = await connection.fetch(
+        """
+        SELECT event_id, request_id, cost_nanos, overrun_nanos, released_nanos, uncovered_nanos,
+               burned::text AS burned,
+               (extract(epoch FROM reserved_at) * 1000)::bigint AS reserved_ms,
+               (extract(epoch FROM ts) * 1000)::bigint AS committed_ms
+        FROM usage_events
+        WHERE customer = $1 AND released_nanos IS NOT NULL
+          AND ts >= 'epoch'::timestamptz + $2 * interval '1 millisecond'
+        """,
+        customer, now_ms - window_ms,
+    )  # fmt: skip
+    return [
+        CommitRow(
+            reservation_id=row["event_id"],
+            idempotency_key=row["request_id"],
+            reserved_ms=row["reserved_ms"],
+            committed_ms=row["committed_ms"],
+            cost_nanos=row["cost_nanos"],
+            overrun_nanos=row["overrun_nanos"],
+            released_nanos=row["released_nanos"],
+            uncovered_nanos=row["uncovered_nanos"],
+            burned=[
+                (b["grant_id"], b["credit_type"], b["amount"])
+                for b in msgspec.json.decode(row["burned"])
+            ],
+        )
+        for row in rows
+    ]
 
 
 async def _customer_keys(client: Client, keys: Layout, customer: str) -> list[str]:
@@ -39,15 +127,23 @@ async def _customer_keys(client: Client, keys: Layout, customer: str) -> list[st
     ]
 
 
-async def write_state(client: Client, keys: Layout, state: RedisState, *, replace: bool) -> None:
-    """Write ``state`` in one script; with ``replace``, delete the customer's keys first."""
+async def write_state(
+    client: Client,
+    keys: Layout,
+    state: RedisState,
+    *,
+    replace: bool,
+    records: tuple[dict[str, dict[str, str]], dict[str, int]] = ({}, {}),
+) -> None:
+    """Write ``state`` and the idempotency ``records`` (``commit_records``) in one script;
+    with ``replace``, delete the customer's keys first."""
     customer = state.customer
     payload: dict[str, Any] = {
         "customer": customer,
         "drop": await _customer_keys(client, keys, customer) if replace else [],
-        "hashes": state.hashes,
+        "hashes": state.hashes | records[0],
         "buckets": state.buckets,
-        "ttl": state.ttl_ms,
+        "ttl": state.ttl_ms | records[1],
         "grants": [keys.idem_key(customer, "g", key) for key in state.idempotency_keys],
         "granted": GRANTED,
     }
@@ -68,8 +164,10 @@ async def rebuild_customer(
     catalog: Catalog,
     now_ms: int,
     force: bool = False,
+    window_ms: int = names.IDEMPOTENCY_WINDOW_MS,
 ) -> RedisState:
-    """Restore one customer; returns what was written."""
+    """Restore one customer, and its commits' idempotency records of the last ``window_ms``
+    (the sidecars' ``idempotency_window_ms``); returns the money state written."""
     facts = await load_facts(connection, customer, now_ms)
     if not facts.changes:
         raise NotFound("customer", f"the ledger has no customer {customer!r}")
@@ -80,5 +178,20 @@ async def rebuild_customer(
             "to replace it (holds in flight are dropped)",
         )
     state = expected_state(facts, catalogs, catalog, now_ms)
-    await write_state(client, keys, state, replace=force)
+    records = commit_records(
+        await _commits(connection, customer, now_ms, window_ms), now_ms, window_ms
+    )
+    await write_state(client, keys, state, replace=force, records=records)
     return state
+
+
+async def resume_serving(client: Client, keys: Layout, connection: Connection) -> str | None:
+    """After every customer is rebuilt: a Redis that lost state (ledger/generation.py) starts
+    a new generation and serves again; one the ledger never recorded gets markers, as a
+    sidecar starting on it would. Returns what happened to a lost one, None otherwise."""
+    lost = await generation.status(client, keys, connection)
+    if lost is None:
+        await mark_generation(client, keys)
+        return None
+    renewed = await generation.renew(client, keys, connection, f"rebuilt: {lost}")
+    return f"{lost}; rebuilt as generation {renewed}"

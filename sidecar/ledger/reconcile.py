@@ -6,7 +6,9 @@ carried remainder, and the grants' idempotency keys. Holds in flight (``held`` f
 rate-limit windows are not money and are not compared; a counter at 0 equals no counter.
 
 Events still in the stream (not yet stored by the ledger) make honest differences: the report
-counts them per customer as ``unsettled``; compare again once they are stored.
+counts them per customer as ``unsettled``; compare again once they are stored. A Redis that
+lost state (ledger/generation.py) is reported as ``lost``, whether or not it agrees with the
+ledger by now: what it lost never reached the ledger.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sidecar.engine.periods import period_ids
 from sidecar.ledger.db import Connection
 from sidecar.ledger.events import next_stream_id, parse_stream_id
 from sidecar.ledger.facts import load_facts
+from sidecar.ledger.generation import status as generation_status
 from sidecar.ledger.state import RedisState, expected_state
 from sidecar.store import layout
 from sidecar.store.layout import Layout
@@ -47,6 +50,9 @@ class Report(msgspec.Struct, kw_only=True):
     differences: list[Difference] = msgspec.field(default_factory=list)
     unsettled: dict[str, int] = msgspec.field(default_factory=dict)
     """Customers with stream entries the ledger has not stored yet, and how many."""
+    lost: str | None = None
+    """Redis does not hold the state the ledger knows of (ledger/generation.py): after which
+    event, and how it shows; events committed after it and never stored are lost."""
 
 
 def _compared(name: str, fields: Mapping[str, str]) -> dict[str, str]:
@@ -156,7 +162,7 @@ async def reconcile(
     group: str = "ledger",
 ) -> Report:
     """Compare each customer's Redis state with the ledger's; the report lists differences."""
-    report = Report()
+    report = Report(lost=await generation_status(client, keys, connection))
     waiting: dict[str, int] = {}
     for shard in sorted({keys.shard(customer) for customer in customers}):
         waiting |= await _unsettled(client, keys.stream(shard), group)

@@ -27,6 +27,7 @@ from sidecar.catalog import Catalog, load_catalog
 from sidecar.http.probes import probes_app
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
+from sidecar.ledger.generation import watch_once
 from sidecar.ledger.http import ledger_app
 from sidecar.ledger.ingest import Ingestor
 from sidecar.ledger.metrics import LedgerMetrics
@@ -37,6 +38,7 @@ from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
 from sidecar.reload import CatalogWatcher
 from sidecar.settings import SettingsError
+from sidecar.store.layout import Layout
 from sidecar.store.topology import agree_layout, check_health, make_client
 from sidecar.times import wall_clock_ms
 
@@ -74,6 +76,8 @@ class Ledger:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: asyncio.Task[None] | None = None
         self._lag: asyncio.Task[None] | None = None
+        self._generation: asyncio.Task[None] | None = None
+        self.layout: Layout | None = None
         self._runners: list[web.AppRunner] = []
 
     async def start(self) -> None:
@@ -96,6 +100,8 @@ class Ledger:
             ) from error
         async with self.pool.acquire() as connection:
             await record_catalog(connection, self.catalog)
+        self.layout = layout
+        await self.check_generation()  # before any worker reads a Redis that lost state
         base = self.settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         for index in range(self.settings.workers):
             name = base if self.settings.workers == 1 else f"{base}-{index}"
@@ -119,6 +125,7 @@ class Ledger:
         if self.settings.catalog_reload_ms:
             self._watch = asyncio.create_task(self.watcher.run())
         self._lag = asyncio.create_task(self._refresh_lag_until_stopped())
+        self._generation = asyncio.create_task(self._check_generation_until_stopped())
         if self.settings.token is not None:
             app = ledger_app(self.pool, self.settings.token, self.status)
             self.port = await self._listen(app, self.settings.host, self.settings.port)
@@ -172,6 +179,24 @@ class Ledger:
             return
         self.metrics.lag(lag, wall_clock_ms())
 
+    async def check_generation(self) -> None:
+        """Fence a Redis that lost the state the ledger knows of (ledger/generation.py)."""
+        assert self.pool is not None
+        assert self.layout is not None
+        try:
+            async with self.pool.acquire() as connection:
+                verdict = await watch_once(self.redis, self.layout, connection)
+        except (RedisError, RedisClusterException, OSError, asyncpg.PostgresError) as error:
+            log.debug("generation check failed: %s", error)  # the next one runs soon
+            return
+        self.metrics.redis_state_lost.set(verdict.action in ("lose", "fenced"))
+
+    async def _check_generation_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.generation_check_ms / 1000)
+            await self.check_generation()
+
     async def _refresh_lag_until_stopped(self) -> None:
         while not self._stop.is_set():
             await self.refresh_lag()
@@ -214,7 +239,7 @@ class Ledger:
 
     async def stop(self) -> None:
         self._stop.set()
-        timers = [task for task in (self._watch, self._lag) if task is not None]
+        timers = [t for t in (self._watch, self._lag, self._generation) if t is not None]
         for task in timers:
             task.cancel()
         await asyncio.gather(*timers, return_exceptions=True)

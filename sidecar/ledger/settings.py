@@ -52,6 +52,9 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How often the catalog file is checked; a new version is recorded (0: never)."""
     lag_refresh_ms: int = 10_000
     """How often stream length and lag are read from Redis for the metrics."""
+    generation_check_ms: int = 1000
+    """How often Redis's generation is compared with the ledger's (ledger/generation.py): a
+    Redis that lost state is fenced within about this long."""
 
 
 _HELP = {
@@ -77,6 +80,7 @@ _HELP = {
     "metrics_port": "port of a listener serving only /metrics, /healthz, /readyz (default: none)",
     "catalog_reload_ms": "record a changed catalog file's version this often; 0: never (2000)",
     "lag_refresh_ms": "read stream length and lag from Redis this often (default 10000)",
+    "generation_check_ms": "check that Redis still holds the ledger's state this often (1000)",
 }
 _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
@@ -108,7 +112,7 @@ def ledger_settings_from(
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
         settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "claim_every_ms",
-        "trim_every_ms", "worker_timeout_ms", "pool_max", "lag_refresh_ms",
+        "trim_every_ms", "worker_timeout_ms", "pool_max", "lag_refresh_ms", "generation_check_ms",
     )  # fmt: skip
     if settings.pool_max < settings.workers * 2 + 1:
         raise SOURCE.fail(

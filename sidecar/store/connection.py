@@ -33,7 +33,14 @@ from sidecar.store.batcher import Batcher, NotSent
 from sidecar.store.breaker import Breaker
 from sidecar.store.layout import Layout
 from sidecar.store.scripts import Script, load_scripts
-from sidecar.store.topology import agree_layout, check_health, is_cluster, make_client, node_url
+from sidecar.store.topology import (
+    agree_layout,
+    check_health,
+    is_cluster,
+    make_client,
+    mark_generation,
+    node_url,
+)
 
 __all__ = ["RedisConnection"]
 
@@ -61,6 +68,10 @@ _used: contextvars.ContextVar[bool] = contextvars.ContextVar("used", default=Fal
 
 def _moving(error: BaseException | None) -> bool:
     return isinstance(error, ResponseError) and any(text in str(error) for text in _MOVING)
+
+
+def _lost(error: BaseException) -> bool:
+    return isinstance(error, ResponseError) and str(error).startswith("LOSTSTATE")
 
 
 def _unavailable(error: ResponseError) -> bool:
@@ -108,6 +119,9 @@ class RedisConnection:
         self.cluster = is_cluster(self.client)
         self.batcher = Batcher(self.client, lanes=lanes)
         self.breaker = Breaker()
+        self.lost = False
+        """True from a LOSTSTATE refusal (lua/_lib.lua, ``require_state``) to the next answer:
+        logged once."""
         self.memory_full = False
         """Redis at or past the memory bound (store/memory.py): new reserves are refused."""
         self._probe: asyncio.Task[None] | None = None
@@ -140,8 +154,10 @@ class RedisConnection:
         await asyncio.gather(*(self._call(self.client.ping) for _ in range(self.connections)))
 
     async def agree_layout(self, shards: int | None = None) -> Layout:
-        """Adopt the deployment's layout (store/topology.py); SettingsError if it disagrees."""
+        """Adopt the deployment's layout (store/topology.py), and mark its generation if it
+        has none yet; SettingsError if it disagrees."""
         self.layout = await self._call(agree_layout, self.client, shards, name="layout")
+        await self._call(mark_generation, self.client, self.layout, name="layout")
         return self.layout
 
     async def close(self) -> None:
@@ -197,6 +213,9 @@ class RedisConnection:
         try:
             result, started = await send(self._deadline())
         except (RedisError, RedisClusterException, OSError, TimeoutError) as error:
+            if _lost(error):  # Redis is up and refuses: nothing was written, nothing to wait for
+                self._lost_state(label, error)
+                raise StoreError(str(error).partition(" script: ")[0]) from error
             self._failed(label, error, lua=script)
             unknown = script and not isinstance(error, NotSent | ResponseError)
             raise StoreError(
@@ -204,6 +223,7 @@ class RedisConnection:
             ) from error
         self.metrics.redis_round_trip(label, started)
         self.breaker.closed()
+        self.lost = False
         if not self.up:
             self._back_up()
         return result
@@ -225,6 +245,12 @@ class RedisConnection:
             if not self.up:
                 self._back_up()
             return
+
+    def _lost_state(self, label: str, error: BaseException) -> None:
+        self.metrics.redis_errors.labels(label).inc()
+        if not self.lost:
+            self.lost = True
+            log.error("redis lost its state: %s", error, extra={"redis": safe_url(self.url)})
 
     def _failed(self, label: str, error: BaseException, *, lua: bool) -> None:
         if isinstance(error, NoScriptError):  # after a Redis restart; loaded again at once

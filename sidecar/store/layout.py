@@ -29,6 +29,7 @@ __all__ = [
     "DAY_COUNTER_TTL_MS",
     "EVENTS",
     "EXPIRED_RETAIN_MS",
+    "GENERATION",
     "GRANTED",
     "GRANTED_MONTH",
     "HELD",
@@ -36,6 +37,8 @@ __all__ = [
     "HOLD_EXPIRY",
     "IDEMPOTENCY_WINDOW_MS",
     "LAYOUT_KEY",
+    "LAYOUT_LOST",
+    "LAYOUT_MARKED",
     "LEGACY_REGISTRY_KEY",
     "MONTH_COUNTER_TTL_MS",
     "OVERRIDES",
@@ -101,6 +104,12 @@ EVENTS = "events"
 """Stream of the shard's customers' movements of money, read by the ledger."""
 CUSTOMERS = "customers"
 """Set of the shard's customer ids (upsert_customer.lua adds to it)."""
+GENERATION = "generation"
+"""String: the deployment's generation id (LAYOUT_KEY's ``generation``), the shard's marker
+that Redis holds the state the ledger knows of. Every script refuses to run on a shard
+without it (``LOSTSTATE``): a Redis restarted empty, flushed, or fenced by the ledger after
+it lost state (ledger/generation.py) answers ``store_unavailable``, never ``unknown_customer``.
+"""
 
 # Fields.
 PLAN, OVERRIDES, UPDATED_MS, GRANTED_MONTH = "plan", "overrides", "updated_ms", "granted_month"
@@ -140,7 +149,11 @@ SHARDS_DEFAULT = 256
 SHARDS_MAX = 16384
 """As many as Redis Cluster has slots: more shards could not spread any further."""
 LAYOUT_KEY = "cg:layout"
-"""Hash: ``shards`` -> the deployment's shard count, written once (store/topology.py)."""
+"""Hash: ``shards`` -> the deployment's shard count, written once (store/topology.py);
+``generation`` -> the generation id the shards' markers hold; LAYOUT_MARKED once every marker
+was written; LAYOUT_LOST while the ledger finds Redis without the state it knows of."""
+LAYOUT_MARKED = "marked"
+LAYOUT_LOST = "lost"
 LEGACY_REGISTRY_KEY = "cg:customers"
 """Set of every customer id in the layout before shards (``cg:{c:<customer>}:...``, one
 stream per customer); ``creditgate store migrate`` moves such a deployment."""
@@ -306,6 +319,7 @@ def lua_prelude() -> str:
         "RESOLVED_PREFIX": resolved_key(0).removesuffix("0"),
         "EVENTS": EVENTS,
         "CUSTOMERS": CUSTOMERS,
+        "GENERATION": GENERATION,
         "HELD": HELD,
         "USED": USED,
         "CARRY": CARRY,

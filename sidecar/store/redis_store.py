@@ -226,10 +226,13 @@ class RedisStore(RedisConnection):
             self.client.hmget, self.layout.customer_key(customer), *fields
         )
         if plan is None:
-            if not await self._call(self.client.exists, layout.LAYOUT_KEY):
+            shard = self.layout.shard(customer)
+            if not await self._call(
+                self.client.exists, self.layout.shard_key(shard, layout.GENERATION)
+            ):
                 raise StoreError(
-                    f"Redis has lost its state: {layout.LAYOUT_KEY}, written when this "
-                    "deployment started, is gone (restarted empty or flushed); restore it with "
+                    f"Redis has lost its state: shard {shard} has no generation marker "
+                    "(restarted empty, flushed, or fenced by the ledger); restore it with "
                     "`creditgate ledger rebuild --all`"
                 )
             return None

@@ -7,6 +7,8 @@ and the deployment's shard count, recorded once in Redis and checked by every pr
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,7 +16,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError
 
 from sidecar.errors import SettingsError
-from sidecar.store.layout import LAYOUT_KEY, LEGACY_REGISTRY_KEY, SHARDS_DEFAULT, Layout
+from sidecar.store.layout import (
+    GENERATION,
+    LAYOUT_KEY,
+    LAYOUT_LOST,
+    LAYOUT_MARKED,
+    LEGACY_REGISTRY_KEY,
+    SHARDS_DEFAULT,
+    Layout,
+)
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -25,7 +35,10 @@ __all__ = [
     "is_cluster",
     "is_cluster_url",
     "make_client",
+    "mark_generation",
+    "new_generation",
     "node_url",
+    "write_markers",
 ]
 
 NODE_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -90,3 +103,36 @@ async def check_health(client: Client) -> bool:
         if state != "ok":
             raise ClusterDownError(f"node {node.name} sees cluster_state {state}")
     return True
+
+
+def new_generation() -> str:
+    return secrets.token_hex(8)
+
+
+async def write_markers(
+    client: Client, layout: Layout, generation: str, shards: Iterable[int]
+) -> None:
+    """Write the generation marker of ``shards`` (one pipeline; per node on a cluster)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for shard in shards:
+            pipe.set(layout.shard_key(shard, GENERATION), generation)
+        await pipe.execute()
+
+
+async def mark_generation(client: Client, layout: Layout) -> str | None:
+    """Give the deployment a generation and every shard its marker, once: a new deployment,
+    or one from before markers. Returns the generation; None, and nothing written, while the
+    ledger has fenced this Redis for losing state (LAYOUT_LOST): only a rebuild marks it.
+
+    Markers are written before the layout records them all written, so a process that stops
+    half way leaves the rest to the next one; once recorded, a marker that goes missing (a
+    node of a cluster restarted empty) is never written again here."""
+    if await client.hexists(LAYOUT_KEY, LAYOUT_LOST):
+        return None
+    await client.hsetnx(LAYOUT_KEY, "generation", new_generation())
+    answer: Any = await client.hmget(LAYOUT_KEY, "generation", LAYOUT_MARKED)
+    generation, marked = answer[0].decode(), answer[1]
+    if marked is None:
+        await write_markers(client, layout, generation, range(layout.shards))
+        await client.hset(LAYOUT_KEY, LAYOUT_MARKED, 1)
+    return str(generation)

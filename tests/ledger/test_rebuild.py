@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.catalog import Catalog
 from sidecar.ledger.db import Pool, load_catalogs
-from sidecar.ledger.rebuild import rebuild_customer
+from sidecar.ledger.rebuild import rebuild_customer, resume_serving
 from sidecar.ledger.reconcile import reconcile
 from sidecar.service import Service
 from sidecar.store.layout import CUSTOMERS
@@ -47,6 +47,7 @@ async def test_flush_then_rebuild_restores_balances_and_counters(
                 store.client, store.layout, db, customer, catalogs=catalogs, catalog=ledger_catalog,
                 now_ms=clock.now_ms,
             )  # fmt: skip
+        assert await resume_serving(store.client, store.layout, db) is None  # never recorded
     service.customers.invalidate("acme")
     service.customers.invalidate("globex")
 

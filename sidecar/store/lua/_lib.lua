@@ -33,11 +33,27 @@ end
 -- customer's fixed keys, its shard's keys, and ``extra``): if one is not here, the script
 -- fails before it has written anything, and the client runs it again once the move is done
 -- (store/connection.py). On a node that is not moving a slot, EXISTS finds nothing wrong.
-local function guard(extra)
+local function touch(extra)
   local keys = {KEYS[1], K(BUCKET), K(BUCKETS), K(BUDGETS), K(BALANCE), K(HOLDS),
-    K(HOLD_EXPIRY), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS}
+    K(HOLD_EXPIRY), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS,
+    SHARD .. ':' .. GENERATION}
   for _, key in ipairs(extra) do keys[#keys + 1] = key end
   redis.call('EXISTS', unpack(keys))
+end
+
+-- A shard without its generation marker has lost the state the ledger knows of (restarted
+-- empty, flushed, or fenced by the ledger): nothing is decided on it until it is rebuilt.
+local function require_state()
+  if redis.call('EXISTS', SHARD .. ':' .. GENERATION) == 0 then
+    error({err = 'LOSTSTATE ' .. SHARD .. ' has no generation marker: Redis lost its state; '
+      .. 'restore it with creditgate ledger rebuild --all'})
+  end
+end
+
+-- ``touch`` for a script that decides on the shard's state: refused on a lost one.
+local function guard(extra)
+  touch(extra)
+  require_state()
 end
 
 -- ``guard`` for a script that also purges: the holds whose time is up (at most 100 a call;

@@ -85,7 +85,8 @@ local ev = rec.ev
 local debit = {'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'team', ev.team or '', 'user', ev.user or '', 'agent', ev.agent or '',
   'session', ev.session or '', 'feature', ev.feature, 'model', ev.model or '',
-  'units', cjson.encode(p.units), 'cost', cost, 'overrun', S(overrun), 'uncovered', S(left),
+  'units', cjson.encode(p.units), 'cost', cost, 'overrun', S(overrun), 'released', S(released),
+  'uncovered', S(left),
   'burned', cjson.encode(burned), 'catalog_version', p.catalog_version,
   'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now}
 -- Only a call decided in fallback says so: the rest stay as small as they were.

@@ -7,6 +7,7 @@
 -- (budgets left out when there are none). Holds whose time has passed count for nothing, as
 -- they will once a script purges them: what they still add to a counter is taken off here.
 local p = cjson.decode(ARGV[1])
+require_state()
 local out = {}
 local stale = {} -- key .. '\0' .. field -> nanos still counted by holds whose time is up
 for _, rid in ipairs(redis.call('ZRANGEBYSCORE', K(HOLD_EXPIRY), '-inf', p.now)) do
