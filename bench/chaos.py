@@ -1,6 +1,6 @@
 """The chaos group: real faults under load, and what they cost in money.
 
-    python -m bench.chaos [--outage-s 30]
+    python -m bench.chaos [--outage-s 30] [--only SCENARIO ...]
 
 Each scenario prints calls answered, answered in fallback, nano-credits lost and double-counted
 (both must be 0) and the recovery time. Scenarios:
@@ -10,25 +10,46 @@ Each scenario prints calls answered, answered in fallback, nano-credits lost and
   and one ``deny`` feature (chat) of the example catalog. Money is checked against Redis
   itself once the spool has drained: every committed call's cost, summed with Decimal, equals
   what the customers' balances lost, and each committed call has exactly one debit event.
+* ``redis-restarted-empty``: valkey without AOF SIGKILLed under load and started again empty,
+  a ledger service running: how soon the ledger fences it, that no known customer is
+  answered ``unknown_customer``, what reconcile reports, and rebuild until every call is in
+  the ledger again (those Redis acknowledged and lost before shipping are counted apart:
+  that loss is Redis's durability setting, and reconcile names where it starts).
+* ``ledger-killed``: the ledger service SIGKILLed under load and started again with the same
+  consumer name: time until every committed call is in PostgreSQL, each once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import asyncpg
+
 from bench.faults import FaultProxy
 from sidecar.catalog import load_catalog
 from sidecar.embedded import EmbeddedRedis
+from sidecar.ledger import generation
+from sidecar.ledger.db import load_catalogs
+from sidecar.ledger.embedded_pg import EmbeddedPostgres
+from sidecar.ledger.rebuild import rebuild_customer, resume_serving
+from sidecar.ledger.reconcile import reconcile
+from sidecar.ledger.server import Ledger
+from sidecar.ledger.settings import LedgerSettings
+from sidecar.lifecycle import stop_process
 from sidecar.service import Service
 from sidecar.service.spool import Spool
 from sidecar.store.redis_store import RedisStore
+from sidecar.times import wall_clock_ms
 from sidecar.wire import CommitRequest, GrantRequest, ReserveRequest, UpsertCustomerRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +75,10 @@ class Outcome:
     recovery_s: float = 0.0
     worst_overdraft: Decimal = Decimal(0)
     """The most one customer spent in fallback (cap: the feature's overdraft)."""
+    notes: list[str] = field(default_factory=list)
+    """What only this scenario measures."""
+    reconciled: str | None = None
+    """What reconcile reported about a Redis that lost state."""
 
     def lines(self) -> list[str]:
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
@@ -63,6 +88,7 @@ class Outcome:
             f"  nano-credits lost {self.lost_nanos}, double-counted {self.doubled_nanos}, "
             f"recovery {self.recovery_s:.2f} s, most spent in fallback by one customer "
             f"{self.worst_overdraft} credits",
+            *(f"  {note}" for note in self.notes),
         ]
 
 
@@ -82,35 +108,60 @@ async def _funds(service: Service) -> dict[str, Decimal]:
     return out
 
 
-async def _worker(
-    sidecar: Service, customer: str, stop: asyncio.Event, outcome: Outcome,
-    costs: dict[str, Decimal], spent_in_fallback: dict[str, Decimal],
-) -> None:  # fmt: skip
-    n = 0
-    while not stop.is_set():
-        n += 1
-        ticket = n % 2 == 0
-        request = ReserveRequest(
-            customer=customer,
-            feature="support_agent" if ticket else "chat",
-            model=None if ticket else "gpt-4o-mini",
-            units={"tickets_resolved": 1} if ticket else {"input_tokens": 2000},
-            idempotency_key=f"{customer}-{n}",
-        )
-        held = await sidecar.reserve(request)
-        if not held.allowed:
-            outcome.refused[f"{request.feature}:{held.reason}"] += 1
-        else:
-            usage = {"tickets_resolved": 1} if ticket else {"input_tokens": 1500}
-            rid = held.reservation_id or ""
-            done = await sidecar.commit(CommitRequest(reservation_id=rid, units=usage))
-            outcome.answered += 1
-            costs[rid] = Decimal(done.cost)
-            if done.decided_by == "fallback":
-                outcome.fallback += 1
-            if held.decided_by == "fallback":  # what counts against the overdraft
-                spent_in_fallback[customer] += Decimal(done.cost)
-        await asyncio.sleep(PACE_S)
+class _Load:
+    """A worker per customer, each alternating chat and support_agent calls on ``sidecar``
+    until ``end``: every committed call's cost and when its answer came."""
+
+    def __init__(self, sidecar: Service, outcome: Outcome) -> None:
+        self.sidecar = sidecar
+        self.outcome = outcome
+        self.costs: dict[str, Decimal] = {}
+        self.answered_at: dict[str, tuple[float, str]] = {}
+        """Reservation id -> (monotonic time of the commit's answer, who decided it)."""
+        self.spent_in_fallback: dict[str, Decimal] = defaultdict(Decimal)
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._worker(c)) for c in CUSTOMERS]
+
+    async def end(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _worker(self, customer: str) -> None:
+        n, outcome = 0, self.outcome
+        while not self._stop.is_set():
+            n += 1
+            ticket = n % 2 == 0
+            request = ReserveRequest(
+                customer=customer,
+                feature="support_agent" if ticket else "chat",
+                model=None if ticket else "gpt-4o-mini",
+                units={"tickets_resolved": 1} if ticket else {"input_tokens": 2000},
+                idempotency_key=f"{customer}-{n}",
+            )
+            held = await self.sidecar.reserve(request)
+            if not held.allowed:
+                outcome.refused[f"{request.feature}:{held.reason}"] += 1
+            else:
+                usage = {"tickets_resolved": 1} if ticket else {"input_tokens": 1500}
+                rid = held.reservation_id or ""
+                done = await self.sidecar.commit(CommitRequest(reservation_id=rid, units=usage))
+                outcome.answered += 1
+                self.costs[rid] = Decimal(done.cost)
+                self.answered_at[rid] = (time.monotonic(), done.decided_by)
+                if done.decided_by == "fallback":
+                    outcome.fallback += 1
+                if held.decided_by == "fallback":  # what counts against the overdraft
+                    self.spent_in_fallback[customer] += Decimal(done.cost)
+            await asyncio.sleep(PACE_S)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float) -> float:
+    """Seconds until ``condition`` holds; TimeoutError past ``timeout_s`` (only a bug)."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout_s):
+        while not await condition():
+            await asyncio.sleep(0.01)
+    return time.monotonic() - started
 
 
 async def redis_down(outage_s: float) -> Outcome:
@@ -128,29 +179,22 @@ async def redis_down(outage_s: float) -> Outcome:
             await _seed(admin)
             before = await _funds(admin)
             sidecar = Service(store, catalog, spool=Spool(spool_dir))
-            costs: dict[str, Decimal] = {}
-            spent_in_fallback: dict[str, Decimal] = defaultdict(Decimal)
-            stop = asyncio.Event()
-            workers = [
-                asyncio.create_task(_worker(sidecar, c, stop, outcome, costs, spent_in_fallback))
-                for c in CUSTOMERS
-            ]
+            load = _Load(sidecar, outcome)
             await asyncio.sleep(1.0)
             proxy.down(True)
             await asyncio.sleep(outage_s)
             proxy.down(False)
-            back = time.monotonic()
-            deadline = back + DRAIN_TIMEOUT_S
-            while len(sidecar.fallback.spool) and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            outcome.recovery_s = time.monotonic() - back
+
+            async def drained() -> bool:
+                return not len(sidecar.fallback.spool)
+
+            outcome.recovery_s = await _until(drained, DRAIN_TIMEOUT_S)
             await asyncio.sleep(1.0)
-            stop.set()
-            await asyncio.gather(*workers)
+            await load.end()
             await sidecar.close()
             after = await _funds(admin)
             spent = sum(before[c] - after[c] for c in CUSTOMERS)
-            expected = sum(costs.values(), Decimal(0))
+            expected = sum(load.costs.values(), Decimal(0))
             difference = int((spent - expected) * NANOS)
             outcome.lost_nanos = max(0, -difference)
             outcome.doubled_nanos = max(0, difference)
@@ -159,13 +203,13 @@ async def redis_down(outage_s: float) -> Outcome:
                 for _, f in await truth.client.xrange(truth.layout.stream_of(customer)):
                     if f[b"kind"] == b"debit":
                         debits[f[b"event_id"].decode()] += 1
-            for rid, cost in costs.items():
+            for rid, cost in load.costs.items():
                 count = debits.get(rid, 0)
                 if count == 0:
                     outcome.lost_nanos += int(cost * NANOS)
                 elif count > 1:
                     outcome.doubled_nanos += int(cost * NANOS) * (count - 1)
-            outcome.worst_overdraft = max(spent_in_fallback.values(), default=Decimal(0))
+            outcome.worst_overdraft = max(load.spent_in_fallback.values(), default=Decimal(0))
         finally:
             await proxy.stop()
             await store.close()
@@ -173,12 +217,176 @@ async def redis_down(outage_s: float) -> Outcome:
     return outcome
 
 
+async def _stored(database_url: str) -> dict[str, int]:
+    """The ledger's debits: reservation id -> cost in nano-credits."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch("SELECT event_id, cost_nanos FROM usage_events")
+    except asyncpg.UndefinedTableError:  # the ledger has not migrated yet
+        return {}
+    finally:
+        await connection.close()
+    return {row["event_id"]: row["cost_nanos"] for row in rows}
+
+
+def _ledger_money(
+    outcome: Outcome, costs: Mapping[str, Decimal], stored: Mapping[str, int]
+) -> None:
+    """Lost: a committed call the ledger lacks; double-counted: stored at another cost."""
+    for rid, cost in costs.items():
+        nanos = int(cost * NANOS)
+        if rid not in stored:
+            outcome.lost_nanos += nanos
+        elif stored[rid] > nanos:
+            outcome.doubled_nanos += stored[rid] - nanos
+        else:
+            outcome.lost_nanos += nanos - stored[rid]
+
+
+def _unknown(outcome: Outcome) -> int:
+    return sum(n for k, n in outcome.refused.items() if k.endswith(":unknown_customer"))
+
+
+async def redis_restarted_empty(load_s: float = 3.0) -> Outcome:
+    """valkey (no AOF) killed under load and started again empty, a ledger service running:
+    time until the ledger fences it, that no known customer is told it does not exist,
+    what reconcile reports, and the rebuild until every call is in the ledger again."""
+    outcome = Outcome("redis-restarted-empty")
+    catalog = load_catalog(CATALOG)
+    with EmbeddedPostgres(durable=False) as pg, TemporaryDirectory() as spool_dir:
+        redis = EmbeddedRedis()
+        store = RedisStore(redis.url, timeout_s=DEADLINE_S, deadline_s=DEADLINE_S)
+        settings = LedgerSettings(
+            catalog=str(CATALOG), redis=redis.url, database_url=pg.url,
+            generation_check_ms=100, poll_ms=10,
+        )  # fmt: skip
+        ledger = Ledger(settings)
+        try:
+            await store.agree_layout()
+            await ledger.start()
+            sidecar = Service(store, catalog, spool=Spool(spool_dir))
+            await _seed(sidecar)
+            load = _Load(sidecar, outcome)
+            await asyncio.sleep(load_s)
+            redis.process.kill()  # SIGKILL: what was not yet shipped goes with it
+            redis.process.wait()
+            redis = EmbeddedRedis(port=redis.port)
+            restarted = time.monotonic()
+            assert ledger.pool is not None
+            async with ledger.pool.acquire() as db:
+
+                async def fenced() -> bool:
+                    recorded = await generation.latest(db)
+                    return recorded is not None and recorded.state == "lost"
+
+                fence_s = await _until(fenced, DRAIN_TIMEOUT_S)
+                await asyncio.sleep(1.0)  # calls go on against the fenced Redis
+                await load.end()
+                catalogs = await load_catalogs(db)
+                report = await reconcile(
+                    store.client, store.layout, db, CUSTOMERS, catalogs=catalogs, catalog=catalog,
+                    now_ms=wall_clock_ms(),
+                )  # fmt: skip
+                for customer in CUSTOMERS:
+                    await rebuild_customer(
+                        store.client, store.layout, db, customer, catalogs=catalogs,
+                        catalog=catalog, now_ms=wall_clock_ms(),
+                    )  # fmt: skip
+                await resume_serving(store.client, store.layout, db)
+            rebuilt = time.monotonic()
+            dropped = {  # acknowledged by Redis itself before it died, never shipped
+                rid for rid, (at, by) in load.answered_at.items()
+                if at < restarted and by == "store"
+            }  # fmt: skip
+
+            async def shipped() -> bool:
+                stored = await _stored(pg.url)
+                return not len(sidecar.fallback.spool) and all(
+                    rid in stored for rid in load.costs if rid not in dropped
+                )
+
+            await _until(shipped, DRAIN_TIMEOUT_S)
+            outcome.recovery_s = time.monotonic() - rebuilt
+            stored = await _stored(pg.url)
+            dropped &= {rid for rid in load.costs if rid not in stored}
+            kept = {rid: c for rid, c in load.costs.items() if rid not in dropped}
+            _ledger_money(outcome, kept, stored)
+            outcome.worst_overdraft = max(load.spent_in_fallback.values(), default=Decimal(0))
+            lost_with_redis = sum((load.costs[rid] for rid in dropped), Decimal(0))
+            outcome.reconciled = report.lost
+            outcome.notes = [
+                f"fenced {fence_s:.2f} s after the restart; reconcile: {report.lost}",
+                f"calls Redis acknowledged and lost with it (no AOF) before shipping: "
+                f"{len(dropped)}, {lost_with_redis} credits",
+                f"answered unknown_customer: {_unknown(outcome)}",
+            ]
+        finally:
+            await ledger.stop()
+            await store.close()
+            redis.stop()
+    return outcome
+
+
+async def ledger_killed(load_s: float = 2.0) -> Outcome:
+    """The ledger service SIGKILLed under load and started again with the same consumer name:
+    how long until everything it had read and not stored is in PostgreSQL, exactly once."""
+    outcome = Outcome("ledger-killed")
+    catalog = load_catalog(CATALOG)
+    with EmbeddedPostgres(durable=False) as pg, EmbeddedRedis() as redis:
+        store = RedisStore(redis.url)
+        command = [
+            sys.executable, "-m", "sidecar.cli", "ledger", "serve", "--catalog", str(CATALOG),
+            "--redis", redis.url, "--database-url", pg.url, "--consumer", "chaos-ledger",
+            "--poll-ms", "10",
+        ]  # fmt: skip
+        process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            await store.agree_layout()
+            sidecar = Service(store, catalog)
+            await _seed(sidecar)
+            load = _Load(sidecar, outcome)
+
+            async def stored_some() -> bool:
+                return bool(await _stored(pg.url))
+
+            await _until(stored_some, DRAIN_TIMEOUT_S)
+            await asyncio.sleep(load_s)
+            process.kill()
+            process.wait()
+            await asyncio.sleep(load_s)  # the streams grow meanwhile
+            await load.end()
+            process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+            restarted = time.monotonic()
+
+            async def all_stored() -> bool:
+                stored = await _stored(pg.url)
+                return all(rid in stored for rid in load.costs)
+
+            await _until(all_stored, DRAIN_TIMEOUT_S)
+            outcome.recovery_s = time.monotonic() - restarted
+            _ledger_money(outcome, load.costs, await _stored(pg.url))
+        finally:
+            stop_process(process, 15)
+            await store.close()
+    return outcome
+
+
+SCENARIOS = ("redis-down", "redis-restarted-empty", "ledger-killed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
     parser.add_argument("--outage-s", type=float, default=30.0)
+    parser.add_argument("--only", choices=SCENARIOS, action="append", help="run only these")
     args = parser.parse_args()
-    for line in asyncio.run(redis_down(args.outage_s)).lines():
-        print(line, flush=True)
+    runs = {
+        "redis-down": lambda: redis_down(args.outage_s),
+        "redis-restarted-empty": redis_restarted_empty,
+        "ledger-killed": ledger_killed,
+    }
+    for name in args.only or SCENARIOS:
+        for line in asyncio.run(runs[name]()).lines():
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -223,7 +223,8 @@ class RedisConnection:
             ) from error
         self.metrics.redis_round_trip(label, started)
         self.breaker.closed()
-        self.lost = False
+        if script:  # a script ran: this shard, at least, is not lost
+            self.lost = False
         if not self.up:
             self._back_up()
         return result
