@@ -13,7 +13,11 @@ import matplotlib.pyplot as plt
 
 __all__ = ["markdown", "plot", "write"]
 
-COMPARED = ("check", "reserve", "reserve-commit", "check-grpc", "reserve-commit-grpc")
+COMPARED = (
+    "check", "reserve", "reserve-commit", "check-grpc", "reserve-commit-grpc", "durable-commit",
+)  # fmt: skip
+PER_CALL = ("reserve-commit", "reserve-commit-grpc", "durable-commit")
+"""Scenarios whose unit is a model call (reserve then commit), compared at p95."""
 
 
 def _ms(us: float) -> str:
@@ -35,8 +39,8 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
         ]
     if name in COMPARED:
         half = result["half_rate"]
-        pct = "p95" if name.startswith("reserve-commit") else "p99"
-        unit = "calls/s (reserve+commit)" if name.startswith("reserve-commit") else "req/s"
+        pct = "p95" if name in PER_CALL else "p99"
+        unit = "calls/s (reserve+commit)" if name in PER_CALL else "req/s"
         rows = [
             [
                 name,

@@ -1,4 +1,4 @@
-"""The scenarios: engine, check, reserve-commit, contention, many-customers.
+"""The scenarios: engine, check, reserve-commit, contention, many-customers, durable-commit.
 
 Each returns a JSON-able dict with its measurements, its same-run baseline, the ratios and
 whether its targets hold. Smoke mode runs each for seconds at a low rate and checks
@@ -14,12 +14,14 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import redis
 
 from bench.faults import ThreadedProxy
 from bench.loadgen import Load, run_load
 from bench.stats import new_histogram, summarize
 from bench.targets import CATALOG, Process, rss_bytes, start_sidecar
 from sidecar.catalog import load_catalog
+from sidecar.embedded import EmbeddedRedis
 from sidecar.engine import CustomerSnapshot, parse_reserve, parse_usage, plan_commit, plan_reserve
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
@@ -210,6 +212,48 @@ def reserve_commit(bench: Bench) -> dict[str, Any]:
         )
         <= 1_000,
     }
+    return out
+
+
+WAIT_MS, PATIENT_WAIT_MS = "100", "5000"
+"""How long the durable sidecar's commit waits for its replica (smoke: only a bug is slower)."""
+
+
+def _synced(url: str) -> None:
+    """Wait until the replica at ``url`` follows its primary."""
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 30
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica {url} did not sync with its primary")
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def durable_commit(bench: Bench) -> dict[str, Any]:
+    """The cost of ``--redis-wait-replicas 1``: reserve-commit on a sidecar whose commits WAIT
+    for one replica, against the sidecar as it is, both on the same primary and replica."""
+    steps = [("reserve", "/v1/reserve"), ("commit", "/v1/commit")]
+    port = int(bench.redis_url.rsplit(":", 1)[1].split("/")[0])
+    with EmbeddedRedis(replica_of=port) as replica:
+        _synced(replica.url)
+        wait = {
+            "--redis-wait-replicas": "1",
+            "--redis-wait-timeout-ms": PATIENT_WAIT_MS if bench.smoke else WAIT_MS,
+        }
+        durable = start_sidecar(bench.redis_url, patient=bench.smoke, extra=wait)
+        try:
+            out = _compare(
+                bench, "durable-commit",
+                (bench.sidecar.url, steps, "reserve-commit"),
+                (durable.url, steps, "reserve-commit"),
+                "p95",
+            )  # fmt: skip
+        finally:
+            durable.stop()
+    out["targets"] = {}  # a cost to report, not a target
     return out
 
 
@@ -465,4 +509,5 @@ SCENARIOS = {
     "cold-burst": cold_burst,
     "slow-redis": slow_redis,
     "many-customers": many_customers,
+    "durable-commit": durable_commit,
 }

@@ -50,7 +50,10 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """Started on construction; ``stop()`` (or leaving the ``with`` block) ends it."""
 
-    def __init__(self, *, port: int | None = None, cluster: bool = False) -> None:
+    def __init__(
+        self, *, port: int | None = None, cluster: bool = False, replica_of: int | None = None
+    ) -> None:
+        """``replica_of``: the port of a primary on loopback this server replicates."""
         self.folder = tempfile.mkdtemp(prefix="creditgate-redis-")
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -67,6 +70,7 @@ class EmbeddedRedis:
             "--save", "",
             "--appendonly", "no",
             *(node if cluster else []),
+            *(["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

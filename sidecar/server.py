@@ -60,6 +60,8 @@ class Sidecar:
             settings.redis,
             timeout_s=settings.redis_timeout_ms / 1000,
             deadline_s=settings.redis_deadline_ms / 1000,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
             idempotency_window_ms=settings.idempotency_window_ms,
         )
         self.customers = CustomerDirectory(

@@ -65,6 +65,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     commits Redis never answered, replayed when it answers. None: in memory, lost on a crash."""
     spool_max_entries: int = SPOOL_MAX_ENTRIES
     spool_max_bytes: int = SPOOL_MAX_BYTES
+    redis_wait_replicas: int = 0
+    """A commit is answered ``committed`` once this many replicas hold it (Redis ``WAIT``)."""
+    redis_wait_timeout_ms: int = 50
+    """How long a commit waits for those replicas; past it, its outcome is unknown (spooled)."""
     redis_max_memory_bytes: int | None = None
     """Past this Redis ``used_memory``, reserves are refused (store/memory.py); None: no bound."""
     fallback_customer_ttl_s: int = FALLBACK_CUSTOMER_TTL_S
@@ -116,6 +120,15 @@ _HELP = {
         f"(default {SPOOL_MAX_ENTRIES})"
     ),
     "spool_max_bytes": f"bytes the spool may hold (default {SPOOL_MAX_BYTES})",
+    "redis_wait_replicas": (
+        "answer a commit committed only once this many Redis replicas hold it (WAIT); when "
+        "fewer acknowledge in time, the commit answers outcome_unknown and is replayed from "
+        "the spool (default 0: as soon as the primary has it)"
+    ),
+    "redis_wait_timeout_ms": (
+        "how long a commit waits for --redis-wait-replicas replicas, below "
+        "--redis-deadline-ms (default 50)"
+    ),
     "redis_max_memory_bytes": (
         "refuse new reserves (store_unavailable, scope redis/memory) while Redis uses this many "
         "bytes or more, e.g. while the ledger is down; commits go on (default: no bound)"
@@ -232,6 +245,16 @@ def settings_from(
     )  # fmt: skip
     if settings.redis_max_memory_bytes is not None:
         SOURCE.check_positive(settings, "redis_max_memory_bytes")
+    if settings.redis_wait_replicas < 0:
+        raise SOURCE.fail("redis_wait_replicas", "must be 0 (no wait) or a number of replicas")
+    SOURCE.check_positive(settings, "redis_wait_timeout_ms")
+    wait_ms, deadline_ms = settings.redis_wait_timeout_ms, settings.redis_deadline_ms
+    if settings.redis_wait_replicas and wait_ms >= deadline_ms:
+        raise SOURCE.fail(
+            "redis_wait_timeout_ms",
+            f"must be below redis_deadline_ms ({deadline_ms}): a commit waiting "
+            "for replicas has to be answered within its deadline",
+        )
     SOURCE.check_redis(settings)
     SOURCE.check_token(settings, "admin_token")
     return settings

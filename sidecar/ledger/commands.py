@@ -82,12 +82,18 @@ async def _operate(args: argparse.Namespace) -> int:
                 return 1 if report.differences or report.lost else 0
             if not args.customer and not args.all:
                 raise SettingsError("name --customer ID (repeatable) or --all")
+            lost = await generation_status(client, keys, connection)
+            # What a Redis that lost state holds of a customer (a rolled-back copy) is not
+            # trusted: rebuild --all replaces it with the ledger's.
+            force = args.force or (args.all and lost is not None)
+            if force and not args.force:
+                print("Redis lost state: replacing what it holds of each customer", file=sys.stderr)
             failed = 0
             for customer in customers:
                 try:
                     state = await rebuild_customer(
                         client, keys, connection, customer, catalogs=catalogs, catalog=catalog,
-                        now_ms=now_ms, force=args.force, window_ms=args.idempotency_window_ms,
+                        now_ms=now_ms, force=force, window_ms=args.idempotency_window_ms,
                     )  # fmt: skip
                 except RequestError as error:
                     print(f"{customer}: not rebuilt: {error.message}", file=sys.stderr)
@@ -97,11 +103,12 @@ async def _operate(args: argparse.Namespace) -> int:
                     f"{customer}: rebuilt {len(state.buckets)} buckets, "
                     f"{len(state.hashes)} keys, {len(state.idempotency_keys)} grant keys"
                 )
-            if args.all:
+            if args.all and not failed:
                 if resumed := await resume_serving(client, keys, connection):
                     print(resumed, file=sys.stderr)
-            elif lost := await generation_status(client, keys, connection):
-                print(f"{lost}; it serves again after rebuild --all", file=sys.stderr)
+            elif lost is not None:
+                print(f"{lost}; it serves again after rebuild --all rebuilds every customer",
+                      file=sys.stderr)  # fmt: skip
             return 1 if failed else 0
     finally:
         await pool.close()

@@ -8,24 +8,30 @@ its fallback policy applies). The ledger records in ``store_generations`` each g
 has seen. A Redis that restarted empty, was flushed, or had a shard's node replaced, no longer
 holds the generation the ledger recorded; the ledger then *fences* it (deletes every marker,
 and sets ``cg:layout``'s ``lost``, so that a process starting on it marks nothing) and records
-the loss, naming the last event it had stored. Only ``creditgate ledger rebuild --all``, which
+the loss, naming the last event it had stored. A Redis rolled back to an older copy of the
+same generation (a backup restored, a replica that was behind taking over) keeps its markers;
+each check of the ledger therefore increments an *epoch* on every shard (store/layout.py,
+EPOCH), and a shard whose epoch comes back no higher than the one the ledger last got lost
+writes it had acknowledged: the same loss. Only ``creditgate ledger rebuild --all``, which
 writes back the ledger's state, starts a new generation. ``reconcile`` reports the loss.
 
-``judge`` decides, purely; ``read_redis``, ``latest`` and ``Generations`` do the I/O.
+``judge`` and ``Epochs`` decide, purely; ``read_redis``, ``latest`` and ``record`` do the I/O.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
 
 from sidecar.ledger.db import Connection
-from sidecar.store.layout import GENERATION, LAYOUT_KEY, LAYOUT_LOST, LAYOUT_MARKED, Layout
+from sidecar.store.layout import EPOCH, GENERATION, LAYOUT_KEY, LAYOUT_LOST, LAYOUT_MARKED, Layout
 from sidecar.store.topology import Client, mark_generation, new_generation, write_markers
 
 __all__ = [
+    "Epochs",
     "Found",
     "Recorded",
     "Verdict",
@@ -53,11 +59,30 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Found(msgspec.Struct, frozen=True, kw_only=True):
-    """What Redis holds: its generation, the fence's reason, the shards without its marker."""
+    """What Redis holds: its generation, the fence's reason, the shards without its marker,
+    and the shards whose epoch went back (``Epochs``)."""
 
     generation: str | None
     lost: str | None
     unmarked: tuple[int, ...]
+    rolled_back: tuple[int, ...] = ()
+
+
+class Epochs:
+    """The epoch this ledger last got from each shard, within one generation."""
+
+    def __init__(self) -> None:
+        self.generation: str | None = None
+        self.last: dict[int, int] = {}
+
+    def advance(self, generation: str | None, values: Sequence[int]) -> tuple[int, ...]:
+        """Take the epochs just incremented; the shards whose value is not above the last one
+        (none on the first call of a generation: a rebuild starts a new one)."""
+        if generation != self.generation:
+            self.generation, self.last = generation, {}
+        back = tuple(s for s, value in enumerate(values) if value <= self.last.get(s, 0))
+        self.last = dict(enumerate(values))
+        return back
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,21 +124,34 @@ def judge(recorded: Recorded | None, found: Found) -> Verdict:
             why=f"shards {_shards(found.unmarked)} have no generation marker (a node "
             "restarted empty, or flushed)",
         )
+    if found.rolled_back:
+        return Verdict(
+            action="lose",
+            why=f"shards {_shards(found.rolled_back)} lost writes they had acknowledged "
+            "(rolled back to an older copy, or a replica that was behind took over)",
+        )
     return Verdict(action="ok")
 
 
-async def read_redis(client: Client, layout: Layout) -> Found:
-    """The generation, the fence and each shard's marker: one pipelined round."""
+async def read_redis(client: Client, layout: Layout, epochs: Epochs | None = None) -> Found:
+    """The generation, the fence and each shard's marker: one pipelined round; with
+    ``epochs``, each shard's epoch incremented in the same round."""
     answer: Any = await client.hmget(LAYOUT_KEY, "generation", LAYOUT_LOST)
     generation, lost = answer
+    shards = range(layout.shards)
     async with client.pipeline(transaction=False) as pipe:
-        for shard in range(layout.shards):
+        for shard in shards:
             pipe.get(layout.shard_key(shard, GENERATION))
-        markers = await pipe.execute()
+        for shard in shards if epochs is not None else ():
+            pipe.incr(layout.shard_key(shard, EPOCH))
+        replies = await pipe.execute()
+    markers, values = replies[: layout.shards], replies[layout.shards :]
+    name = generation.decode() if generation is not None else None
     return Found(
-        generation=generation.decode() if generation is not None else None,
+        generation=name,
         lost=lost.decode() if lost is not None else None,
         unmarked=tuple(s for s, m in enumerate(markers) if m is None or m != generation),
+        rolled_back=epochs.advance(name, values) if epochs is not None else (),
     )
 
 
@@ -169,10 +207,13 @@ async def _fence(client: Client, layout: Layout, detail: str) -> None:
         await pipe.execute()
 
 
-async def watch_once(client: Client, layout: Layout, connection: Connection) -> Verdict:
-    """Compare Redis with the ledger's record once, and act on the verdict."""
+async def watch_once(
+    client: Client, layout: Layout, connection: Connection, epochs: Epochs | None = None
+) -> Verdict:
+    """Compare Redis with the ledger's record once (and, with ``epochs``, with the epochs this
+    ledger got before), and act on the verdict."""
     recorded = await latest(connection)
-    found = await read_redis(client, layout)
+    found = await read_redis(client, layout, epochs)
     verdict = judge(recorded, found)
     if verdict.action == "mark":
         await mark_generation(client, layout)

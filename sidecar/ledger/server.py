@@ -27,7 +27,7 @@ from sidecar.catalog import Catalog, load_catalog
 from sidecar.http.probes import probes_app
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
-from sidecar.ledger.generation import watch_once
+from sidecar.ledger.generation import Epochs, watch_once
 from sidecar.ledger.http import ledger_app
 from sidecar.ledger.ingest import Ingestor
 from sidecar.ledger.metrics import LedgerMetrics
@@ -77,6 +77,7 @@ class Ledger:
         self._watch: asyncio.Task[None] | None = None
         self._lag: asyncio.Task[None] | None = None
         self._generation: asyncio.Task[None] | None = None
+        self._epochs = Epochs()
         self.layout: Layout | None = None
         self._runners: list[web.AppRunner] = []
 
@@ -185,7 +186,7 @@ class Ledger:
         assert self.layout is not None
         try:
             async with self.pool.acquire() as connection:
-                verdict = await watch_once(self.redis, self.layout, connection)
+                verdict = await watch_once(self.redis, self.layout, connection, self._epochs)
         except (RedisError, RedisClusterException, OSError, asyncpg.PostgresError) as error:
             log.debug("generation check failed: %s", error)  # the next one runs soon
             return

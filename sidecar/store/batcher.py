@@ -12,6 +12,12 @@ Each call has a deadline. A call still queued when it passes is dropped before i
 (it did not run: ``NotSent``); a call sent whose answer has not come by then ends with
 ``Unanswered`` (it may have run: service/unsettled.py resolves it), and its late answer is
 dropped.
+
+With ``replicas`` set, a pipeline that carries a *durable* call (a commit) ends with ``WAIT
+replicas timeout`` on the same connection (on a cluster, on each node such a call went to),
+so its answer comes only once that many replicas hold what it wrote; when fewer acknowledged
+in time, the durable calls end with ``Unreplicated`` (they ran on the primary; the caller
+treats the outcome as unknown, as for a lost answer).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-__all__ = ["Batcher", "NotSent", "QueueFull", "Unanswered"]
+__all__ = ["Batcher", "NotSent", "QueueFull", "Unanswered", "Unreplicated"]
 
 
 class NotSent(TimeoutError):
@@ -37,12 +43,17 @@ class Unanswered(TimeoutError):
     """The call was sent and its answer did not come before the deadline: it may have run."""
 
 
-class _Call:
-    __slots__ = ("args", "future", "sent")
+class Unreplicated(Unanswered):
+    """The call ran on the primary, and fewer replicas than required acknowledged it in time."""
 
-    def __init__(self, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+
+class _Call:
+    __slots__ = ("args", "durable", "future", "sent")
+
+    def __init__(self, args: tuple[Any, ...], future: asyncio.Future[Any], durable: bool) -> None:
         self.args = args
         self.future = future
+        self.durable = durable
         self.sent = False
 
 
@@ -55,25 +66,38 @@ def _drop_late(done: asyncio.Future[Any]) -> None:
 class Batcher:
     """Script calls through ``client``'s pipelines, at most ``lanes`` in flight."""
 
-    def __init__(self, client: Any, *, lanes: int = 4, queue_max: int = 10_000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        lanes: int = 4,
+        queue_max: int = 10_000,
+        replicas: int = 0,
+        replica_timeout_ms: int = 0,
+    ) -> None:
         self.client = client
         self.lanes = lanes
         self.queue_max = queue_max
+        self.replicas = replicas
+        self.replica_timeout_ms = replica_timeout_ms
         self._queue: list[_Call] = []
         self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def evalsha(self, deadline: float, *args: Any) -> Any:
-        """``EVALSHA *args``; raises the command's own error, NotSent or Unanswered."""
+    async def evalsha(self, deadline: float, *args: Any, durable: bool = False) -> Any:
+        """``EVALSHA *args``; raises the command's own error, NotSent or Unanswered (and, for
+        a ``durable`` call, Unreplicated)."""
         loop = asyncio.get_running_loop()
         if len(self._queue) >= self.queue_max:
             raise QueueFull(f"{len(self._queue)} calls waiting for Redis already")
-        call = _Call(args, loop.create_future())
+        call = _Call(args, loop.create_future(), durable and self.replicas > 0)
         self._queue.append(call)
         if self._busy < self.lanes:
             self._start()
         try:
             return await asyncio.wait_for(asyncio.shield(call.future), deadline - loop.time())
+        except Unreplicated:
+            raise
         except TimeoutError:
             if not call.sent:
                 self._queue.remove(call)
@@ -97,16 +121,20 @@ class Batcher:
             self._busy -= 1
 
     async def _send(self, batch: list[_Call]) -> None:
+        durable = [call for call in batch if call.durable]
         try:
-            if len(batch) == 1:  # a lane was free: no pipeline to build and parse
+            if len(batch) == 1 and not durable:  # a free lane: no pipeline to build and parse
                 batch[0].sent = True
-                answers = [await self._one(batch[0])]
+                answers, short = [await self._one(batch[0])], set()
             else:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for call in batch:
                         pipe.evalsha(*call.args)
                         call.sent = True
+                    nodes = self._wait_for(pipe, durable)
                     answers = await pipe.execute(raise_on_error=False)
+                short = self._short(nodes, answers[len(batch) :])
+                answers = answers[: len(batch)]
         except Exception as error:  # the whole round trip failed: every call gets it
             for call in batch:
                 if not call.future.done():
@@ -121,8 +149,45 @@ class Batcher:
                 continue
             if isinstance(answer, BaseException):
                 call.future.set_exception(answer)
+            elif self._unreplicated(call, short):
+                call.future.set_exception(
+                    Unreplicated(
+                        f"ran on the primary; fewer than {self.replicas} replicas acknowledged "
+                        f"it within {self.replica_timeout_ms} ms"
+                    )
+                )
             else:
                 call.future.set_result(answer)
+
+    def _wait_for(self, pipe: Any, durable: list[_Call]) -> list[Any]:
+        """Queue a WAIT behind the durable calls, on each node they go to; the nodes (on one
+        Redis, ``[None]``; none without durable calls)."""
+        if not durable:
+            return []
+        wait = ("WAIT", self.replicas, self.replica_timeout_ms)
+        if not hasattr(self.client, "get_node_from_key"):
+            pipe.execute_command(*wait)
+            return [None]
+        nodes = list({n.name: n for n in (self._node(call) for call in durable)}.values())
+        for node in nodes:
+            pipe.execute_command(*wait, target_nodes=node)
+        return nodes
+
+    def _node(self, call: _Call) -> Any:
+        return self.client.get_node_from_key(call.args[2])  # EVALSHA sha 1 key arg
+
+    def _short(self, nodes: list[Any], acked: list[Any]) -> set[str | None]:
+        """The nodes (on one Redis, ``None``) whose WAIT counted fewer replicas than required."""
+        return {
+            None if node is None else node.name
+            for node, count in zip(nodes, acked, strict=True)
+            if isinstance(count, BaseException) or int(count) < self.replicas
+        }
+
+    def _unreplicated(self, call: _Call, short: set[str | None]) -> bool:
+        if not call.durable or not short:
+            return False
+        return (None if None in short else self._node(call).name) in short
 
     async def _one(self, call: _Call) -> Any:
         """One call on its own; its error reply is its answer, as in a pipeline."""

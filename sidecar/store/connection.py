@@ -29,7 +29,7 @@ from redis.exceptions import (
 from sidecar.errors import StoreError
 from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
-from sidecar.store.batcher import Batcher, NotSent
+from sidecar.store.batcher import Batcher, NotSent, Unreplicated
 from sidecar.store.breaker import Breaker
 from sidecar.store.layout import Layout
 from sidecar.store.scripts import Script, load_scripts
@@ -96,6 +96,8 @@ class RedisConnection:
         deadline_s: float | None = None,
         lanes: int = 4,
         connections: int = 16,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 0,
         metrics: Metrics | None = None,
     ) -> None:
         self.url = url
@@ -117,7 +119,10 @@ class RedisConnection:
             max_connections=connections,
         )
         self.cluster = is_cluster(self.client)
-        self.batcher = Batcher(self.client, lanes=lanes)
+        self.batcher = Batcher(
+            self.client, lanes=lanes, replicas=wait_replicas, replica_timeout_ms=wait_timeout_ms
+        )
+        """Durable scripts (a commit) are answered once ``wait_replicas`` replicas hold them."""
         self.breaker = Breaker()
         self.lost = False
         """True from a LOSTSTATE refusal (lua/_lib.lua, ``require_state``) to the next answer:
@@ -190,12 +195,13 @@ class RedisConnection:
 
         return await self._guarded(name or str(getattr(command, "__name__", "command")), send)
 
-    async def _script(self, script: Script, key: str, arg: bytes) -> bytes:
+    async def _script(self, script: Script, key: str, arg: bytes, durable: bool) -> bytes:
         """EVALSHA through the batcher, within the request's deadline."""
 
         async def send(deadline: float) -> tuple[Any, int]:
             started = time.perf_counter_ns()  # queueing included: it is the wait a call has
-            return await self.batcher.evalsha(deadline, script.sha, 1, key, arg), started
+            answer = await self.batcher.evalsha(deadline, script.sha, 1, key, arg, durable=durable)
+            return answer, started
 
         return bytes(await self._guarded(script.name, send, script=True))
 
@@ -216,6 +222,9 @@ class RedisConnection:
             if _lost(error):  # Redis is up and refuses: nothing was written, nothing to wait for
                 self._lost_state(label, error)
                 raise StoreError(str(error).partition(" script: ")[0]) from error
+            if isinstance(error, Unreplicated):  # Redis is up; its replicas are behind
+                self.metrics.redis_errors.labels(label).inc()
+                raise StoreError(str(error), unknown=True) from error
             self._failed(label, error, lua=script)
             unknown = script and not isinstance(error, NotSent | ResponseError)
             raise StoreError(
@@ -274,28 +283,31 @@ class RedisConnection:
             self.metrics.redis_up.set(0)
             log.error("redis down: %s", error or repr(error), extra={"redis": safe_url(self.url)})
 
-    async def _run(self, script: Script, customer: str, payload: dict[str, Any]) -> bytes:
-        """Run ``script`` for ``customer``; while its slot moves, again, until the timeout."""
+    async def _run(
+        self, script: Script, customer: str, payload: dict[str, Any], *, durable: bool = False
+    ) -> bytes:
+        """Run ``script`` for ``customer``; while its slot moves, again, until the timeout.
+        A ``durable`` one is answered once the replicas required hold it (``Batcher``)."""
         key, arg = self.layout.customer_key(customer), _json.encode(payload)
         loop = asyncio.get_running_loop()
         deadline, wait = self._deadline(), _MOVE_RETRY_S[0]
         while True:
             try:
-                return await self._evalsha(script, key, arg)
+                return await self._evalsha(script, key, arg, durable)
             except StoreError as error:
                 if not _moving(error.__cause__) or loop.time() + wait > deadline:
                     raise
             await asyncio.sleep(wait)
             wait = min(wait * 2, _MOVE_RETRY_S[1])
 
-    async def _evalsha(self, script: Script, key: str, arg: bytes) -> bytes:
+    async def _evalsha(self, script: Script, key: str, arg: bytes, durable: bool) -> bytes:
         try:
-            return await self._script(script, key, arg)
+            return await self._script(script, key, arg, durable)
         except StoreError as error:
             if not isinstance(error.__cause__, NoScriptError):
                 raise
         await self._call(self.client.script_load, script.source)
-        return await self._script(script, key, arg)
+        return await self._script(script, key, arg, durable)
 
     def subscriber(self) -> aioredis.Redis:
         """A separate client for pub/sub: it waits for messages, so it has no read timeout.

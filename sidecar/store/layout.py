@@ -27,6 +27,7 @@ __all__ = [
     "CUSTOMER",
     "CUSTOMERS",
     "DAY_COUNTER_TTL_MS",
+    "EPOCH",
     "EVENTS",
     "EXPIRED_RETAIN_MS",
     "GENERATION",
@@ -110,6 +111,9 @@ that Redis holds the state the ledger knows of. Every script refuses to run on a
 without it (``LOSTSTATE``): a Redis restarted empty, flushed, or fenced by the ledger after
 it lost state (ledger/generation.py) answers ``store_unavailable``, never ``unknown_customer``.
 """
+EPOCH = "epoch"
+"""Integer the ledger increments every check (ledger/generation.py, ``Epochs``): a value not
+above the one it last got means the shard lost writes it had acknowledged (rolled back)."""
 
 # Fields.
 PLAN, OVERRIDES, UPDATED_MS, GRANTED_MONTH = "plan", "overrides", "updated_ms", "granted_month"

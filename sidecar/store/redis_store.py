@@ -135,7 +135,8 @@ class RedisStore(RedisConnection):
             "quota_units": charge.quota_units,
             "catalog_version": catalog_version,
         }
-        return _committed.decode(await self._run(self.scripts["commit"], customer, payload))
+        answer = await self._run(self.scripts["commit"], customer, payload, durable=True)
+        return _committed.decode(answer)
 
     async def release(self, customer: str, reservation_id: str, now_ms: int) -> ReleaseReply:
         payload = self._resolution(reservation_id, now_ms)

@@ -37,6 +37,7 @@ def test_every_scenario_runs_clean_in_smoke_mode(tmp_path: Path) -> None:
         "cold-burst",
         "slow-redis",
         "many-customers",
+        "durable-commit",
     }
     for result in results.values():
         assert result.get("errors", 0) == 0, result["scenario"]
@@ -47,7 +48,8 @@ def test_every_scenario_runs_clean_in_smoke_mode(tmp_path: Path) -> None:
     burst = results["cold-burst"]
     assert (burst["admitted"], burst["denied"].get("store_unavailable", 0)) == (100, 0)
     assert results["slow-redis"]["targets"]["no hidden hold"]
-    for name in ("check", "reserve", "reserve-commit", "check-grpc", "reserve-commit-grpc"):
+    compared = ("check", "reserve", "reserve-commit", "check-grpc", "reserve-commit-grpc")
+    for name in (*compared, "durable-commit"):
         assert results[name]["half_rate"]["sidecar"]["denials"] == {}, name
         assert results[name]["half_rate"]["sidecar"]["measured"] > 0, name
     assert results["many-customers"]["cached_entries"] == results["many-customers"]["customers"]

@@ -219,3 +219,15 @@ def test_serve_with_a_bad_port_variable_exits_2_naming_the_flag() -> None:
     assert "CREDITGATE_PORT" in done.stderr
     assert "'abc'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_with_a_replica_wait_past_the_deadline_exits_2_saying_why() -> None:
+    catalog = str(ROOT / "policies" / "example.yaml")
+    done = _run(
+        "serve", "--catalog", catalog, "--redis", "redis://127.0.0.1:1/0",
+        "--redis-wait-replicas", "1", "--redis-wait-timeout-ms", "300",
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert "--redis-wait-timeout-ms" in done.stderr
+    assert "below redis_deadline_ms (250)" in done.stderr
+    assert "Traceback" not in done.stderr

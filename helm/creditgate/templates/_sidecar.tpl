@@ -83,6 +83,10 @@ restartPolicy: Always and belongs under initContainers, else under containers.
     - name: CREDITGATE_REDIS_MAX_MEMORY_BYTES
       value: {{ . | int64 | quote }}
     {{- end }}
+    - name: CREDITGATE_REDIS_WAIT_REPLICAS
+      value: {{ $s.redisWaitReplicas | int | quote }}
+    - name: CREDITGATE_REDIS_WAIT_TIMEOUT_MS
+      value: {{ $s.redisWaitTimeoutMs | int | quote }}
     - name: CREDITGATE_FALLBACK_CUSTOMER_TTL_S
       value: {{ $s.fallbackCustomerTtlS | int | quote }}
     - name: CREDITGATE_SPOOL_DIR
