@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import msgspec
 from cachetools import TTLCache
@@ -52,15 +53,29 @@ class CustomerDirectory:
         self._known: TTLCache[str, StoredCustomer] = TTLCache(max_entries, known_ttl_s)
         """The customer as last read from Redis, for deciding in fallback while it is down."""
         self._trusted = True
+        self.listeners: list[Callable[[str], None]] = []
+        """Also told each name published on the change feed (``""``: forget everything)."""
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._cache)
 
+    @property
+    def trusted(self) -> bool:
+        """Whether the change feed is followed, so that what is cached can be trusted."""
+        return self._trusted
+
     def invalidate(self, customer: str) -> None:
         self._cache.pop(customer, None)
         self._known.pop(customer, None)
+        for listener in self.listeners:
+            listener(customer)
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        for listener in self.listeners:
+            listener("")
 
     def last_known(self, customer: str, catalog: Catalog) -> CustomerSnapshot | None:
         """The customer as last read from Redis (within ``known_ttl_s``), for fallback: None
@@ -83,7 +98,7 @@ class CustomerDirectory:
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(layout.CHANGES_CHANNEL)
-                    self._cache.clear()
+                    self._forget_all()
                     self._trusted = True
                     if subscribed is not None:
                         subscribed.set()
@@ -94,7 +109,7 @@ class CustomerDirectory:
                 log.warning("customer change feed lost (%s); bypassing the cache", error)
             finally:
                 self._trusted = False
-                self._cache.clear()
+                self._forget_all()
                 await client.aclose()
             await asyncio.sleep(RESUBSCRIBE_DELAY_S)
 

@@ -29,11 +29,16 @@ __all__ = [
     "DecidedBy",
     "GrantRequest",
     "GrantResponse",
+    "IssueProxyKeyRequest",
+    "IssueProxyKeyResponse",
+    "ProxyKey",
+    "ProxyKeysResponse",
     "Reason",
     "ReleaseRequest",
     "ReleaseResponse",
     "ReserveRequest",
     "ReserveResponse",
+    "RevokeProxyKeyResponse",
     "SetBudgetRequest",
     "SetBudgetResponse",
     "UpsertCustomerRequest",
@@ -260,3 +265,43 @@ class SetBudgetResponse(_Response, frozen=True):
     mode: Literal["hard", "soft"]
     result: Literal["set", "unchanged"] = "set"
     """``unchanged`` when the budget already had this limit and mode."""
+
+
+class IssueProxyKeyRequest(_Request, frozen=True):
+    """A key for the proxy (sidecar/proxy): calls made with it are paid by this subject."""
+
+    idempotency_key: str
+    label: str = ""
+    team: str | None = None
+    user: str | None = None
+    agent: str | None = None
+
+
+class ProxyKey(_Response, frozen=True):
+    """A proxy key as listed: never its secret."""
+
+    id: str
+    customer: str
+    label: str
+    created_at: str
+    team: str | None = None
+    user: str | None = None
+    agent: str | None = None
+    revoked_at: str | None = None
+
+
+class IssueProxyKeyResponse(_Response, frozen=True):
+    result: Literal["issued", "already_issued"]
+    key: ProxyKey
+    secret: str | None = None
+    """The bearer token, shown once, when issued; only its hash is stored. A retry with the
+    same idempotency key answers ``already_issued`` without it."""
+
+
+class ProxyKeysResponse(_Response, frozen=True):
+    keys: list[ProxyKey]
+
+
+class RevokeProxyKeyResponse(_Response, frozen=True):
+    result: Literal["revoked", "already_revoked"]
+    key: ProxyKey

@@ -1,4 +1,5 @@
-"""The admin API, on its own listener: customers, grants, budgets. Bearer token required."""
+"""The admin API, on its own listener: customers, grants, budgets, proxy keys. Bearer token
+required."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import Handler, error_middleware
 from sidecar.http.keys import ADMIN_TOKEN, MAX_BODY_BYTES, REQUEST_ERRORS, SERVICE
 from sidecar.service import Service
-from sidecar.wire import GrantRequest, SetBudgetRequest, UpsertCustomerRequest
+from sidecar.wire import (
+    GrantRequest,
+    IssueProxyKeyRequest,
+    SetBudgetRequest,
+    UpsertCustomerRequest,
+)
 
 __all__ = ["admin_app"]
 
@@ -39,6 +45,15 @@ async def _state(request: web.Request) -> web.Response:
     return json_response(await request.app[SERVICE].balance(request.match_info["customer"]))
 
 
+async def _proxy_keys(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICE].proxy_keys(request.match_info["customer"]))
+
+
+async def _revoke_proxy_key(request: web.Request) -> web.Response:
+    customer, key = request.match_info["customer"], request.match_info["key_id"]
+    return json_response(await request.app[SERVICE].revoke_proxy_key(customer, key))
+
+
 def admin_app(service: Service, token: str, *, max_body_bytes: int = 65_536) -> web.Application:
     middlewares: list[Any] = [error_middleware, _require_token]
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
@@ -51,4 +66,8 @@ def admin_app(service: Service, token: str, *, max_body_bytes: int = 65_536) -> 
     app.router.add_get(base, _state)
     app.router.add_post(f"{base}/grants", _change(GrantRequest, Service.grant))
     app.router.add_put(f"{base}/budgets", _change(SetBudgetRequest, Service.set_budget))
+    keys = f"{base}/proxy-keys"
+    app.router.add_post(keys, _change(IssueProxyKeyRequest, Service.issue_proxy_key))
+    app.router.add_get(keys, _proxy_keys)
+    app.router.add_delete(keys + "/{key_id}", _revoke_proxy_key)
     return app

@@ -24,6 +24,7 @@ from sidecar.wire import (
     CheckRequest,
     CommitRequest,
     GrantRequest,
+    IssueProxyKeyRequest,
     ReleaseRequest,
     ReserveRequest,
     SetBudgetRequest,
@@ -90,6 +91,17 @@ ADMIN_ROUTES: dict[str, Route] = {
         pb.SetBudgetResponse,
     ),
     "GetCustomer": (lambda s, m: s.balance(m.customer), pb.GetBalanceResponse),
+    "IssueProxyKey": (
+        lambda s, m: s.issue_proxy_key(
+            m.customer, from_proto(m, IssueProxyKeyRequest, without=_CUSTOMER)
+        ),
+        pb.IssueProxyKeyResponse,
+    ),
+    "ListProxyKeys": (lambda s, m: s.proxy_keys(m.customer), pb.ListProxyKeysResponse),
+    "RevokeProxyKey": (
+        lambda s, m: s.revoke_proxy_key(m.customer, m.key_id),
+        pb.RevokeProxyKeyResponse,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Admin writes: customers, grants, budgets. Every field is checked before anything moves."""
+"""Admin writes: customers, grants, budgets, proxy keys. Every field is checked before
+anything moves."""
 
 from __future__ import annotations
 
@@ -11,17 +12,24 @@ from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
 from sidecar.money import format_credits, parse_credits
 from sidecar.service.context import Context
+from sidecar.service.keys import KeyRecord, key_id, key_view
 from sidecar.times import format_time, parse_time
 from sidecar.wire import (
     CustomerResponse,
     GrantRequest,
     GrantResponse,
+    IssueProxyKeyRequest,
+    IssueProxyKeyResponse,
+    ProxyKeysResponse,
+    RevokeProxyKeyResponse,
     SetBudgetRequest,
     SetBudgetResponse,
     UpsertCustomerRequest,
 )
 
 __all__ = ["Admin"]
+
+LABEL_MAX = 200
 
 
 class Admin(Context):
@@ -117,4 +125,47 @@ class Admin(Context):
             limit=format_credits(limit),
             mode=request.mode,
             result=result,
+        )
+
+    async def issue_proxy_key(
+        self, customer_id: str, request: IssueProxyKeyRequest
+    ) -> IssueProxyKeyResponse:
+        catalog, now = self.catalog, self.clock()
+        check_idempotency_key("idempotency_key", request.idempotency_key)
+        team, user, agent = (
+            None if value is None else check_id(kind, value)
+            for kind, value in (("team", request.team), ("user", request.user),
+                                ("agent", request.agent))
+        )  # fmt: skip
+        if len(request.label) > LABEL_MAX:
+            raise InvalidInput(
+                "label", f"is {len(request.label)} characters; use at most {LABEL_MAX}"
+            )
+        await self.existing(customer_id, catalog, now)
+        record = KeyRecord(
+            id=key_id(customer_id, request.idempotency_key),
+            customer=customer_id,
+            label=request.label,
+            created_ms=now,
+            hash="",
+            team=team,
+            user=user,
+            agent=agent,
+        )
+        issued, secret = await self.keyring.issue(record)
+        return IssueProxyKeyResponse(
+            result="issued" if secret is not None else "already_issued",
+            key=key_view(issued),
+            secret=secret,
+        )
+
+    async def proxy_keys(self, customer_id: str) -> ProxyKeysResponse:
+        await self.existing(customer_id, self.catalog, self.clock())
+        return ProxyKeysResponse(keys=[key_view(r) for r in await self.keyring.listed(customer_id)])
+
+    async def revoke_proxy_key(self, customer_id: str, key: str) -> RevokeProxyKeyResponse:
+        check_id("customer", customer_id)
+        record, revoked = await self.keyring.revoke(customer_id, key, self.clock())
+        return RevokeProxyKeyResponse(
+            result="revoked" if revoked else "already_revoked", key=key_view(record)
         )

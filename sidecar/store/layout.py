@@ -44,6 +44,7 @@ __all__ = [
     "MONTH_COUNTER_TTL_MS",
     "OVERRIDES",
     "PLAN",
+    "PROXY_KEY_CHANGED",
     "RATE_REQUESTS",
     "RATE_TOKENS",
     "RATE_WINDOW_TTL_MS",
@@ -65,6 +66,8 @@ __all__ = [
     "idem_name",
     "lua_prelude",
     "parse_budget_value",
+    "proxy_key_key",
+    "proxy_keys_key",
     "quota_field",
     "rate_key",
     "record_window",
@@ -162,7 +165,19 @@ LEGACY_REGISTRY_KEY = "cg:customers"
 """Set of every customer id in the layout before shards (``cg:{c:<customer>}:...``, one
 stream per customer); ``creditgate store migrate`` moves such a deployment."""
 CHANGES_CHANNEL = "cg:customers:changed"
-"""Pub/sub channel: a customer id whose plan or overrides changed (customers.py)."""
+"""Pub/sub channel: a customer id whose plan or overrides changed (customers.py), or
+PROXY_KEY_CHANGED plus a proxy key id that was revoked."""
+PROXY_KEY_CHANGED = "proxy-key:"
+
+
+def proxy_key_key(key_id: str) -> str:
+    """String: a proxy key's record, JSON with the SHA-256 of its secret (service/keys.py)."""
+    return f"cg:proxy-key:{key_id}"
+
+
+def proxy_keys_key(customer: str) -> str:
+    """Set: the ids of a customer's proxy keys, for listing."""
+    return f"cg:proxy-keys:{customer}"
 
 
 def workers_key(group: str) -> str:

@@ -4,6 +4,7 @@ this module sends them their work orders and decodes their answers (store/record
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -272,6 +273,31 @@ class RedisStore(RedisConnection):
         payload = {"now": now_ms, "periods": _periods(period_ids(now_ms)), "budgets_only": True}
         answer = await self._run(self.scripts["read_state"], customer, payload)
         return _state.decode(answer).budgets
+
+    async def add_proxy_key(self, key_id: str, customer: str, record: bytes) -> bool:
+        """Store a new proxy key's record; False when the id is taken (a retry). Listed
+        under its customer either way, so that a retry completes an interrupted issue."""
+        key = layout.proxy_key_key(key_id)
+        added = await self._call(partial(self.client.set, nx=True), key, record, name="set")
+        await self._call(self.client.sadd, layout.proxy_keys_key(customer), key_id)
+        return bool(added)
+
+    async def proxy_key(self, key_id: str) -> bytes | None:
+        answer: Any = await self._call(self.client.get, layout.proxy_key_key(key_id))
+        return None if answer is None else bytes(answer)
+
+    async def replace_proxy_key(self, key_id: str, record: bytes) -> None:
+        key = layout.proxy_key_key(key_id)
+        await self._call(partial(self.client.set, xx=True), key, record, name="set")
+
+    async def proxy_keys(self, customer: str) -> list[bytes]:
+        """The records of a customer's proxy keys, in id order."""
+        ids: Any = await self._call(self.client.smembers, layout.proxy_keys_key(customer))
+        records = []
+        for key_id in sorted(i.decode() for i in ids):
+            if (record := await self.proxy_key(key_id)) is not None:
+                records.append(record)
+        return records
 
 
 class _HoldRecord(msgspec.Struct, frozen=True):

@@ -73,6 +73,18 @@ class GrantResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANT_RESULT_UNSPECIFIED: _ClassVar[GrantResult]
     GRANT_RESULT_GRANTED: _ClassVar[GrantResult]
     GRANT_RESULT_ALREADY_GRANTED: _ClassVar[GrantResult]
+
+class IssueProxyKeyResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ISSUE_PROXY_KEY_RESULT_UNSPECIFIED: _ClassVar[IssueProxyKeyResult]
+    ISSUE_PROXY_KEY_RESULT_ISSUED: _ClassVar[IssueProxyKeyResult]
+    ISSUE_PROXY_KEY_RESULT_ALREADY_ISSUED: _ClassVar[IssueProxyKeyResult]
+
+class RevokeProxyKeyResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVOKE_PROXY_KEY_RESULT_UNSPECIFIED: _ClassVar[RevokeProxyKeyResult]
+    REVOKE_PROXY_KEY_RESULT_REVOKED: _ClassVar[RevokeProxyKeyResult]
+    REVOKE_PROXY_KEY_RESULT_ALREADY_REVOKED: _ClassVar[RevokeProxyKeyResult]
 DECIDED_BY_UNSPECIFIED: DecidedBy
 DECIDED_BY_STORE: DecidedBy
 DECIDED_BY_FALLBACK: DecidedBy
@@ -113,6 +125,12 @@ SET_BUDGET_RESULT_UNCHANGED: SetBudgetResult
 GRANT_RESULT_UNSPECIFIED: GrantResult
 GRANT_RESULT_GRANTED: GrantResult
 GRANT_RESULT_ALREADY_GRANTED: GrantResult
+ISSUE_PROXY_KEY_RESULT_UNSPECIFIED: IssueProxyKeyResult
+ISSUE_PROXY_KEY_RESULT_ISSUED: IssueProxyKeyResult
+ISSUE_PROXY_KEY_RESULT_ALREADY_ISSUED: IssueProxyKeyResult
+REVOKE_PROXY_KEY_RESULT_UNSPECIFIED: RevokeProxyKeyResult
+REVOKE_PROXY_KEY_RESULT_REVOKED: RevokeProxyKeyResult
+REVOKE_PROXY_KEY_RESULT_ALREADY_REVOKED: RevokeProxyKeyResult
 
 class CheckRequest(_message.Message):
     __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
@@ -516,3 +534,77 @@ class GetCustomerRequest(_message.Message):
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     customer: str
     def __init__(self, customer: _Optional[str] = ...) -> None: ...
+
+class IssueProxyKeyRequest(_message.Message):
+    __slots__ = ("customer", "idempotency_key", "label", "team", "user", "agent")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    idempotency_key: str
+    label: str
+    team: str
+    user: str
+    agent: str
+    def __init__(self, customer: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., label: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class ProxyKey(_message.Message):
+    __slots__ = ("id", "customer", "label", "created_at", "team", "user", "agent", "revoked_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    customer: str
+    label: str
+    created_at: str
+    team: str
+    user: str
+    agent: str
+    revoked_at: str
+    def __init__(self, id: _Optional[str] = ..., customer: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[str] = ..., team: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., revoked_at: _Optional[str] = ...) -> None: ...
+
+class IssueProxyKeyResponse(_message.Message):
+    __slots__ = ("result", "key", "secret")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    result: IssueProxyKeyResult
+    key: ProxyKey
+    secret: str
+    def __init__(self, result: _Optional[_Union[IssueProxyKeyResult, str]] = ..., key: _Optional[_Union[ProxyKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListProxyKeysRequest(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    def __init__(self, customer: _Optional[str] = ...) -> None: ...
+
+class ListProxyKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ProxyKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ProxyKey, _Mapping]]] = ...) -> None: ...
+
+class RevokeProxyKeyRequest(_message.Message):
+    __slots__ = ("customer", "key_id")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    key_id: str
+    def __init__(self, customer: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class RevokeProxyKeyResponse(_message.Message):
+    __slots__ = ("result", "key")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    result: RevokeProxyKeyResult
+    key: ProxyKey
+    def __init__(self, result: _Optional[_Union[RevokeProxyKeyResult, str]] = ..., key: _Optional[_Union[ProxyKey, _Mapping]] = ...) -> None: ...

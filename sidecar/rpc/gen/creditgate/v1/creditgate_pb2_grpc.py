@@ -322,7 +322,7 @@ class CreditgateService:
 
 
 class CreditgateAdminServiceStub:
-    """Customers, grants and budgets; served on its own port, bearer token required
+    """Customers, grants, budgets and proxy keys; served on its own port, bearer token required
     (metadata authorization: Bearer <token>).
     """
 
@@ -352,10 +352,25 @@ class CreditgateAdminServiceStub:
                 request_serializer=creditgate_dot_v1_dot_creditgate__pb2.GetCustomerRequest.SerializeToString,
                 response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.IssueProxyKey = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/IssueProxyKey',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.IssueProxyKeyRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.IssueProxyKeyResponse.FromString,
+                _registered_method=True)
+        self.ListProxyKeys = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/ListProxyKeys',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.ListProxyKeysRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ListProxyKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeProxyKey = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/RevokeProxyKey',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.FromString,
+                _registered_method=True)
 
 
 class CreditgateAdminServiceServicer:
-    """Customers, grants and budgets; served on its own port, bearer token required
+    """Customers, grants, budgets and proxy keys; served on its own port, bearer token required
     (metadata authorization: Bearer <token>).
     """
 
@@ -387,6 +402,27 @@ class CreditgateAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueProxyKey(self, request, context):
+        """Issue a proxy key; idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProxyKeys(self, request, context):
+        """A customer's proxy keys, without secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeProxyKey(self, request, context):
+        """Revoke a proxy key; revoking twice changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditgateAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -410,6 +446,21 @@ def add_CreditgateAdminServiceServicer_to_server(servicer, server):
                     request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.GetCustomerRequest.FromString,
                     response_serializer=creditgate_dot_v1_dot_creditgate__pb2.GetBalanceResponse.SerializeToString,
             ),
+            'IssueProxyKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueProxyKey,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.IssueProxyKeyRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.IssueProxyKeyResponse.SerializeToString,
+            ),
+            'ListProxyKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProxyKeys,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ListProxyKeysRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.ListProxyKeysResponse.SerializeToString,
+            ),
+            'RevokeProxyKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeProxyKey,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'creditgate.v1.CreditgateAdminService', rpc_method_handlers)
@@ -419,7 +470,7 @@ def add_CreditgateAdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CreditgateAdminService:
-    """Customers, grants and budgets; served on its own port, bearer token required
+    """Customers, grants, budgets and proxy keys; served on its own port, bearer token required
     (metadata authorization: Bearer <token>).
     """
 
@@ -521,6 +572,87 @@ class CreditgateAdminService:
             '/creditgate.v1.CreditgateAdminService/GetCustomer',
             creditgate_dot_v1_dot_creditgate__pb2.GetCustomerRequest.SerializeToString,
             creditgate_dot_v1_dot_creditgate__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueProxyKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/IssueProxyKey',
+            creditgate_dot_v1_dot_creditgate__pb2.IssueProxyKeyRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.IssueProxyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProxyKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/ListProxyKeys',
+            creditgate_dot_v1_dot_creditgate__pb2.ListProxyKeysRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.ListProxyKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeProxyKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/RevokeProxyKey',
+            creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
