@@ -38,6 +38,7 @@ import asyncpg
 from bench.faults import FaultProxy
 from sidecar.catalog import load_catalog
 from sidecar.embedded import EmbeddedRedis
+from sidecar.errors import NotFound, RequestError, StoreError
 from sidecar.ledger import generation
 from sidecar.ledger.db import load_catalogs
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
@@ -50,7 +51,13 @@ from sidecar.service import Service
 from sidecar.service.spool import Spool
 from sidecar.store.redis_store import RedisStore
 from sidecar.times import wall_clock_ms
-from sidecar.wire import CommitRequest, GrantRequest, ReserveRequest, UpsertCustomerRequest
+from sidecar.wire import (
+    CommitRequest,
+    CommitResponse,
+    GrantRequest,
+    ReserveRequest,
+    UpsertCustomerRequest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "policies" / "example.yaml"
@@ -93,11 +100,22 @@ class Outcome:
 
 
 async def _seed(service: Service) -> None:
+    """The customers, each call retried until Redis answers within the scenario's short
+    deadline (both are idempotent): a busy machine may miss it."""
+    grant = GrantRequest(credit_type="paid", amount="1000", idempotency_key="seed")
+    plan = UpsertCustomerRequest(plan="enterprise")
     for customer in CUSTOMERS:
-        await service.upsert_customer(customer, UpsertCustomerRequest(plan="enterprise"))
-        await service.grant(
-            customer, GrantRequest(credit_type="paid", amount="1000", idempotency_key="seed")
-        )
+        for call in (
+            lambda c=customer: service.upsert_customer(c, plan),
+            lambda c=customer: service.grant(c, grant),
+        ):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                while True:
+                    try:
+                        await call()
+                        break
+                    except StoreError:
+                        await asyncio.sleep(PACE_S)
 
 
 async def _funds(service: Service) -> dict[str, Decimal]:
@@ -122,9 +140,25 @@ class _Load:
         self._stop = asyncio.Event()
         self._tasks = [asyncio.create_task(self._worker(c)) for c in CUSTOMERS]
 
-    async def end(self) -> None:
+    def stop(self) -> None:
+        """No new calls; a commit still unanswered is retried until Redis answers it."""
         self._stop.set()
+
+    async def end(self) -> None:
+        self.stop()
         await asyncio.gather(*self._tasks)
+
+    async def _commit(self, rid: str, usage: dict[str, int]) -> CommitResponse | None:
+        """Commit as a gateway does: retried with the same reservation id until answered;
+        None when the hold is gone (Redis lost it, with its call)."""
+        while True:
+            try:
+                return await self.sidecar.commit(CommitRequest(reservation_id=rid, units=usage))
+            except NotFound:
+                return None
+            except RequestError as error:
+                self.outcome.refused[f"commit:{error.code}"] += 1
+            await asyncio.sleep(PACE_S)
 
     async def _worker(self, customer: str) -> None:
         n, outcome = 0, self.outcome
@@ -144,7 +178,9 @@ class _Load:
             else:
                 usage = {"tickets_resolved": 1} if ticket else {"input_tokens": 1500}
                 rid = held.reservation_id or ""
-                done = await self.sidecar.commit(CommitRequest(reservation_id=rid, units=usage))
+                done = await self._commit(rid, usage)
+                if done is None:
+                    continue
                 outcome.answered += 1
                 self.costs[rid] = Decimal(done.cost)
                 self.answered_at[rid] = (time.monotonic(), done.decided_by)
@@ -271,7 +307,6 @@ async def redis_restarted_empty(load_s: float = 3.0) -> Outcome:
             redis.process.kill()  # SIGKILL: what was not yet shipped goes with it
             redis.process.wait()
             redis = EmbeddedRedis(port=redis.port)
-            restarted = time.monotonic()
             assert ledger.pool is not None
             async with ledger.pool.acquire() as db:
 
@@ -280,8 +315,9 @@ async def redis_restarted_empty(load_s: float = 3.0) -> Outcome:
                     return recorded is not None and recorded.state == "lost"
 
                 fence_s = await _until(fenced, DRAIN_TIMEOUT_S)
+                fenced_at = time.monotonic()
                 await asyncio.sleep(1.0)  # calls go on against the fenced Redis
-                await load.end()
+                load.stop()
                 catalogs = await load_catalogs(db)
                 report = await reconcile(
                     store.client, store.layout, db, CUSTOMERS, catalogs=catalogs, catalog=catalog,
@@ -294,9 +330,13 @@ async def redis_restarted_empty(load_s: float = 3.0) -> Outcome:
                     )  # fmt: skip
                 await resume_serving(store.client, store.layout, db)
             rebuilt = time.monotonic()
-            dropped = {  # acknowledged by Redis itself before it died, never shipped
+            await load.end()  # commits refused while fenced are answered now
+            # Acknowledged by Redis itself before it died, never shipped. Until the fence nothing
+            # else answers as the store (the empty Redis refuses every script), and an answer
+            # the old Redis sent just before SIGKILL may be read after the restart.
+            dropped = {
                 rid for rid, (at, by) in load.answered_at.items()
-                if at < restarted and by == "store"
+                if at < fenced_at and by == "store"
             }  # fmt: skip
 
             async def shipped() -> bool:

@@ -25,6 +25,8 @@ PORTS = {
     "grpc_port": 7072,
     "grpc_admin_port": 7073,
     "ledger_port": 7074,
+    "proxy_port": 7075,
+    "demo_upstream_port": 7076,
 }
 
 

@@ -23,6 +23,8 @@ from sidecar.http.api import readiness
 from sidecar.http.probes import probes_app
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
+from sidecar.proxy.app import proxy_app
+from sidecar.proxy.upstreams import Upstream, load_upstreams
 from sidecar.reload import CatalogWatcher
 from sidecar.rpc.server import start_admin, start_public
 from sidecar.service import Service
@@ -78,6 +80,9 @@ class Sidecar:
         self.service = Service(
             self.store, load_catalog(settings.catalog), customers=self.customers, spool=spool
         )
+        self.upstreams: dict[str, Upstream] = (
+            {} if settings.proxy_upstreams is None else load_upstreams(settings.proxy_upstreams)
+        )
         self._runners: list[web.AppRunner] = []
         self._grpc_servers: list[grpc.aio.Server] = []
         self.watcher = catalog_watcher(
@@ -87,6 +92,7 @@ class Sidecar:
         self._feed: asyncio.Task[None] | None = None
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.proxy_port: int | None = None
         self.admin_port: int | None = None
         self.grpc_port: int | None = None
         self.grpc_admin_port: int | None = None
@@ -132,6 +138,12 @@ class Sidecar:
             if token is not None:
                 app = admin_app(self.service, token, max_body_bytes=body)
                 self.admin_port = await self._listen(app, settings.admin_port)
+        if settings.proxy_upstreams is not None:
+            app = proxy_app(
+                self.service, self.upstreams, feature=settings.proxy_feature,
+                max_body_bytes=settings.proxy_max_body_bytes,
+            )  # fmt: skip
+            self.proxy_port = await self._listen(app, settings.proxy_port)
         if settings.grpc:
             server, self.grpc_port = await start_public(
                 self.service, host, settings.grpc_port, max_message_bytes=body
@@ -186,6 +198,7 @@ async def serve(
                     "grpc": sidecar.grpc_port,
                     "grpc_admin": sidecar.grpc_admin_port,
                     "metrics": sidecar.metrics_port,
+                    "proxy": sidecar.proxy_port,
                 },
             },
         )

@@ -73,6 +73,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Past this Redis ``used_memory``, reserves are refused (store/memory.py); None: no bound."""
     fallback_customer_ttl_s: int = FALLBACK_CUSTOMER_TTL_S
     """How long after it was last read from Redis a customer may be decided in fallback."""
+    proxy_upstreams: str | None = None
+    """The proxy's upstreams file (sidecar/proxy/upstreams.py); the proxy runs only with one."""
+    proxy_port: int = 7075
+    proxy_feature: str = "chat"
+    """The feature a proxied call is for, unless its X-Creditgate-Feature header names one."""
+    proxy_max_body_bytes: int = 4_194_304
 
 
 REDIS_HELP = (
@@ -133,6 +139,16 @@ _HELP = {
         "refuse new reserves (store_unavailable, scope redis/memory) while Redis uses this many "
         "bytes or more, e.g. while the ledger is down; commits go on (default: no bound)"
     ),
+    "proxy_upstreams": (
+        "YAML file of the upstreams the OpenAI-compatible proxy forwards each model to; the "
+        "proxy listener runs only with one (default: none)"
+    ),
+    "proxy_port": "port of the proxy listener (default 7075; 0 picks a free one)",
+    "proxy_feature": (
+        "the catalog feature a proxied call is for when it sends no X-Creditgate-Feature "
+        "(default chat)"
+    ),
+    "proxy_max_body_bytes": "largest request body the proxy accepts (default 4194304)",
     "fallback_customer_ttl_s": (
         "a customer last read from Redis this many seconds ago may still be decided in "
         f"fallback (default {FALLBACK_CUSTOMER_TTL_S})"
@@ -236,6 +252,8 @@ def settings_from(
         raise SettingsError("--http and --grpc are both false: nothing would be served")
     SOURCE.check_port(settings, "port", "admin_port", "grpc_port", "grpc_admin_port")
     SOURCE.check_port(settings, "metrics_port")
+    SOURCE.check_port(settings, "proxy_port")
+    SOURCE.check_positive(settings, "proxy_max_body_bytes")
     if settings.catalog_reload_ms < 0:
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(

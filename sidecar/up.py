@@ -1,8 +1,9 @@
 """``creditgate up``: the whole thing locally on embedded defaults, in one command.
 
 The example catalog, a Redis-compatible server started in a temporary folder (unless a URL is
-given), demo customers with grants and budgets, an admin token; prints how to use it, and
-stops everything it started on Ctrl-C.
+given), demo customers with grants and budgets, an admin token, the OpenAI-compatible proxy in
+front of a demo model provider (sidecar/proxy/demo.py) with a proxy key for acme; prints how
+to use it, and stops everything it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,17 +11,29 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
+from aiohttp import web
 
 from sidecar.embedded import EmbeddedRedis
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
+from sidecar.proxy.demo import DemoUpstream
 from sidecar.server import Sidecar, serve
 from sidecar.service import Service
 from sidecar.settings import Settings
-from sidecar.wire import BudgetScope, GrantRequest, SetBudgetRequest, UpsertCustomerRequest
+from sidecar.wire import (
+    BudgetScope,
+    GrantRequest,
+    IssueProxyKeyRequest,
+    SetBudgetRequest,
+    UpsertCustomerRequest,
+)
 
 __all__ = ["EXAMPLE_CATALOG", "seed_demo", "up"]
 
@@ -48,7 +61,7 @@ def _json(**fields: object) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
-def banner(sidecar: Sidecar, redis_note: str, ledger: Ledger) -> str:
+def banner(sidecar: Sidecar, redis_note: str, ledger: Ledger, proxy_key: str) -> str:
     api = f"http://127.0.0.1:{sidecar.port}"
     admin = f"http://127.0.0.1:{sidecar.admin_port}"
     token = sidecar.settings.admin_token
@@ -66,12 +79,14 @@ def banner(sidecar: Sidecar, redis_note: str, ledger: Ledger) -> str:
     ledger_url = f"http://127.0.0.1:{ledger.port}"
     ledger_db = "embedded, deleted on exit" if ledger.postgres is not None else "DATABASE_URL"
     month = time.strftime("%Y-%m", time.gmtime())
+    proxy = f"http://127.0.0.1:{sidecar.proxy_port}/v1"
     return f"""
 Creditgate is up.
   API:     {api}
   Admin:   {admin}   (token: {token})
   gRPC:    127.0.0.1:{sidecar.grpc_port}   (admin 127.0.0.1:{sidecar.grpc_admin_port}, same token)
   Ledger:  http://127.0.0.1:{ledger.port}   (same token; PostgreSQL {ledger_db})
+  Proxy:   {proxy}   (OpenAI-compatible; proxy key for acme: {proxy_key})
   Catalog: {sidecar.settings.catalog} (version {sidecar.service.catalog.version})
   Redis:   {sidecar.settings.redis} {redis_note}
   Demo customers: acme (pro, 100 paid credits, 50/month, team eng 10/day), globex
@@ -86,6 +101,12 @@ The balance, and an admin grant:
 curl -s '{api}/v1/balance?customer=acme'
 curl -s -X POST {admin}/admin/v1/customers/acme/grants {auth} -d '{grant}'
 
+The same call with no integration code: the OpenAI SDK pointed at the proxy (a demo model
+provider answers; put your provider in an upstreams file, --proxy-upstreams, in production):
+python -c "import openai; c = openai.OpenAI(base_url='{proxy}', api_key='{proxy_key}'); \\
+print(c.chat.completions.create(model='gpt-4o-mini', max_tokens=20, \\
+messages=[{{'role': 'user', 'content': 'hi'}}]).usage)"
+
 What the ledger recorded (it ingests within a second):
 curl -s {ledger_url}/ledger/v1/customers/acme/balance {auth}
 curl -s '{ledger_url}/ledger/v1/customers/acme/invoice?month={month}' {auth}
@@ -94,11 +115,28 @@ Ctrl-C stops everything this command started.
 """
 
 
+async def _demo_upstream(port: int, folder: str) -> tuple[web.AppRunner, str]:
+    """The demo model provider on loopback, and an upstreams file that sends every model of
+    the example catalog to it."""
+    runner = web.AppRunner(DemoUpstream().app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    bound = runner.addresses[0][1]
+    models = list(yaml.safe_load(EXAMPLE_CATALOG.read_text())["models"])
+    spec = {"upstreams": {"demo": {"base_url": f"http://127.0.0.1:{bound}/v1", "models": models}}}
+    path = Path(folder) / "upstreams.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return runner, str(path)
+
+
 async def up(*, redis: str | None, **ports: int) -> None:
-    """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port, ledger_port
-    (0: any). The ledger uses DATABASE_URL when set, else an embedded PostgreSQL."""
+    """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port, ledger_port,
+    proxy_port, demo_upstream_port (0: any). The ledger uses DATABASE_URL when set, else an
+    embedded PostgreSQL."""
     server = EmbeddedRedis() if redis is None else None
     note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
+    folder = tempfile.mkdtemp(prefix="creditgate-up-")
+    demo, upstreams = await _demo_upstream(ports["demo_upstream_port"], folder)
 
     ledger: Ledger | None = None
 
@@ -115,7 +153,11 @@ async def up(*, redis: str | None, **ports: int) -> None:
         )
         await ledger.start()
         await seed_demo(sidecar.service)
-        print(banner(sidecar, note, ledger), flush=True)
+        key = await sidecar.service.issue_proxy_key(
+            "acme", IssueProxyKeyRequest(idempotency_key="demo", label="creditgate up", team="eng")
+        )
+        secret = key.secret or "(issued before: issue another through the admin API)"
+        print(banner(sidecar, note, ledger, secret), flush=True)
 
     try:
         settings = Settings(
@@ -126,11 +168,15 @@ async def up(*, redis: str | None, **ports: int) -> None:
             grpc_port=ports["grpc_port"],
             grpc_admin_port=ports["grpc_admin_port"],
             admin_token=secrets.token_urlsafe(24),
+            proxy_upstreams=upstreams,
+            proxy_port=ports["proxy_port"],
         )
         await serve(settings, ready)
     finally:
         if ledger is not None:
             await ledger.stop()
+        await demo.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
         if server is not None:
             server.stop()
         print("Creditgate stopped.", file=sys.stderr, flush=True)

@@ -120,6 +120,9 @@ class CommitRequest(_Request, frozen=True):
     units: dict[str, int] | None = None
     """What the call actually consumed, by unit kind."""
     amount: str | None = None
+    estimated: bool = False
+    """The units were counted by the caller from what was delivered, not measured (a stream
+    cut before the model reported usage); the consumption event says so."""
 
 
 class BurnedCredits(_Response, frozen=True):

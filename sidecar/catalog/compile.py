@@ -82,6 +82,11 @@ class _Checker:
         if value > MAX_INT64:
             raise self.fail(path, f"value {value} is too large", f"use at most {MAX_INT64}")
 
+    def positive(self, path: str, value: int) -> None:
+        self.non_negative(path, value)
+        if value == 0:
+            raise self.fail(path, "zero", "use a value above 0")
+
     def prices(
         self, per_million: tuple[str, dict[str, str]], per_unit: tuple[str, dict[str, str]]
     ) -> dict[str, int]:
@@ -136,6 +141,12 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         for model, model_spec in spec.models.items()
     }
 
+    max_output = {}
+    for model, model_spec in spec.models.items():
+        if model_spec.max_output_tokens is not None:
+            check.positive(f"models.{model}.max_output_tokens", model_spec.max_output_tokens)
+            max_output[model] = model_spec.max_output_tokens
+
     outcome_prices = {}
     for outcome, outcome_spec in spec.outcomes.items():
         path = f"outcomes.{outcome}"
@@ -167,11 +178,20 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
                 f"unit and counts apply to metered features, not {feature.type}",
                 "remove unit and counts, or make the feature metered",
             )
+        if feature.stream_hold_tokens is not None:
+            if feature.type != "metered":
+                raise check.fail(
+                    f"{path}.stream_hold_tokens",
+                    "applies to metered features only",
+                    "remove it, or make the feature metered",
+                )
+            check.positive(f"{path}.stream_hold_tokens", feature.stream_hold_tokens)
         features[feature_id] = Feature(
             id=feature_id,
             type=feature.type,
             counts=tuple(feature.counts or ()),
             fallback=_fallback(check, path, feature),
+            stream_hold_tokens=feature.stream_hold_tokens,
         )
 
     plans = {
@@ -193,6 +213,7 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         credit_types=credit_types,
         prices_femtos=prices,
         outcome_prices_femtos=outcome_prices,
+        max_output_tokens=max_output,
         features=features,
         plans=plans,
         contracts=contracts,

@@ -53,6 +53,8 @@ class Feature(_Model, frozen=True):
     counts: tuple[str, ...]
     fallback: Fallback | None = None
     """None: denied (``store_unavailable``) while Redis cannot answer."""
+    stream_hold_tokens: int | None = None
+    """The proxy's first hold of a stream's output, and each step it grows by."""
 
 
 class PlanFeature(_Model, frozen=True):
@@ -98,6 +100,8 @@ class Catalog(_Model, frozen=True):
     prices_femtos: dict[str, dict[str, int]]
     """Model -> unit kind -> femto-credits per unit."""
     outcome_prices_femtos: dict[str, int]
+    max_output_tokens: dict[str, int]
+    """Model -> the most output tokens one call can produce (models that say)."""
     features: dict[str, Feature]
     plans: dict[str, Plan]
     contracts: dict[str, Contract]

@@ -45,6 +45,9 @@ class ModelSpec(_Spec, frozen=True):
     """Credits per million units, by unit kind (input_tokens, output_tokens, ...)."""
     prices: dict[str, str] = {}
     """Credits per single unit, by unit kind (typically requests)."""
+    max_output_tokens: int | None = None
+    """The most output tokens one call can produce: the proxy's worst case for a call that
+    sets no ``max_tokens`` (sidecar/proxy/bounds.py)."""
     description: str = ""
 
 
@@ -69,6 +72,10 @@ class FeatureSpec(_Spec, frozen=True):
     while Redis cannot answer (holds and commits decided in fallback, not yet replayed)."""
     overdraft_per_call: str | None = None
     """``allow`` only: the largest hold one call may get in fallback; absent: no such cap."""
+    stream_hold_tokens: int | None = None
+    """Metered features: a stream through the proxy first holds this many output tokens and
+    grows its hold by as many each time its output reaches it (sidecar/proxy/stream.py);
+    absent: it holds its whole worst case from the start."""
 
 
 class PlanFeatureSpec(_Spec, frozen=True):

@@ -21,6 +21,8 @@ class Charge(msgspec.Struct, frozen=True, kw_only=True):
     units: dict[str, int]
     quota_units: int
     """Units the feature's quota counts (its ``counts`` kinds)."""
+    estimated: bool = False
+    """The units were counted from what was delivered, not measured: the event says so."""
 
 
 NO_CHARGE = Charge(whole_nanos=0, remainder_femtos=0, units={}, quota_units=0)

@@ -74,6 +74,8 @@ class Debit(msgspec.Struct, frozen=True, kw_only=True):
     reserved_ms: int
     ts_ms: int
     decided_by: Literal["store", "fallback"] = "store"
+    estimated: bool = False
+    """The units were counted from what was delivered, not reported by the model."""
     released_nanos: int | None = None
     """What the hold had left over, for the answer a retried commit gets after a rebuild;
     None for entries appended before 0.3."""
@@ -205,6 +207,7 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
         reserved_ms=reserved_ms(f[b"event_id"], ts),
         ts_ms=ts,
         decided_by=_decided_by(f.get(b"decided_by", "store")),
+        estimated=f.get(b"estimated") == "1",
         released_nanos=_amount(f, b"released") if b"released" in f else None,
     )
 

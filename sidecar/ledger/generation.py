@@ -47,6 +47,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+LOCK = 0x63675F67656E  # "cg_gen"
+"""PostgreSQL advisory lock: one check or renewal at a time, across ledger pods and the CLI,
+so that a check never judges a Redis half-way through a rebuild's renewal."""
+
+
+async def _exclusive(connection: Connection) -> None:
+    """Within a transaction: wait for the generation lock (released at its end)."""
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
+
+
 State = Literal["seen", "lost", "rebuilt"]
 
 
@@ -212,6 +222,14 @@ async def watch_once(
 ) -> Verdict:
     """Compare Redis with the ledger's record once (and, with ``epochs``, with the epochs this
     ledger got before), and act on the verdict."""
+    async with connection.transaction():
+        await _exclusive(connection)
+        return await _watch(client, layout, connection, epochs)
+
+
+async def _watch(
+    client: Client, layout: Layout, connection: Connection, epochs: Epochs | None
+) -> Verdict:
     recorded = await latest(connection)
     found = await read_redis(client, layout, epochs)
     verdict = judge(recorded, found)
@@ -245,14 +263,18 @@ async def status(client: Client, layout: Layout, connection: Connection) -> str 
 
 
 async def renew(client: Client, layout: Layout, connection: Connection, why: str) -> str:
-    """Start a new generation on a Redis the ledger's state was written back into: recorded
-    first (a crash before the markers leaves it fenced, and the rebuild is run again), then
-    every marker, then the fence lifted. Returns the generation."""
+    """Start a new generation on a Redis the ledger's state was written back into: every
+    marker, then the fence lifted, then the record, all under the generation lock (a crash
+    before the record commits leaves the ledger's record at lost: the next check fences
+    Redis again, and the rebuild is run again). Returns the generation."""
     generation = new_generation()
-    await record(connection, generation, "rebuilt", layout.shards, why)
-    await write_markers(client, layout, generation, range(layout.shards))
-    await client.hset(
-        LAYOUT_KEY, mapping={"shards": layout.shards, "generation": generation, LAYOUT_MARKED: 1}
-    )
-    await client.hdel(LAYOUT_KEY, LAYOUT_LOST)
+    async with connection.transaction():
+        await _exclusive(connection)
+        await write_markers(client, layout, generation, range(layout.shards))
+        await client.hset(
+            LAYOUT_KEY,
+            mapping={"shards": layout.shards, "generation": generation, LAYOUT_MARKED: 1},
+        )
+        await client.hdel(LAYOUT_KEY, LAYOUT_LOST)
+        await record(connection, generation, "rebuilt", layout.shards, why)
     return generation

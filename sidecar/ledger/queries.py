@@ -96,12 +96,12 @@ GROUP BY credit_type
 EXPORT_COLUMNS = (
     "event_id", "customer", "team", "user", "agent", "session", "feature", "model", "units",
     "cost", "uncovered", "burned", "catalog_version", "request_id", "tags", "reserved_at", "ts",
-    "decided_by",
+    "decided_by", "estimated",
 )  # fmt: skip
 _EXPORT = """
 SELECT event_id, customer, team, user_id, agent, session, feature, model, units::text AS units,
        cost_nanos, uncovered_nanos, burned::text AS burned, catalog_version, request_id,
-       tags::text AS tags, reserved_at, ts, decided_by
+       tags::text AS tags, reserved_at, ts, decided_by, estimated
 FROM usage_events WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR customer = $3)
 ORDER BY ts, customer, stream_ms, stream_seq
 """
@@ -332,4 +332,5 @@ async def export_rows(
                 "reserved_at": format_time(ms_of(r["reserved_at"])),
                 "ts": format_time(ms_of(r["ts"])),
                 "decided_by": r["decided_by"],
+                "estimated": r["estimated"],
             }

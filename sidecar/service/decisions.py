@@ -37,7 +37,7 @@ from sidecar.service.fallback import LocalHold
 from sidecar.service.overdraft import Pending
 from sidecar.service.spool import SpooledCommit, SpooledRelease
 from sidecar.store.memory import MEMORY_SCOPE
-from sidecar.store.records import Attribution
+from sidecar.store.records import Attribution, GrowReply
 from sidecar.wire import (
     BurnedCredits,
     CheckRequest,
@@ -133,6 +133,14 @@ class Decisions(Context):
 
     @_measured("reserve")
     async def reserve(self, request: ReserveRequest) -> ReserveResponse:
+        return await self._reserve(request, growable=False)
+
+    @_measured("reserve")
+    async def reserve_growable(self, request: ReserveRequest) -> ReserveResponse:
+        """A reserve whose hold ``grow`` may make larger (the proxy's streams)."""
+        return await self._reserve(request, growable=True)
+
+    async def _reserve(self, request: ReserveRequest, *, growable: bool) -> ReserveResponse:
         catalog, now = self.catalog, self.clock()
         version = catalog.version
         parsed = parse_reserve(catalog, request)  # bad input is an error even for no customer
@@ -164,6 +172,7 @@ class Decisions(Context):
                 idempotency_key=key,
                 now_ms=now,
                 attribution=attribution,
+                grow=growable,
             )
         except StoreError as error:
             if error.unknown:  # it may have placed a hold: voided once Redis answers
@@ -219,6 +228,27 @@ class Decisions(Context):
             catalog_version=version,
         )
 
+    async def grow(self, rid: str, step: int, units: dict[str, int]) -> GrowReply:
+        """Hold what ``units`` more cost, on the hold ``rid`` placed here, if every cap allows
+        it; step ``step`` (1, 2, ...) applies once. Not held, or Redis unable: ``not_held``."""
+        hold = self.holds.get(rid)
+        if hold is None:
+            return GrowReply(result="not_held")
+        catalog, now = self.catalog, self.clock()
+        usage = parse_usage(catalog, units, None)
+        try:
+            charge = await self._charge(catalog, hold.attribution, usage, now)
+            delta = charge.whole_nanos + (1 if charge.remainder_femtos else 0)
+            reply = await self.store.grow(
+                hold.attribution.customer, rid, step=step, delta_nanos=delta,
+                units=charge.quota_units, now_ms=now,
+            )  # fmt: skip
+        except StoreError:
+            return GrowReply(result="not_held")
+        if reply.result == "grown":
+            self.holds[rid] = msgspec.structs.replace(hold, held_nanos=reply.held)
+        return reply
+
     @_measured("commit")
     async def commit(self, request: CommitRequest) -> CommitResponse:
         rid = _required_rid(request.reservation_id)
@@ -228,7 +258,9 @@ class Decisions(Context):
         usage = parse_usage(catalog, request.units, request.amount)
         call = self.fallback.knows(rid)
         if call is not None:  # settled here, after what is spooled about it
-            charge = await self._charge(catalog, call.attribution, usage, now)
+            charge = await self._charge(
+                catalog, call.attribution, usage, now, estimated=request.estimated
+            )
             return await self.fallback.commit(
                 rid, call, charge, catalog_version=version, now_ms=now
             )
@@ -238,7 +270,7 @@ class Decisions(Context):
         )
         # Resolved, or never placed: the store answers from its record.
         charge = NO_CHARGE if attribution is None else await self._charge(
-            catalog, attribution, usage, now
+            catalog, attribution, usage, now, estimated=request.estimated
         )  # fmt: skip
         try:
             out = await self.store.commit(
@@ -278,7 +310,13 @@ class Decisions(Context):
         )
 
     async def _charge(
-        self, catalog: Catalog, attribution: Attribution, usage: Usage, now: int
+        self,
+        catalog: Catalog,
+        attribution: Attribution,
+        usage: Usage,
+        now: int,
+        *,
+        estimated: bool = False,
     ) -> Charge:
         """What the usage costs the hold's customer (as last read, while Redis is down)."""
         customer_id = attribution.customer
@@ -290,9 +328,10 @@ class Decisions(Context):
                 raise
         if customer is None:
             raise NotFound("reservation_id", f"no customer {customer_id!r} for this reservation")
-        return plan_commit(
+        charge = plan_commit(
             catalog, customer, model=attribution.model, feature=attribution.feature, usage=usage
         )
+        return msgspec.structs.replace(charge, estimated=True) if estimated else charge
 
     @_measured("release")
     async def release(self, request: ReleaseRequest) -> ReleaseResponse:

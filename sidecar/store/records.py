@@ -17,6 +17,7 @@ __all__ = [
     "BurnReply",
     "CommitReply",
     "GrantReply",
+    "GrowReply",
     "ReleaseReply",
     "ReserveReply",
     "SetBudgetResult",
@@ -45,6 +46,20 @@ class Attribution(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     decided_by: Literal["store", "fallback"] = "store"
     """``fallback``: the reserve was answered by the sidecar while Redis could not, and
     replayed later (service/fallback.py)."""
+
+
+class GrowReply(msgspec.Struct, frozen=True, kw_only=True):
+    """grow.lua's answer: the hold grown (its new amount), denied by a cap, or not held."""
+
+    result: Literal["grown", "denied", "not_held"]
+    held: int = 0
+    reason: (
+        Literal[
+            "budget_exceeded", "session_budget_exceeded", "quota_exceeded", "insufficient_credits"
+        ]
+        | None
+    ) = None
+    scope: str | None = None
 
 
 class ReserveReply(msgspec.Struct, frozen=True, kw_only=True):

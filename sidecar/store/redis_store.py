@@ -23,6 +23,7 @@ from sidecar.store.records import (
     BudgetRow,
     CommitReply,
     GrantReply,
+    GrowReply,
     ReleaseReply,
     ReserveReply,
     SetBudgetResult,
@@ -66,9 +67,11 @@ class RedisStore(RedisConnection):
         now_ms: int,
         attribution: Attribution,
         force: bool = False,
+        grow: bool = False,
     ) -> ReserveReply:
         """Place a hold if every cap allows it; ``force``: place it whatever the caps say (the
-        replay of a reserve already answered allowed in fallback)."""
+        replay of a reserve already answered allowed in fallback); ``grow``: a hold that
+        ``grow`` may make larger later."""
         periods = period_ids(now_ms)
         window = layout.record_window(now_ms)
         # A first attempt of this request was placed within the window or while its hold,
@@ -106,6 +109,8 @@ class RedisStore(RedisConnection):
         }
         if force:
             payload["force"] = True
+        if grow:
+            payload["grow"] = True
         if plan.session is not None:
             payload["session"] = plan.session
             if plan.session_budget_nanos is not None:
@@ -136,8 +141,28 @@ class RedisStore(RedisConnection):
             "quota_units": charge.quota_units,
             "catalog_version": catalog_version,
         }
+        if charge.estimated:
+            payload["estimated"] = True
         answer = await self._run(self.scripts["commit"], customer, payload, durable=True)
         return _committed.decode(answer)
+
+    async def grow(
+        self,
+        customer: str,
+        reservation_id: str,
+        *,
+        step: int,
+        delta_nanos: int,
+        units: int,
+        now_ms: int,
+    ) -> GrowReply:
+        """Add ``delta_nanos`` (and ``units`` quota units) to a growable hold if every cap it
+        counts on allows it; step ``step`` applies once."""
+        payload = {
+            "rid": reservation_id, "step": step, "now": now_ms, "delta": str(delta_nanos),
+            "units": units,
+        }  # fmt: skip
+        return _grown.decode(await self._run(self.scripts["grow"], customer, payload))
 
     async def release(self, customer: str, reservation_id: str, now_ms: int) -> ReleaseReply:
         payload = self._resolution(reservation_id, now_ms)
@@ -311,6 +336,7 @@ def _periods(periods: PeriodIds) -> dict[str, str]:
 _reserved = decoder(ReserveReply)
 _committed = decoder(CommitReply)
 _released = decoder(ReleaseReply)
+_grown = decoder(GrowReply)
 _granted = decoder(GrantReply)
 _state = decoder(BalanceState)
 _hold = decoder(_HoldRecord)

@@ -89,6 +89,7 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
     process = await asyncio.create_subprocess_exec(
         *COMMAND, "up", "--port", "0", "--admin-port", "0",
         "--grpc-port", "0", "--grpc-admin-port", "0", "--ledger-port", "0",
+        "--proxy-port", "0", "--demo-upstream-port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=errors, cwd=ROOT, env=_environ(),
     )  # fmt: skip
     assert process.stdout is not None
@@ -162,6 +163,20 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
                     await asyncio.sleep(0.1)
             status, bill = await replay(http, invoice)
             assert status == 200, bill
+
+            # The proxy line, as printed: the OpenAI SDK against the demo provider, metered.
+            start = next(i for i, line in enumerate(lines) if line.startswith("python -c "))
+            script = "".join(line.rstrip("\\") for line in lines[start : start + 3])
+            code = shlex.split(script)[2]
+            proxied = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+            )
+            printed, failed = await asyncio.wait_for(proxied.communicate(), START_TIMEOUT_S)
+            assert proxied.returncode == 0, (code, failed.decode()[-2000:])
+            assert "completion_tokens=20" in printed.decode()
+            status, state = await replay(http, balance)
+            assert Decimal(state["balance"]) < included + 105 - actual  # the call was charged
 
             # The token is required: the same line without it is refused.
             grant.headers.pop("Authorization")

@@ -3,7 +3,8 @@
 -- ARGV[1]  JSON: rid, now (ms), w (the hold's record window), window (ms a resolved hold is
 --          remembered), whole (nano-credits of the exact cost, string), rem (sub-nano
 --          remainder in femto-credits, 0..999999), units (actual, by kind), quota_units
---          (actual units counted by the feature's quota), catalog_version
+--          (actual units counted by the feature's quota), catalog_version, estimated? (the
+--          units were counted from what was delivered, not reported: said on the event)
 -- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
 -- engine/pricing.py. Cost above the hold is charged and reported as overrun; cost that no
 -- eligible, unexpired bucket covers is uncovered, and counted as this month's overage. A hold
@@ -91,6 +92,7 @@ local debit = {'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
   'request_id', ev.request_id, 'tags', ev.tags, 'carry', string.format('%d', frac), 'ts', now}
 -- Only a call decided in fallback says so: the rest stay as small as they were.
 if ev.decided_by then debit[#debit + 1] = 'decided_by'; debit[#debit + 1] = ev.decided_by end
+if p.estimated then debit[#debit + 1] = 'estimated'; debit[#debit + 1] = '1' end
 append_event(debit)
 
 local r = {result = 'committed', cost = cost, overrun = S(overrun), released = S(released),

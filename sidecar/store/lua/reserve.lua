@@ -8,7 +8,8 @@
 --   units, limit, period (counter id)}, rl (list of {scope, rpm?, tpm?}), tokens, minute,
 --   types (credit types that may pay), overage_cap (nanos), month (counter id), ev
 --   (attribution for the event), force? (a replay of a reserve decided in fallback: it was
---   answered allowed already, so no cap refuses it; what it holds past a cap is still held)
+--   answered allowed already, so no cap refuses it; what it holds past a cap is still held),
+--   grow? (the hold may grow later, grow.lua: what that checks is kept on the hold)
 -- Returns the JSON answer; a retry with the same idempotency key returns the first allowed
 -- answer (denials are not kept: a retry is decided again), with what remained while its hold
 -- is in flight, and the reservation id and amount held after.
@@ -145,8 +146,10 @@ if #p.rl > 0 then redis.call('PEXPIRE', rlk, RATE_WINDOW_TTL_MS) end
 -- Use is counted on every node and period (a budget set later sees it); a hold counts only
 -- against the budgets in force now: a budget set while a call is in flight sees that call
 -- when it commits.
+local caps = {} -- what grow.lua checks a larger hold against: the budgets in force now
 for i, c in ipairs(counters) do
   if defs[i] and p.hold ~= '0' then inc(c[1], c[2] .. HELD, p.hold) end
+  if defs[i] then caps[#caps + 1] = {c[1], c[2], fields[i], defs[i], c[3]} end
   money[#money + 1] = {c[1], c[2] .. USED}
 end
 if q and q.units > 0 then inc(qkey, qfield .. HELD, string.format('%d', q.units)) end
@@ -161,6 +164,7 @@ local soft_hit = #soft > 0 and soft or nil
 local rec = {s = 'held', a = p.hold, x = p.exp, b = p.w, h = h, money = money,
   types = p.types, month = USAGE(p.month), ev = p.ev, rem = out_remaining, soft = soft_hit}
 if q then rec.quota = {qkey, qfield .. USED} end
+if p.grow then rec.caps, rec.ocap, rec.ql = caps, p.overage_cap, q and q.limit end
 redis.call('HSET', K(HOLDS), p.rid, cjson.encode(rec))
 redis.call('ZADD', K(HOLD_EXPIRY), p.exp, p.rid)
 redis.call('HSET', index, p.key, p.rid .. '|' .. p.hold)

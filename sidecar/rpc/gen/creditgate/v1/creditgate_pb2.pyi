@@ -240,7 +240,7 @@ class ReserveResponse(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., reservation_id: _Optional[str] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[_Mapping[str, int]] = ..., soft_limits_hit: _Optional[_Iterable[str]] = ..., catalog_version: _Optional[str] = ..., scope: _Optional[str] = ..., decided_by: _Optional[_Union[DecidedBy, str]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("reservation_id", "units", "amount_nanos")
+    __slots__ = ("reservation_id", "units", "amount_nanos", "estimated")
     class UnitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -251,10 +251,12 @@ class CommitRequest(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     UNITS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     units: _containers.ScalarMap[str, int]
     amount_nanos: int
-    def __init__(self, reservation_id: _Optional[str] = ..., units: _Optional[_Mapping[str, int]] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
+    estimated: bool
+    def __init__(self, reservation_id: _Optional[str] = ..., units: _Optional[_Mapping[str, int]] = ..., amount_nanos: _Optional[int] = ..., estimated: _Optional[bool] = ...) -> None: ...
 
 class BurnedCredits(_message.Message):
     __slots__ = ("grant_id", "credit_type", "amount_nanos")
