@@ -6,7 +6,9 @@ A reply is ``words`` words of ``WORD`` (one token each); ``max_completion_tokens
 ``max_tokens`` cut it short with ``finish_reason: "length"``. A prompt token is a
 whitespace-separated word of the messages' text, plus ``PER_MESSAGE`` per message. Knobs for
 faults are attributes (``fail_after``: drop the connection after that many chunks;
-``usage``: False sends no usage chunk). ``python -m sidecar.proxy.demo --port N`` serves it.
+``usage``: False sends no usage chunk; ``pause_after``: every stream waits after that many
+chunks until ``resume`` is set, counted in ``paused``). ``python -m sidecar.proxy.demo --port
+N`` serves it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class DemoUpstream:
         self.fail_after: int | None = None
         self.usage = True
         self.chunk_delay_s = 0.0
+        self.pause_after: int | None = None
+        self.resume = asyncio.Event()
+        self.paused = 0
         self.requests: list[dict[str, Any]] = []
         self.open_streams = 0
 
@@ -91,6 +96,9 @@ class DemoUpstream:
         try:
             chunk = {**head, "object": "chat.completion.chunk"}
             for i in range(words):
+                if i == self.pause_after:
+                    self.paused += 1
+                    await self.resume.wait()
                 if self.fail_after is not None and i >= self.fail_after:
                     assert request.transport is not None
                     request.transport.close()  # the provider dies mid-stream

@@ -135,10 +135,13 @@ async def relay(
                      **settlement.headers()}
         )  # fmt: skip
         await response.prepare(request)
-        usage, delivered = None, 0
+        usage, delivered, tail = None, 0, b""
         try:
             async for raw, data in events(upstream.content):
-                if data is not None and data != DONE:
+                if data == DONE:  # sent once the call is settled: its end means it is paid
+                    tail = raw
+                    break
+                if data is not None:
                     chunk = _decode(data)
                     if chunk.get("usage") is not None:
                         usage = chunk["usage"]
@@ -147,7 +150,7 @@ async def relay(
                     more = delivered_tokens(chunk)
                     refusal = await hold.cover(settlement, delivered + more)
                     if refusal is not None:
-                        await response.write(_cut_off(chunk, refusal))
+                        tail = _cut_off(chunk, refusal)
                         break
                     delivered += more
                 await response.write(raw)
@@ -161,5 +164,6 @@ async def relay(
             estimate = {**hold.worst, "output_tokens": min(delivered, hold.output)}
             await settlement.commit_usage(usage, estimate)
         with contextlib.suppress(ConnectionResetError):
+            await response.write(tail)
             await response.write_eof()
         return response

@@ -169,8 +169,12 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
             script = "".join(line.rstrip("\\") for line in lines[start : start + 3])
             code = shlex.split(script)[2]
             proxied = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+                sys.executable,
+                "-c",
+                code,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=ROOT,
             )
             printed, failed = await asyncio.wait_for(proxied.communicate(), START_TIMEOUT_S)
             assert proxied.returncode == 0, (code, failed.decode()[-2000:])

@@ -111,6 +111,9 @@ async def test_the_metrics_listener_serves_probes_and_a_scrape_after_ingest(
             pytest.fail(f"the ledger never caught up: last scrape {seen}, expected {caught_up}")
 
 
+PAUSE_MS = 2000
+
+
 async def test_a_lag_refresh_redis_does_not_answer_keeps_the_last_figures(
     ledger: Ledger, store: RedisStore, setup_customer: Setup, call: Call
 ) -> None:
@@ -120,11 +123,13 @@ async def test_a_lag_refresh_redis_does_not_answer_keeps_the_last_figures(
     registry = ledger.metrics.registry
     before = registry.get_sample_value("creditgate_ledger_stream_entries")
     assert before == await _appended(store)
-    await store.client.execute_command("CLIENT", "PAUSE", "300", "ALL")
+    # Paused longer than a busy machine stalls this test between the two lines (the refresh
+    # times out after 50 ms of it).
+    await store.client.execute_command("CLIENT", "PAUSE", str(PAUSE_MS), "ALL")
     await ledger.refresh_lag(timeout_s=0.05)
     assert registry.get_sample_value("creditgate_ledger_lag_refresh_errors_total") >= 1
     assert registry.get_sample_value("creditgate_ledger_stream_entries") == before
-    await asyncio.sleep(0.35)  # the pause is over before the next test
+    await asyncio.sleep(PAUSE_MS / 1000 + 0.1)  # the pause is over before the next test
 
 
 def _samples(text: str) -> dict[str, float]:
