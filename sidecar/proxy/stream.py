@@ -75,18 +75,28 @@ def _cut_off(chunk: dict[str, Any], refusal: GrowReply) -> bytes:
     return b"data: " + _encode(last) + b"\n\ndata: [DONE]\n\n"
 
 
-async def events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[bytes, bytes | None]]:
-    """Each server-sent event as (its raw bytes, its ``data`` payload or None)."""
-    raw, data = bytearray(), None
-    async for line in content:
-        raw += line
+Event = tuple[bytes, bytes | None]
+
+
+def _event(raw: bytes) -> Event:
+    data = None
+    for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
             data = line[5:].strip()
-        elif not line.strip():
-            yield bytes(raw), data
-            raw, data = bytearray(), None
-    if raw.strip():
-        yield bytes(raw), data
+    return raw + b"\n\n", data
+
+
+async def batches(content: aiohttp.StreamReader) -> AsyncIterator[list[Event]]:
+    """The server-sent events as they arrive: each read's complete events, as (raw bytes,
+    ``data`` payload or None), so that what arrived together is forwarded in one write."""
+    pending = b""
+    async for block in content.iter_any():
+        pending += block.replace(b"\r\n", b"\n")
+        *complete, pending = pending.split(b"\n\n")
+        if complete:
+            yield [_event(raw) for raw in complete if raw.strip()]
+    if pending.strip():
+        yield [_event(pending)]
 
 
 def delivered_tokens(chunk: dict[str, Any]) -> int:
@@ -137,23 +147,29 @@ async def relay(
         await response.prepare(request)
         usage, delivered, tail = None, 0, b""
         try:
-            async for raw, data in events(upstream.content):
-                if data == DONE:  # sent once the call is settled: its end means it is paid
-                    tail = raw
-                    break
-                if data is not None:
-                    chunk = _decode(data)
-                    if chunk.get("usage") is not None:
-                        usage = chunk["usage"]
-                        if not chunk.get("choices") and not wants_usage:
-                            continue  # the client did not ask for the usage chunk
-                    more = delivered_tokens(chunk)
-                    refusal = await hold.cover(settlement, delivered + more)
-                    if refusal is not None:
-                        tail = _cut_off(chunk, refusal)
+            async for batch in batches(upstream.content):
+                out = bytearray()
+                for raw, data in batch:
+                    if data == DONE:  # sent once the call is settled: its end means it is paid
+                        tail = raw
                         break
-                    delivered += more
-                await response.write(raw)
+                    if data is not None:
+                        chunk = _decode(data)
+                        if chunk.get("usage") is not None:
+                            usage = chunk["usage"]
+                            if not chunk.get("choices") and not wants_usage:
+                                continue  # the client did not ask for the usage chunk
+                        more = delivered_tokens(chunk)
+                        refusal = await hold.cover(settlement, delivered + more)
+                        if refusal is not None:
+                            tail = _cut_off(chunk, refusal)
+                            break
+                        delivered += more
+                    out += raw
+                if out:
+                    await response.write(out)
+                if tail:
+                    break
         except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError) as error:
             log.warning("upstream stream %s broke: %r", call.upstream.name, error)
         except ConnectionResetError:
