@@ -29,6 +29,7 @@ from sidecar.proxy.stream import Hold, relay
 from sidecar.proxy.subject import subject_of
 from sidecar.proxy.upstreams import Upstream
 from sidecar.service import Service
+from sidecar.service.keys import KeyRecord
 from sidecar.wire import ReserveRequest
 
 __all__ = ["HOLD_TTL_MS", "Call", "proxy_app"]
@@ -59,8 +60,10 @@ def _body(raw: bytes) -> dict[str, Any]:
 class Call:
     """One proxied request, from its headers and body to the upstream it goes to."""
 
-    def __init__(self, request: web.Request, body: dict[str, Any]) -> None:
+    def __init__(self, request: web.Request, key: KeyRecord, body: dict[str, Any]) -> None:
         self.request = request
+        self.key = key
+        self.subject = subject_of(key, request.headers, request.app[_FEATURE])
         self.body = body
         self.service = request.app[_SERVICE]
         model = body.get("model")
@@ -74,8 +77,7 @@ class Call:
 
     def stream_step(self) -> int | None:
         """The feature's ``stream_hold_tokens``: a stream's first hold and growth step."""
-        feature_id = self.request.headers.get("X-Creditgate-Feature", self.request.app[_FEATURE])
-        feature = self.service.catalog.features.get(feature_id)
+        feature = self.service.catalog.features.get(self.subject["feature"])
         return None if feature is None else feature.stream_hold_tokens
 
     def headers(self) -> dict[str, str]:
@@ -87,17 +89,15 @@ class Call:
     async def reserve(
         self, units: dict[str, int], *, growable: bool = False
     ) -> Settlement | web.Response:
-        key = await self.service.keyring.check(self.request.headers.get("Authorization", ""))
-        subject = subject_of(key, self.request.headers, self.request.app[_FEATURE])
         reserve = self.service.reserve_growable if growable else self.service.reserve
         answer = await reserve(
             ReserveRequest(
-                customer=key.customer,
+                customer=self.key.customer,
                 idempotency_key=f"proxy-{secrets.token_hex(12)}",
                 model=self.model,
                 units=units,
                 ttl_ms=HOLD_TTL_MS,
-                **subject,
+                **self.subject,
             )
         )
         if not answer.allowed or answer.reservation_id is None:
@@ -110,14 +110,15 @@ class _UnknownModel(Exception):
         self.model = model
 
 
-async def _authenticated(request: web.Request) -> None:
-    """Refuse a bad key before reading anything else (no upstream traffic, nothing held)."""
-    await request.app[_SERVICE].keyring.check(request.headers.get("Authorization", ""))
+async def _call(request: web.Request) -> Call:
+    """The key first (a bad one is refused before the body is read: no upstream traffic,
+    nothing held), then the body."""
+    key = await request.app[_SERVICE].keyring.check(request.headers.get("Authorization", ""))
+    return Call(request, key, _body(await request.read()))
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
-    await _authenticated(request)
-    call = Call(request, _body(await request.read()))
+    call = await _call(request)
     body = call.body
     stream = body.get("stream") is True
     model_max = call.service.catalog.max_output_tokens.get(call.model)
@@ -138,8 +139,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
 
 
 async def _embeddings(request: web.Request) -> web.StreamResponse:
-    await _authenticated(request)
-    call = Call(request, _body(await request.read()))
+    call = await _call(request)
     units = {"input_tokens": embeddings_input_bound(call.body)}
     settlement = await call.reserve(units)
     if isinstance(settlement, web.Response):

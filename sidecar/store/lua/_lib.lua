@@ -192,6 +192,26 @@ local function bucket_fields(member)
   return tonumber(parts[2]), parts[4], parts[5]
 end
 
+-- What a hold may still take: eligible buckets (credit ``types``) still valid at ``exp``,
+-- plus the room left under ``overage_cap`` (nanos, string) in the month counter ``month_key``,
+-- minus what is held already.
+local function available(types, exp, overage_cap, month_key)
+  local eligible = {}
+  for _, t in ipairs(types) do eligible[t] = true end
+  local funds = ZERO
+  local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
+  if #members > 0 then
+    local amounts = redis.call('HMGET', K(BUCKET), unpack(members))
+    for i, member in ipairs(members) do
+      local expires, credit_type = bucket_fields(member)
+      if expires > exp and eligible[credit_type] then funds = add(funds, N(amounts[i])) end
+    end
+  end
+  local room = sub(N(overage_cap), N(redis.call('HGET', month_key, UNCOVERED)))
+  if room[1] < 0 then room = ZERO end
+  return sub(add(funds, room), N(redis.call('HGET', K(BALANCE), HELD)))
+end
+
 local function append_event(fields)
   return redis.call('XADD', SHARD .. ':' .. EVENTS, '*', unpack(fields))
 end

@@ -39,21 +39,7 @@ if rec.quota and rec.ql and p.units > 0 then
     return deny('quota_exceeded', 'feature:' .. rec.ev.feature)
   end
 end
-local eligible = {}
-for _, t in ipairs(rec.types) do eligible[t] = true end
-local funds = ZERO
-local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
-if #members > 0 then
-  local amounts = redis.call('HMGET', K(BUCKET), unpack(members))
-  for i, member in ipairs(members) do
-    local expires, credit_type = bucket_fields(member)
-    if expires > rec.x and eligible[credit_type] then funds = add(funds, N(amounts[i])) end
-  end
-end
-local room = sub(N(rec.ocap), N(redis.call('HGET', rec.month, UNCOVERED)))
-if room[1] < 0 then room = ZERO end
-local available = sub(add(funds, room), N(redis.call('HGET', K(BALANCE), HELD)))
-if cmp(delta, available) > 0 then return deny('insufficient_credits', 'balance') end
+if cmp(delta, available(rec.types, rec.x, rec.ocap, rec.month)) > 0 then return deny('insufficient_credits', 'balance') end
 
 local function inc(key, field, amount)
   redis.call('HINCRBY', key, field, amount)

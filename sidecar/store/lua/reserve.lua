@@ -116,21 +116,8 @@ if check and worst then
 end
 
 -- Balance: eligible buckets still valid when the hold expires, plus overage room.
-local eligible = {}
-for _, t in ipairs(p.types) do eligible[t] = true end
-local funds = ZERO
-local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
-if #members > 0 then
-  local amounts = redis.call('HMGET', K(BUCKET), unpack(members))
-  for i, member in ipairs(members) do
-    local expires, credit_type = bucket_fields(member)
-    if expires > p.exp and eligible[credit_type] then funds = add(funds, N(amounts[i])) end
-  end
-end
-local room = sub(N(p.overage_cap), N(redis.call('HGET', USAGE(p.month), UNCOVERED)))
-if room[1] < 0 then room = ZERO end
-local available = sub(add(funds, room), N(redis.call('HGET', K(BALANCE), HELD)))
-if check and cmp(hold, available) > 0 then return deny('insufficient_credits', 'balance') end
+local funds_left = available(p.types, p.exp, p.overage_cap, USAGE(p.month))
+if check and cmp(hold, funds_left) > 0 then return deny('insufficient_credits', 'balance') end
 
 -- Place the hold: every increment is recorded so that release and expiry undo it exactly.
 local h, money = {}, {}
@@ -158,7 +145,7 @@ redis.call('PEXPIRE', USAGE(p.periods.day), DAY_COUNTER_TTL_MS)
 redis.call('PEXPIRE', USAGE(p.periods.month), MONTH_COUNTER_TTL_MS)
 if p.session then redis.call('PEXPIRE', SESSION(p.session), SESSION_TTL_MS) end
 
-local out_remaining = {balance = S(sub(available, hold))}
+local out_remaining = {balance = S(sub(funds_left, hold))}
 for kind, value in pairs(remaining) do out_remaining[kind] = S(value) end
 local soft_hit = #soft > 0 and soft or nil
 local rec = {s = 'held', a = p.hold, x = p.exp, b = p.w, h = h, money = money,
