@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench.faults import FaultProxy
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.embedded import EmbeddedCluster, EmbeddedRedis
 from sidecar.server import Sidecar
@@ -56,6 +57,17 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     """The Redis the test's store and sidecars use: the single node, unless a suite's
     conftest runs it on both topologies (``on_both_topologies``)."""
     return redis_server.url
+
+
+@pytest.fixture
+async def proxy(redis_url: str, redis_server: EmbeddedRedis) -> AsyncIterator[FaultProxy]:
+    """A fault-injecting proxy in front of the suite's single node (a cluster client learns
+    every node's own address, so the cluster runs skip the tests that use it)."""
+    if redis_url != redis_server.url:
+        pytest.skip("the fault proxy fronts a single node")
+    proxy = await FaultProxy(redis_server.port).start()
+    yield proxy
+    await proxy.stop()
 
 
 def on_both_topologies(request: pytest.FixtureRequest) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,18 @@ def test_version_changes_with_a_price() -> None:
     assert parse_catalog(changed).version != parse_catalog(text).version
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """The CLI sends the root logger to this test's captured stderr, which closes when the
+    test ends: later tests must log where they did before."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
 def test_cli_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "validate", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
@@ -166,6 +180,7 @@ def test_cli_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert load_catalog(EXAMPLE).version in out
 
 
+@pytest.mark.usefixtures("root_logging")
 def test_cli_validate_bad(capsys: pytest.CaptureFixture[str]) -> None:
     bad = BAD / "dangling_plan_model.yaml"
     assert main(["policy", "validate", str(EXAMPLE), str(bad)]) == 1

@@ -1,5 +1,6 @@
-"""An admin change made through one sidecar reaches another on the same Redis within a second,
-although each caches customers for 30 s: the change feed (pub/sub) drops the stale entry."""
+"""An admin change made through one sidecar reaches another on the same Redis at once (in
+milliseconds when the machine is idle), although each caches customers for 30 s: the change feed
+(pub/sub) drops the stale entry."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tests.http.conftest import Api, StartSidecar
 pytestmark = pytest.mark.redis
 
 SSO = {"customer": "acme", "feature": "sso"}
-DEADLINE_S = 1.0
+DEADLINE_S = 5.0
+"""Far below the 30 s cache TTL, and far above what a busy machine adds to a publish."""
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ async def _until_allowed(api: Api) -> float:
     raise AssertionError(f"still denied after {DEADLINE_S} s")
 
 
-async def test_an_admin_change_reaches_the_other_sidecar_within_a_second(
+async def test_an_admin_change_reaches_the_other_sidecar_long_before_its_cache_expires(
     pair: tuple[Api, Api],
 ) -> None:
     first, second = pair

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from bench.faults import FaultProxy
 from sidecar.catalog import Catalog
-from sidecar.embedded import EmbeddedRedis, free_port
+from sidecar.embedded import free_port
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, UpsertCustomerRequest
@@ -29,13 +28,6 @@ pytestmark = pytest.mark.redis
 WAIT_S = 30.0
 """How long a start or a drain may take; only a bug takes this long."""
 TICKET = {"customer": "acme", "feature": "support_agent", "units": {"tickets_resolved": 1}}
-
-
-@pytest.fixture
-async def proxy(redis_server: EmbeddedRedis) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(redis_server.port).start()
-    yield proxy
-    await proxy.stop()
 
 
 async def _start(redis: str, spool: Path, port: int) -> asyncio.subprocess.Process:

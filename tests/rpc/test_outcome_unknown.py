@@ -13,20 +13,12 @@ import pytest
 
 from bench.faults import FaultProxy
 from sidecar.client import GrpcClient, HttpClient
-from sidecar.embedded import EmbeddedRedis
 from sidecar.errors import OutcomeUnknown
 from sidecar.server import Sidecar
 from sidecar.wire import CommitRequest, ReserveRequest
 from tests.rpc.conftest import ADMIN_TOKEN, StartSidecar, grpc_target, seed
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def proxy(redis_server: EmbeddedRedis) -> AsyncIterator[FaultProxy]:
-    proxy = await FaultProxy(redis_server.port).start()
-    yield proxy
-    await proxy.stop()
 
 
 @pytest.fixture

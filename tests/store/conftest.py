@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults import FaultProxy
 from sidecar.catalog import Catalog, load_catalog
-from sidecar.embedded import EmbeddedRedis
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from tests.conftest import REDIS_TIMEOUT_S, TOPOLOGIES, Clock, on_both_topologies
@@ -17,17 +15,6 @@ from tests.conftest import REDIS_TIMEOUT_S, TOPOLOGIES, Clock, on_both_topologie
 def redis_url(request: pytest.FixtureRequest) -> str:
     """Every test of this suite runs on a single node and on a three-primary cluster."""
     return on_both_topologies(request)
-
-
-@pytest.fixture
-async def proxy(redis_url: str, redis_server: EmbeddedRedis) -> AsyncIterator[FaultProxy]:
-    """A fault-injecting proxy in front of the suite's single node (a cluster client learns
-    every node's own address, so the cluster runs skip the tests that use it)."""
-    if redis_url != redis_server.url:
-        pytest.skip("the fault proxy fronts a single node")
-    proxy = await FaultProxy(redis_server.port).start()
-    yield proxy
-    await proxy.stop()
 
 
 @pytest.fixture(scope="session")
