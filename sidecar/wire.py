@@ -15,6 +15,7 @@ from sidecar.catalog.spec import ContractSpec
 
 __all__ = [
     "REASONS",
+    "AdminToken",
     "BalanceResponse",
     "BucketState",
     "BudgetScope",
@@ -31,6 +32,8 @@ __all__ = [
     "GrantResponse",
     "IssueProxyKeyRequest",
     "IssueProxyKeyResponse",
+    "IssueTokenRequest",
+    "IssueTokenResponse",
     "ProxyKey",
     "ProxyKeysResponse",
     "Reason",
@@ -39,8 +42,10 @@ __all__ = [
     "ReserveRequest",
     "ReserveResponse",
     "RevokeProxyKeyResponse",
+    "RevokeTokenResponse",
     "SetBudgetRequest",
     "SetBudgetResponse",
+    "TokensResponse",
     "UpsertCustomerRequest",
 ]
 
@@ -308,3 +313,44 @@ class ProxyKeysResponse(_Response, frozen=True):
 class RevokeProxyKeyResponse(_Response, frozen=True):
     result: Literal["revoked", "already_revoked"]
     key: ProxyKey
+
+
+class IssueTokenRequest(_Request, frozen=True):
+    """A token for an end customer's own admins (access.py): scoped to the customer, or to
+    one team inside it, with a role."""
+
+    idempotency_key: str
+    role: Literal["viewer", "admin"]
+    label: str = ""
+    team: str | None = None
+    expires_at: str | None = None
+    """RFC 3339; after it, the token is refused 401. None: until revoked."""
+
+
+class AdminToken(_Response, frozen=True):
+    """A scoped admin token as listed: never its secret."""
+
+    id: str
+    customer: str
+    role: Literal["viewer", "admin"]
+    label: str
+    created_at: str
+    team: str | None = None
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+class IssueTokenResponse(_Response, frozen=True):
+    result: Literal["issued", "already_issued"]
+    token: AdminToken
+    secret: str | None = None
+    """The bearer token, shown once, when issued; only its hash is stored."""
+
+
+class TokensResponse(_Response, frozen=True):
+    tokens: list[AdminToken]
+
+
+class RevokeTokenResponse(_Response, frozen=True):
+    result: Literal["revoked", "already_revoked"]
+    token: AdminToken

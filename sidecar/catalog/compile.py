@@ -18,6 +18,7 @@ from sidecar.catalog.model import (
     RateLimit,
 )
 from sidecar.catalog.spec import CatalogSpec, ContractSpec, FeatureSpec, PlanSpec
+from sidecar.engine.alerts import compile_thresholds
 from sidecar.errors import CatalogError, InvalidInput
 from sidecar.ids import ID_RULE, is_id
 from sidecar.money import MAX_INT64, parse_credits, parse_price
@@ -323,6 +324,14 @@ def _plan(
         overage_cap = check.credits(f"{where}.cap", exhausted.cap, positive=True)
     elif exhausted.cap is not None:
         raise check.fail(f"{where}.cap", "cap applies to action: overage", "remove the cap")
+    alert_rules: dict[str, str | None] = {"budgets": None, "balance": None}
+    for name, items in (("budgets", plan.alerts.budgets), ("balance", plan.alerts.balance)):
+        if items:
+            field = f"{path}.alerts.{name}"
+            try:
+                alert_rules[name] = compile_thresholds(field, items, balance=name == "balance")
+            except InvalidInput as error:
+                raise check.fail(error.field, error.message, "fix the threshold") from None
     return Plan(
         id=plan_id,
         features=plan_features,
@@ -331,6 +340,8 @@ def _plan(
         rate_limits=tuple(rate_limits),
         session_budget_nanos=session_budget,
         overage_cap_nanos=overage_cap,
+        alert_budgets=alert_rules["budgets"],
+        alert_balance=alert_rules["balance"],
     )
 
 

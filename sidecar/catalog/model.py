@@ -83,6 +83,10 @@ class Plan(_Model, frozen=True):
     session_budget_nanos: int | None
     overage_cap_nanos: int
     """Credits per month that may be consumed past the balance; 0 denies when credits run out."""
+    alert_budgets: str | None = None
+    """Default thresholds on every budget, compiled (engine/alerts.py)."""
+    alert_balance: str | None = None
+    """Default thresholds on the credit balance, compiled."""
 
 
 class Contract(_Model, frozen=True):

@@ -105,6 +105,16 @@ class ExhaustedSpec(_Spec, frozen=True):
     """Overage only: credits that may be consumed past the balance per calendar month."""
 
 
+class AlertsSpec(_Spec, frozen=True):
+    """The plan's default alert thresholds (engine/alerts.py); a customer's admins may set
+    their own per budget."""
+
+    budgets: list[str] = []
+    """On every budget of the customer: ``"80%"`` of its limit, or credits used."""
+    balance: list[str] = []
+    """On the credit balance: credits left, ``"10"``."""
+
+
 class PlanSpec(_Spec, frozen=True):
     features: dict[str, PlanFeatureSpec]
     models: list[str] = []
@@ -113,6 +123,7 @@ class PlanSpec(_Spec, frozen=True):
     session_budget: str | None = None
     """Default hard budget of one session (an agent run), in credits."""
     on_credits_exhausted: ExhaustedSpec = ExhaustedSpec()
+    alerts: AlertsSpec = AlertsSpec()
     description: str = ""
 
 

@@ -74,6 +74,9 @@ class ReservePlan(msgspec.Struct, frozen=True, kw_only=True):
     """Credit types that may pay for this call, in no particular order."""
     overage_cap_nanos: int
     expires_at_ms: int
+    alert_budgets: str | None = None
+    """The plan's default alert thresholds, kept on the hold for its commit (commit.lua)."""
+    alert_balance: str | None = None
 
 
 class ParsedReserve(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,6 +208,8 @@ def plan_reserve(
         credit_types=credit_types,
         overage_cap_nanos=plan.overage_cap_nanos,
         expires_at_ms=now_ms + request.ttl_ms,
+        alert_budgets=plan.alert_budgets,
+        alert_balance=plan.alert_balance,
     )
 
 

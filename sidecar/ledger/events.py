@@ -2,8 +2,9 @@
 
 The store's Lua scripts append one entry per movement to the customer's stream
 ``cg:{c:<customer>}:events`` (fields are documented in ``sidecar/store/lua/*.lua``): ``debit``
-(commit), ``expiry`` (a bucket found expired at commit), ``grant``, ``budget`` and
-``customer``. Amounts are decimal strings of integer nano-credits; times are ms.
+(commit), ``expiry`` (a bucket found expired at commit), ``grant``, ``budget``, ``customer``
+and ``audit`` (an admin change and who made it, service/audit.py). Amounts are decimal
+strings of integer nano-credits; times are ms.
 
 An entry that cannot be read becomes ``Unparsed`` with the reason: it is stored as such, so
 that one bad entry never blocks the ones behind it and nothing is silently dropped.
@@ -21,6 +22,7 @@ from sidecar.reservations import reserved_ms
 from sidecar.store.layout import Layout, idem_name, shard_of_stream
 
 __all__ = [
+    "Audit",
     "Budget",
     "Burn",
     "CustomerChange",
@@ -127,6 +129,19 @@ class CustomerChange(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int
 
 
+class Audit(msgspec.Struct, frozen=True, kw_only=True):
+    stream: StreamId
+    event_id: str
+    customer: str
+    actor: str
+    """``operator`` or the scoped admin token's id."""
+    action: str
+    team: str | None
+    detail: str
+    """JSON text of what changed, validated."""
+    ts_ms: int
+
+
 class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamId
     customer: str
@@ -134,7 +149,7 @@ class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     problem: str
 
 
-Parsed = Debit | Grant | Expiry | Budget | CustomerChange
+Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit
 Event = Parsed | Unparsed
 
 _units = msgspec.json.Decoder(dict[str, int])
@@ -278,7 +293,23 @@ def _customer(stream: StreamId, f: Fields) -> CustomerChange:
     )
 
 
+def _audit(stream: StreamId, f: Fields) -> Audit:
+    detail = f[b"detail"]
+    msgspec.json.decode(detail, type=dict[str, object])
+    return Audit(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=f[b"customer"],
+        actor=f[b"actor"],
+        action=f[b"action"],
+        team=_optional(f, b"team"),
+        detail=detail,
+        ts_ms=int(f[b"ts"]),
+    )
+
+
 _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
+    "audit": _audit,
     "debit": _debit,
     "grant": _grant,
     "expiry": _expiry,

@@ -18,6 +18,8 @@ from sidecar.ledger.db import Connection
 from sidecar.ledger.invoice import LineTotal, UnitTotal, invoice_preview
 from sidecar.ledger.state import CustomerFact
 from sidecar.ledger.wire import (
+    AuditAnswer,
+    AuditEntry,
     BalanceAnswer,
     CreditTypeBalance,
     InvoicePreview,
@@ -33,6 +35,7 @@ __all__ = [
     "EXPORT_FETCH_ROWS",
     "USAGE_ROWS_MAX",
     "Bucket",
+    "audit",
     "balance",
     "export_rows",
     "invoice",
@@ -41,6 +44,7 @@ __all__ = [
 ]
 
 USAGE_ROWS_MAX = 10_000
+AUDIT_ROWS_MAX = 10_000
 EXPORT_FETCH_ROWS = 2_000
 DIMENSIONS = {
     "team": "team",
@@ -174,7 +178,9 @@ def usage_sql(group_by: Sequence[str], bucket: Bucket | None) -> tuple[str, str]
     keys = _keys(group_by, bucket)
     select = "".join(f"{key} AS k{i}, " for i, key in enumerate(keys))
     group = ", ".join(f"k{i}" for i in range(len(keys)))
-    where = "WHERE e.customer = $1 AND e.ts >= $2 AND e.ts < $3"
+    where = (
+        "WHERE e.customer = $1 AND e.ts >= $2 AND e.ts < $3 AND ($4::text IS NULL OR e.team = $4)"
+    )
     totals = (
         f"SELECT {select}count(*) AS events, sum(e.cost_nanos) AS cost, "
         f"sum(e.uncovered_nanos) AS uncovered FROM usage_events e {where}"
@@ -196,12 +202,14 @@ async def usage(
     end_ms: int,
     group_by: Sequence[str],
     bucket: Bucket | None,
+    team: str | None = None,
 ) -> UsageAnswer:
-    """Events, spend and units per group (and per hour or day) in ``[start_ms, end_ms)``."""
+    """Events, spend and units per group (and per hour or day) in ``[start_ms, end_ms)``; of
+    one team's calls only, when ``team`` is given."""
     _range(start_ms, end_ms)
     totals_sql, units_sql = usage_sql(group_by, bucket)
     width = len(group_by) + (bucket is not None)
-    args = (customer, time_of(start_ms), time_of(end_ms))
+    args = (customer, time_of(start_ms), time_of(end_ms), team)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         totals = await connection.fetch(totals_sql, *args)
         if len(totals) > USAGE_ROWS_MAX:
@@ -229,6 +237,7 @@ async def usage(
         )
     return UsageAnswer(
         customer=customer,
+        team=team,
         start=format_time(start_ms),
         end=format_time(end_ms),
         group_by=list(group_by),
@@ -334,3 +343,33 @@ async def export_rows(
                 "decided_by": r["decided_by"],
                 "estimated": r["estimated"],
             }
+
+
+async def audit(
+    connection: Connection, customer: str, start_ms: int, end_ms: int, team: str | None = None
+) -> AuditAnswer:
+    """The admin changes of ``customer`` in ``[start_ms, end_ms)``, oldest first; those inside
+    ``team`` only, when given."""
+    _range(start_ms, end_ms)
+    rows = await connection.fetch(
+        "SELECT event_id, actor, action, team, detail::text AS detail, ts FROM audit_log "
+        "WHERE customer = $1 AND ts >= $2 AND ts < $3 AND ($4::text IS NULL OR team = $4) "
+        f"ORDER BY ts, stream_ms, stream_seq LIMIT {AUDIT_ROWS_MAX}",
+        customer, time_of(start_ms), time_of(end_ms), team,
+    )  # fmt: skip
+    return AuditAnswer(
+        customer=customer,
+        start=format_time(start_ms),
+        end=format_time(end_ms),
+        entries=[
+            AuditEntry(
+                id=row["event_id"],
+                at=format_time(ms_of(row["ts"])),
+                actor=row["actor"],
+                action=row["action"],
+                team=row["team"],
+                detail=msgspec.json.decode(row["detail"]),
+            )
+            for row in rows
+        ],
+    )

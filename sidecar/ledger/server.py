@@ -37,6 +37,7 @@ from sidecar.ledger.workers import Membership
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
 from sidecar.reload import CatalogWatcher
+from sidecar.service.keys import ADMIN_TOKENS, KeyRecord, check_uncached
 from sidecar.settings import SettingsError
 from sidecar.store.layout import Layout
 from sidecar.store.topology import agree_layout, check_health, make_client
@@ -128,7 +129,7 @@ class Ledger:
         self._lag = asyncio.create_task(self._refresh_lag_until_stopped())
         self._generation = asyncio.create_task(self._check_generation_until_stopped())
         if self.settings.token is not None:
-            app = ledger_app(self.pool, self.settings.token, self.status)
+            app = ledger_app(self.pool, self.settings.token, self.status, self._scoped_token)
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.metrics_port is not None:
             app = probes_app(self.metrics.registry, self.readiness)
@@ -142,6 +143,9 @@ class Ledger:
         self._runners.append(runner)
         await web.TCPSite(runner, host, port).start()
         return int(runner.addresses[0][1])
+
+    async def _scoped_token(self, header: str, now_ms: int) -> KeyRecord:
+        return await check_uncached(self.redis, ADMIN_TOKENS, header, now_ms)
 
     async def _adopt(self, catalog: Catalog) -> None:
         """Record a new catalog version, so the events the sidecars price with it resolve."""

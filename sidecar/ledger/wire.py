@@ -8,6 +8,7 @@ Times are RFC 3339 in UTC with milliseconds.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -15,6 +16,8 @@ from sidecar.errors import InvalidInput
 from sidecar.times import ms_of
 
 __all__ = [
+    "AuditAnswer",
+    "AuditEntry",
     "BalanceAnswer",
     "CreditTypeBalance",
     "CreditsApplied",
@@ -93,6 +96,8 @@ class UsageAnswer(_Answer, frozen=True):
     rows: list[UsageRow]
     events: int
     cost: str
+    team: str | None = None
+    """Only this team's calls (a team-scoped token's view)."""
 
 
 class UnitLine(_Answer, frozen=True):
@@ -129,3 +134,20 @@ class InvoicePreview(_Answer, frozen=True):
     overage: str
     """What no credits covered: ``subtotal`` = sum of ``credits_applied`` + ``overage``."""
     catalog_versions: list[str]
+
+
+class AuditEntry(_Answer, frozen=True):
+    id: str
+    at: str
+    actor: str
+    """``operator``, or the id of the scoped admin token that made the change."""
+    action: str
+    team: str | None
+    detail: dict[str, Any]
+
+
+class AuditAnswer(_Answer, frozen=True):
+    customer: str
+    start: str = msgspec.field(name="from")
+    end: str = msgspec.field(name="to")
+    entries: list[AuditEntry] = msgspec.field(default_factory=list)

@@ -15,7 +15,16 @@ import msgspec
 
 from sidecar.ledger.db import Connection
 from sidecar.ledger.entries import entries_of
-from sidecar.ledger.events import Budget, CustomerChange, Debit, Event, Expiry, Grant, Unparsed
+from sidecar.ledger.events import (
+    Audit,
+    Budget,
+    CustomerChange,
+    Debit,
+    Event,
+    Expiry,
+    Grant,
+    Unparsed,
+)
 
 __all__ = ["write_batch"]
 
@@ -94,6 +103,15 @@ _CUSTOMERS = _Table(
     ],
     "(event_id)",
 )  # fmt: skip
+_AUDIT = _Table(
+    "audit_log",
+    [
+        ("event_id", "text", "{}"), ("customer", "text", "{}"), ("actor", "text", "{}"),
+        ("action", "text", "{}"), ("team", "text", "{}"), ("detail", "text", "{}::jsonb"),
+        ("ts", "int8", _MS), ("stream_ms", "int8", "{}"), ("stream_seq", "int8", "{}"),
+    ],
+    "(event_id)",
+)  # fmt: skip
 _UNPARSED = _Table(
     "unparsed_events",
     [
@@ -102,7 +120,7 @@ _UNPARSED = _Table(
     ],
     "(customer, stream_ms, stream_seq)",
 )  # fmt: skip
-_TABLES = (_USAGE, _ENTRIES, _GRANTS, _BUDGETS, _CUSTOMERS, _UNPARSED)
+_TABLES = (_USAGE, _ENTRIES, _GRANTS, _BUDGETS, _CUSTOMERS, _AUDIT, _UNPARSED)
 _CREATE_STAGING = "\n".join(table.create for table in _TABLES)
 
 
@@ -137,6 +155,11 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
             out["customer_changes"].append(
                 (e.event_id, e.customer, e.plan, e.overrides, e.ts_ms, e.stream[0], e.stream[1])
             )
+        elif isinstance(e, Audit):
+            out["audit_log"].append(
+                (e.event_id, e.customer, e.actor, e.action, e.team, e.detail, e.ts_ms,
+                 e.stream[0], e.stream[1])
+            )  # fmt: skip
         elif isinstance(e, Unparsed):
             fields = msgspec.json.encode(e.fields).decode()
             out["unparsed_events"].append((e.customer, e.stream[0], e.stream[1], fields, e.problem))

@@ -113,7 +113,8 @@ class _UnknownModel(Exception):
 async def _call(request: web.Request) -> Call:
     """The key first (a bad one is refused before the body is read: no upstream traffic,
     nothing held), then the body."""
-    key = await request.app[_SERVICE].keyring.check(request.headers.get("Authorization", ""))
+    service = request.app[_SERVICE]
+    key = await service.keyring.check(request.headers.get("Authorization", ""), service.clock())
     return Call(request, key, _body(await request.read()))
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidecar.auth import authorize
+from sidecar.access import OPERATOR, Caller
+from sidecar.auth import authenticate
 from sidecar.errors import InternalError, InvalidInput, RequestError
 from sidecar.rpc.convert import from_proto, to_proto
 from sidecar.rpc.errors import status_of
@@ -25,6 +26,7 @@ from sidecar.wire import (
     CommitRequest,
     GrantRequest,
     IssueProxyKeyRequest,
+    IssueTokenRequest,
     ReleaseRequest,
     ReserveRequest,
     SetBudgetRequest,
@@ -36,16 +38,22 @@ __all__ = ["ADMIN_ROUTES", "PUBLIC_ROUTES", "Servicer"]
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "x-request-id"
 
-Call = Callable[[Service, Any], Awaitable[Any]]
+Call = Callable[[Service, Any, Caller], Awaitable[Any]]
+"""One route: the service, the proto request, and who calls (the operator on the public
+service, which has no token)."""
 
 
 async def _guarded(
-    call: Call, service: Service, request: Message, context: grpc.aio.ServicerContext
+    call: Call,
+    service: Service,
+    request: Message,
+    caller: Caller,
+    context: grpc.aio.ServicerContext,
 ) -> Any:
     """Run one operation; a bug leaves as InternalError, logged here with its trace and the
     caller's ``x-request-id``."""
     try:
-        return await call(service, request)
+        return await call(service, request, caller)
     except RequestError:
         raise
     except Exception as error:
@@ -68,40 +76,43 @@ def _subject(message: Any) -> dict[str, str]:
 
 
 PUBLIC_ROUTES: dict[str, Route] = {
-    "Check": (lambda s, m: s.check(from_proto(m, CheckRequest)), pb.CheckResponse),
-    "Reserve": (lambda s, m: s.reserve(from_proto(m, ReserveRequest)), pb.ReserveResponse),
-    "Commit": (lambda s, m: s.commit(from_proto(m, CommitRequest)), pb.CommitResponse),
-    "Release": (lambda s, m: s.release(from_proto(m, ReleaseRequest)), pb.ReleaseResponse),
-    "GetBalance": (lambda s, m: s.balance(m.customer), pb.GetBalanceResponse),
-    "GetBudgets": (lambda s, m: s.budgets(m.customer, **_subject(m)), pb.GetBudgetsResponse),
+    "Check": (lambda s, m, _: s.check(from_proto(m, CheckRequest)), pb.CheckResponse),
+    "Reserve": (lambda s, m, _: s.reserve(from_proto(m, ReserveRequest)), pb.ReserveResponse),
+    "Commit": (lambda s, m, _: s.commit(from_proto(m, CommitRequest)), pb.CommitResponse),
+    "Release": (lambda s, m, _: s.release(from_proto(m, ReleaseRequest)), pb.ReleaseResponse),
+    "GetBalance": (lambda s, m, _: s.balance(m.customer), pb.GetBalanceResponse),
+    "GetBudgets": (
+        lambda s, m, _: s.budgets(m.customer, **_subject(m)),
+        pb.GetBudgetsResponse,
+    ),
 }
+
+
+def _change(operation: Callable[..., Awaitable[Any]], kind: type[Any]) -> Call:
+    """An admin change: the customer, the request without it, and the caller."""
+    return lambda s, m, c: operation(s, m.customer, from_proto(m, kind, without=_CUSTOMER), c)
+
+
 ADMIN_ROUTES: dict[str, Route] = {
     "UpsertCustomer": (
-        lambda s, m: s.upsert_customer(
-            m.customer, from_proto(m, UpsertCustomerRequest, without=_CUSTOMER)
-        ),
+        _change(Service.upsert_customer, UpsertCustomerRequest),
         pb.UpsertCustomerResponse,
     ),
-    "Grant": (
-        lambda s, m: s.grant(m.customer, from_proto(m, GrantRequest, without=_CUSTOMER)),
-        pb.GrantResponse,
-    ),
-    "SetBudget": (
-        lambda s, m: s.set_budget(m.customer, from_proto(m, SetBudgetRequest, without=_CUSTOMER)),
-        pb.SetBudgetResponse,
-    ),
-    "GetCustomer": (lambda s, m: s.balance(m.customer), pb.GetBalanceResponse),
+    "Grant": (_change(Service.grant, GrantRequest), pb.GrantResponse),
+    "SetBudget": (_change(Service.set_budget, SetBudgetRequest), pb.SetBudgetResponse),
+    "GetCustomer": (lambda s, m, c: s.customer_state(m.customer, c), pb.GetBalanceResponse),
     "IssueProxyKey": (
-        lambda s, m: s.issue_proxy_key(
-            m.customer, from_proto(m, IssueProxyKeyRequest, without=_CUSTOMER)
-        ),
+        _change(Service.issue_proxy_key, IssueProxyKeyRequest),
         pb.IssueProxyKeyResponse,
     ),
-    "ListProxyKeys": (lambda s, m: s.proxy_keys(m.customer), pb.ListProxyKeysResponse),
+    "ListProxyKeys": (lambda s, m, c: s.proxy_keys(m.customer, c), pb.ListProxyKeysResponse),
     "RevokeProxyKey": (
-        lambda s, m: s.revoke_proxy_key(m.customer, m.key_id),
+        lambda s, m, c: s.revoke_proxy_key(m.customer, m.key_id, c),
         pb.RevokeProxyKeyResponse,
     ),
+    "IssueToken": (_change(Service.issue_token, IssueTokenRequest), pb.IssueTokenResponse),
+    "ListTokens": (lambda s, m, c: s.admin_tokens(m.customer, c), pb.ListTokensResponse),
+    "RevokeToken": (lambda s, m, c: s.revoke_token(m.customer, m.id, c), pb.RevokeTokenResponse),
 }
 
 
@@ -122,12 +133,16 @@ class Servicer:
         for name, (call, answer) in routes.items():
             setattr(self, name, self._method(call, answer))
 
-    def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+    async def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
         if self._token is None:
-            return
+            return OPERATOR
         metadata = dict(context.invocation_metadata() or ())
         header = str(metadata.get("authorization", ""))
-        authorize(header, self._token, field="authorization", what="admin token")
+        service = self._service
+        return await authenticate(
+            header, self._token, service.tokens.check, service.clock(),
+            field="authorization", what="admin token",
+        )  # fmt: skip
 
     def _refused(self, code: str) -> None:
         self._service.metrics.request_errors.labels("grpc", code).inc()
@@ -135,14 +150,14 @@ class Servicer:
     def _method(self, call: Call, answer: type[Message]) -> Any:
         async def method(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
-                self._authorize(context)
+                caller = await self._caller(context)
                 if request.ByteSize() > self._max_bytes:
                     raise InvalidInput("request", f"is over {self._max_bytes} bytes; send less")
                 remaining = context.time_remaining()
                 if remaining is not None and remaining <= 0:
                     self._refused("deadline_exceeded")
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired")
-                result = await _guarded(call, self._service, request, context)
+                result = await _guarded(call, self._service, request, caller, context)
             except RequestError as error:
                 self._refused(error.code)
                 await context.abort_with_status(status_of(error))

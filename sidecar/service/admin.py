@@ -1,18 +1,23 @@
-"""Admin writes: customers, grants, budgets, proxy keys. Every field is checked before
-anything moves."""
+"""Admin writes: customers, grants, budgets, proxy keys, scoped tokens. Every field is checked,
+and the caller's scope (access.py), before anything moves; every change is audited
+(service/audit.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
+from sidecar.access import OPERATOR, ROLES, Caller, require
 from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import MAX_PRIORITY
 from sidecar.engine.decide import check_idempotency_key
 from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
 from sidecar.money import format_credits, parse_credits
+from sidecar.service.audit import audit_fields
 from sidecar.service.context import Context
-from sidecar.service.keys import KeyRecord, key_id, key_view
+from sidecar.service.keys import ADMIN_TOKENS, PROXY_KEYS, KeyRecord, key_id, key_view, token_view
 from sidecar.times import format_time, parse_time
 from sidecar.wire import (
     CustomerResponse,
@@ -20,10 +25,14 @@ from sidecar.wire import (
     GrantResponse,
     IssueProxyKeyRequest,
     IssueProxyKeyResponse,
+    IssueTokenRequest,
+    IssueTokenResponse,
     ProxyKeysResponse,
     RevokeProxyKeyResponse,
+    RevokeTokenResponse,
     SetBudgetRequest,
     SetBudgetResponse,
+    TokensResponse,
     UpsertCustomerRequest,
 )
 
@@ -32,12 +41,32 @@ __all__ = ["Admin"]
 LABEL_MAX = 200
 
 
+def _label(text: str) -> str:
+    if len(text) > LABEL_MAX:
+        raise InvalidInput("label", f"is {len(text)} characters; use at most {LABEL_MAX}")
+    return text
+
+
 class Admin(Context):
+    async def _audit(
+        self,
+        caller: Caller,
+        customer: str,
+        action: str,
+        detail: dict[str, Any],
+        *,
+        team: str | None = None,
+        once: str | None = None,
+    ) -> None:
+        fields = audit_fields(caller, customer, action, detail, self.clock(), team=team, once=once)
+        await self.store.append_audit(customer, fields)
+
     async def upsert_customer(
-        self, customer_id: str, request: UpsertCustomerRequest
+        self, customer_id: str, request: UpsertCustomerRequest, caller: Caller = OPERATOR
     ) -> CustomerResponse:
         catalog, now = self.catalog, self.clock()
         check_id("customer", customer_id)
+        require(caller, customer_id, "operator")
         if request.plan not in catalog.plans:
             raise InvalidInput(
                 "plan", f"unknown plan {request.plan!r}; use one of {', '.join(catalog.plans)}"
@@ -46,15 +75,20 @@ class Admin(Context):
         if request.overrides is not None:
             compile_overrides(request.overrides, catalog)
             overrides = msgspec.json.encode(request.overrides).decode()
+        detail = {"plan": request.plan, "overrides": request.overrides is not None}
         result = await self.store.upsert_customer(
-            customer_id, plan=request.plan, overrides=overrides, now_ms=now
-        )
+            customer_id, plan=request.plan, overrides=overrides, now_ms=now,
+            audit=audit_fields(caller, customer_id, "customer.upsert", detail, now),
+        )  # fmt: skip
         await self.customers.changed(customer_id)
         await self.customers.issue_plan_grants(customer_id, request.plan, catalog, now)
         return CustomerResponse(customer=customer_id, plan=request.plan, result=result)
 
-    async def grant(self, customer_id: str, request: GrantRequest) -> GrantResponse:
+    async def grant(
+        self, customer_id: str, request: GrantRequest, caller: Caller = OPERATOR
+    ) -> GrantResponse:
         catalog, now = self.catalog, self.clock()
+        require(caller, customer_id, "operator")
         check_idempotency_key("idempotency_key", request.idempotency_key)
         credit_type = catalog.credit_types.get(request.credit_type)
         if credit_type is None:
@@ -86,6 +120,9 @@ class Admin(Context):
             now_ms=now,
             reason="admin",
         )
+        detail = {"grant_id": grant_id, "credit_type": request.credit_type,
+                  "amount": format_credits(amount)}  # fmt: skip
+        await self._audit(caller, customer_id, "grant", detail, once=grant_id)
         return GrantResponse(
             result=reply.result,
             grant_id=grant_id,
@@ -95,7 +132,9 @@ class Admin(Context):
             expires_at=None if expires_at_ms is None else format_time(expires_at_ms),
         )
 
-    async def set_budget(self, customer_id: str, request: SetBudgetRequest) -> SetBudgetResponse:
+    async def set_budget(
+        self, customer_id: str, request: SetBudgetRequest, caller: Caller = OPERATOR
+    ) -> SetBudgetResponse:
         catalog, now = self.catalog, self.clock()
         nodes = [
             (kind, check_id(f"scope.{kind}", value))
@@ -107,10 +146,14 @@ class Admin(Context):
                 "scope", "name at most one of team, user, agent, session (none: the customer)"
             )
         scope = f"{nodes[0][0]}:{nodes[0][1]}" if nodes else "customer"
+        team = nodes[0][1] if nodes and nodes[0][0] == "team" else None
+        require(caller, customer_id, "admin", team=team)
         if scope.startswith("session:") and request.period != "lifetime":
             raise InvalidInput("period", "a session budget lasts the session: use lifetime")
         limit = parse_credits(request.limit, "limit")
         await self.existing(customer_id, catalog, now)
+        detail = {"scope": scope, "period": request.period, "limit": format_credits(limit),
+                  "mode": request.mode}  # fmt: skip
         result = await self.store.set_budget(
             customer_id,
             scope=scope,
@@ -118,6 +161,7 @@ class Admin(Context):
             limit_nanos=limit,
             mode=request.mode,
             now_ms=now,
+            audit=audit_fields(caller, customer_id, "budget.set", detail, now, team=team),
         )
         return SetBudgetResponse(
             scope=scope,
@@ -128,7 +172,7 @@ class Admin(Context):
         )
 
     async def issue_proxy_key(
-        self, customer_id: str, request: IssueProxyKeyRequest
+        self, customer_id: str, request: IssueProxyKeyRequest, caller: Caller = OPERATOR
     ) -> IssueProxyKeyResponse:
         catalog, now = self.catalog, self.clock()
         check_idempotency_key("idempotency_key", request.idempotency_key)
@@ -137,15 +181,12 @@ class Admin(Context):
             for kind, value in (("team", request.team), ("user", request.user),
                                 ("agent", request.agent))
         )  # fmt: skip
-        if len(request.label) > LABEL_MAX:
-            raise InvalidInput(
-                "label", f"is {len(request.label)} characters; use at most {LABEL_MAX}"
-            )
+        require(caller, customer_id, "admin", team=team)
         await self.existing(customer_id, catalog, now)
         record = KeyRecord(
-            id=key_id(customer_id, request.idempotency_key),
+            id=key_id(PROXY_KEYS, customer_id, request.idempotency_key),
             customer=customer_id,
-            label=request.label,
+            label=_label(request.label),
             created_ms=now,
             hash="",
             team=team,
@@ -153,19 +194,85 @@ class Admin(Context):
             agent=agent,
         )
         issued, secret = await self.keyring.issue(record)
+        view = key_view(issued)
+        detail = msgspec.structs.asdict(view)
+        await self._audit(caller, customer_id, "proxy_key.issue", detail, team=team, once=view.id)
         return IssueProxyKeyResponse(
-            result="issued" if secret is not None else "already_issued",
-            key=key_view(issued),
-            secret=secret,
+            result="issued" if secret is not None else "already_issued", key=view, secret=secret
         )
 
-    async def proxy_keys(self, customer_id: str) -> ProxyKeysResponse:
+    async def proxy_keys(self, customer_id: str, caller: Caller = OPERATOR) -> ProxyKeysResponse:
+        require(caller, customer_id, "viewer", team=caller.team)
         await self.existing(customer_id, self.catalog, self.clock())
-        return ProxyKeysResponse(keys=[key_view(r) for r in await self.keyring.listed(customer_id)])
+        keys = await self.keyring.listed(customer_id)
+        return ProxyKeysResponse(
+            keys=[key_view(r) for r in keys if caller.team is None or r.team == caller.team]
+        )
 
-    async def revoke_proxy_key(self, customer_id: str, key: str) -> RevokeProxyKeyResponse:
+    async def revoke_proxy_key(
+        self, customer_id: str, key: str, caller: Caller = OPERATOR
+    ) -> RevokeProxyKeyResponse:
         check_id("customer", customer_id)
-        record, revoked = await self.keyring.revoke(customer_id, key, self.clock())
+        require(caller, customer_id, "admin", team=caller.team)
+        record = await self.keyring.find(customer_id, key)
+        require(caller, customer_id, "admin", team=record.team)
+        record, revoked = await self.keyring.revoke(record, self.clock())
+        await self._audit(
+            caller, customer_id, "proxy_key.revoke", {"id": key}, team=record.team, once=key
+        )
         return RevokeProxyKeyResponse(
             result="revoked" if revoked else "already_revoked", key=key_view(record)
+        )
+
+    async def issue_token(
+        self, customer_id: str, request: IssueTokenRequest, caller: Caller = OPERATOR
+    ) -> IssueTokenResponse:
+        catalog, now = self.catalog, self.clock()
+        require(caller, customer_id, "operator")
+        check_idempotency_key("idempotency_key", request.idempotency_key)
+        if request.role not in ROLES:
+            raise InvalidInput("role", f"must be one of {', '.join(ROLES)}")
+        team = None if request.team is None else check_id("team", request.team)
+        expires_ms = None
+        if request.expires_at is not None:
+            expires_ms = parse_time("expires_at", request.expires_at)
+            if expires_ms <= now:
+                raise InvalidInput("expires_at", "is in the past; a token must expire later")
+        await self.existing(customer_id, catalog, now)
+        record = KeyRecord(
+            id=key_id(ADMIN_TOKENS, customer_id, request.idempotency_key),
+            customer=customer_id,
+            label=_label(request.label),
+            created_ms=now,
+            hash="",
+            team=team,
+            role=request.role,
+            expires_ms=expires_ms,
+        )
+        issued, secret = await self.tokens.issue(record)
+        view = token_view(issued)
+        detail = msgspec.structs.asdict(view)
+        await self._audit(caller, customer_id, "token.issue", detail, team=team, once=view.id)
+        return IssueTokenResponse(
+            result="issued" if secret is not None else "already_issued", token=view, secret=secret
+        )
+
+    async def admin_tokens(self, customer_id: str, caller: Caller = OPERATOR) -> TokensResponse:
+        require(caller, customer_id, "operator")
+        await self.existing(customer_id, self.catalog, self.clock())
+        return TokensResponse(tokens=[token_view(r) for r in await self.tokens.listed(customer_id)])
+
+    async def revoke_token(
+        self, customer_id: str, token: str, caller: Caller = OPERATOR
+    ) -> RevokeTokenResponse:
+        check_id("customer", customer_id)
+        require(caller, customer_id, "operator")
+        record, revoked = await self.tokens.revoke(
+            await self.tokens.find(customer_id, token), self.clock()
+        )
+        await self._audit(
+            caller, customer_id, "token.revoke", {"id": token}, team=record.team, once=token
+        )
+        return RevokeTokenResponse(
+            result="revoked" if revoked else "already_revoked", token=token_view(record)
         )

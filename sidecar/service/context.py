@@ -16,7 +16,7 @@ from sidecar.errors import NotFound
 from sidecar.ids import check_id
 from sidecar.metrics import Metrics, counter, gauge
 from sidecar.service.fallback import Fallbacks, LocalHold
-from sidecar.service.keys import Keyring
+from sidecar.service.keys import ADMIN_TOKENS, PROXY_KEYS, Keyring
 from sidecar.service.spool import Spool
 from sidecar.service.unsettled import Unsettled
 from sidecar.store.redis_store import RedisStore
@@ -48,8 +48,10 @@ class Context:
         self.clock = clock
         # Not `customers or ...`: an empty directory has len 0, so it is falsy.
         self.customers = customers if customers is not None else CustomerDirectory(store)
-        self.keyring = Keyring(store, self.customers)
+        self.keyring = Keyring(store, self.customers, PROXY_KEYS)
         """Proxy keys (service/keys.py)."""
+        self.tokens = Keyring(store, self.customers, ADMIN_TOKENS)
+        """Scoped admin tokens (service/keys.py, access.py)."""
         # The holds placed here, so that their commit needs no extra read.
         self.holds: TLRUCache[str, LocalHold] = TLRUCache(
             LOCAL_HOLDS_MAX, _hold_expiry, timer=clock

@@ -1,10 +1,12 @@
-"""Proxy keys: bearer tokens for the proxy (sidecar/proxy), each bound to a subject that pays.
+"""Credentials issued by the operator: proxy keys (bearer tokens of the proxy, sidecar/proxy,
+each bound to a subject that pays) and scoped admin tokens (an end customer's admins and
+viewers, access.py).
 
-A key is ``<id>.<secret>``. Redis keeps only the SHA-256 of the whole token, with the subject
-(store/layout.py, ``proxy_key_key``). The id is derived from the customer and the idempotency
-key, so a retried issue finds the first key and answers ``already_issued`` (the secret was
-shown once and is not stored). Lookups are cached; a revocation is published on the change
-feed, and every sidecar drops the key at once.
+A credential is ``<id>.<secret>``. Redis keeps only the SHA-256 of the whole token, with what
+it is bound to (store/layout.py, ``credential_key``). The id is derived from the customer and
+the idempotency key, so a retried issue finds the first one and answers ``already_issued``
+(the secret was shown once and is not stored). Lookups are cached; a revocation is published
+on the change feed, and every sidecar drops the credential at once.
 """
 
 from __future__ import annotations
@@ -12,21 +14,49 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Any, Literal
 
 import msgspec
 from cachetools import TTLCache
 
+from sidecar.access import Caller
 from sidecar.customers import CustomerDirectory
-from sidecar.errors import NotFound, PermissionDenied, Unauthenticated
+from sidecar.errors import NotFound, Unauthenticated
 from sidecar.store import layout
 from sidecar.store.redis_store import RedisStore
 from sidecar.times import format_time
-from sidecar.wire import ProxyKey
+from sidecar.wire import AdminToken, ProxyKey
 
-__all__ = ["KeyRecord", "Keyring", "key_id", "key_view"]
+__all__ = [
+    "ADMIN_TOKENS",
+    "PROXY_KEYS",
+    "KeyRecord",
+    "Keyring",
+    "Kind",
+    "caller_of",
+    "check_uncached",
+    "key_id",
+    "key_view",
+    "token_view",
+    "verify",
+]
 
-KEY_PREFIX = "pk_"
 CACHE_TTL_S = 30.0
+
+
+class Kind(msgspec.Struct, frozen=True):
+    namespace: str
+    """Where the records live (store/layout.py)."""
+    prefix: str
+    """Of every id: which kind a token is, at a glance."""
+    what: str
+    """For errors: ``proxy key``, ``admin token``."""
+    id_field: str
+    """The path parameter that names one, for errors."""
+
+
+PROXY_KEYS = Kind(layout.PROXY_KEYS, "pk_", "proxy key", "key_id")
+ADMIN_TOKENS = Kind(layout.ADMIN_TOKENS, "at_", "admin token", "token_id")
 
 
 class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,15 +70,18 @@ class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     user: str | None = None
     agent: str | None = None
     revoked_ms: int | None = None
+    role: str | None = None
+    """An admin token's role (access.py); None for a proxy key."""
+    expires_ms: int | None = None
 
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(KeyRecord).decode
 
 
-def key_id(customer: str, idempotency_key: str) -> str:
+def key_id(kind: Kind, customer: str, idempotency_key: str) -> str:
     digest = hashlib.sha256(f"{customer}\0{idempotency_key}".encode()).hexdigest()
-    return KEY_PREFIX + digest[:24]
+    return kind.prefix + digest[:24]
 
 
 def _hash(token: str) -> str:
@@ -68,18 +101,77 @@ def key_view(record: KeyRecord) -> ProxyKey:
     )
 
 
-class Keyring:
-    """Issue, list, revoke and check proxy keys."""
+def token_view(record: KeyRecord) -> AdminToken:
+    return AdminToken(
+        id=record.id,
+        customer=record.customer,
+        role="admin" if record.role == "admin" else "viewer",
+        label=record.label,
+        created_at=format_time(record.created_ms),
+        team=record.team,
+        expires_at=None if record.expires_ms is None else format_time(record.expires_ms),
+        revoked_at=None if record.revoked_ms is None else format_time(record.revoked_ms),
+    )
 
-    def __init__(self, store: RedisStore, customers: CustomerDirectory) -> None:
+
+def caller_of(record: KeyRecord) -> Caller:
+    """What an admin token may do (access.py)."""
+    role: Literal["admin", "viewer"] = "admin" if record.role == "admin" else "viewer"
+    return Caller(actor=record.id, role=role, customer=record.customer, team=record.team)
+
+
+def verify(kind: Kind, raw: bytes | None, token: str, now_ms: int) -> KeyRecord:
+    """The record ``raw`` of ``token`` once it is known good: Unauthenticated when unknown,
+    revoked or expired."""
+    record = None if raw is None else _decode(raw)
+    if record is None or not hmac.compare_digest(record.hash, _hash(token)):
+        raise Unauthenticated("Authorization", f"unknown {kind.what}")
+    if record.revoked_ms is not None:
+        raise Unauthenticated(
+            "Authorization",
+            f"{kind.what} {record.id} was revoked at {format_time(record.revoked_ms)}",
+        )
+    if record.expires_ms is not None and record.expires_ms <= now_ms:
+        when = format_time(record.expires_ms)
+        raise Unauthenticated("Authorization", f"{kind.what} {record.id} expired at {when}")
+    return record
+
+
+def token_of(kind: Kind, header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Authorization", f"send Authorization: Bearer <{kind.what}>")
+    return token
+
+
+async def check_uncached(client: Any, kind: Kind, header: str, now_ms: int) -> KeyRecord:
+    """``Keyring.check`` for a reader without a cache or a store (the ledger's query API),
+    on a plain Redis client: a revocation applies to the next request."""
+    token = token_of(kind, header)
+    key = token.partition(".")[0]
+    raw = (
+        await client.get(layout.credential_key(kind.namespace, key))
+        if key.startswith(kind.prefix)
+        else None
+    )
+    return verify(kind, raw, token, now_ms)
+
+
+class Keyring:
+    """Issue, list, revoke and check the credentials of one kind."""
+
+    def __init__(self, store: RedisStore, customers: CustomerDirectory, kind: Kind) -> None:
         self.store = store
         self.customers = customers
-        self._cache: TTLCache[str, KeyRecord] = TTLCache(100_000, CACHE_TTL_S)
+        self.kind = kind
+        self._cache: TTLCache[str, bytes] = TTLCache(100_000, CACHE_TTL_S)
+        self._changed_prefix = kind.namespace + ":"
         customers.listeners.append(self._changed)
 
     def _changed(self, name: str) -> None:
-        if name.startswith(layout.PROXY_KEY_CHANGED):
-            self._cache.pop(name[len(layout.PROXY_KEY_CHANGED) :], None)
+        if name.startswith(self._changed_prefix):
+            self._cache.pop(name[len(self._changed_prefix) :], None)
         elif not name:  # the feed was lost or resubscribed: nothing cached is known good
             self._cache.clear()
 
@@ -88,47 +180,44 @@ class Keyring:
         first record and None when its id was issued before."""
         token = f"{record.id}.{secrets.token_urlsafe(32)}"
         issued = msgspec.structs.replace(record, hash=_hash(token))
-        if await self.store.add_proxy_key(record.id, record.customer, _encode(issued)):
+        namespace = self.kind.namespace
+        if await self.store.add_credential(namespace, record.id, record.customer, _encode(issued)):
             return issued, token
-        first = await self.store.proxy_key(record.id)
+        first = await self.store.credential(namespace, record.id)
         assert first is not None  # ids are never deleted
         return _decode(first), None
 
     async def listed(self, customer: str) -> list[KeyRecord]:
-        return [_decode(raw) for raw in await self.store.proxy_keys(customer)]
+        return [_decode(raw) for raw in await self.store.credentials(self.kind.namespace, customer)]
 
-    async def revoke(self, customer: str, key: str, now_ms: int) -> tuple[KeyRecord, bool]:
-        """The key revoked, and whether this call revoked it."""
-        raw = await self.store.proxy_key(key)
+    async def find(self, customer: str, credential_id: str) -> KeyRecord:
+        raw = await self.store.credential(self.kind.namespace, credential_id)
         record = None if raw is None else _decode(raw)
         if record is None or record.customer != customer:
-            raise NotFound("key_id", f"customer {customer!r} has no proxy key {key!r}")
+            what = self.kind.what
+            raise NotFound(
+                self.kind.id_field, f"customer {customer!r} has no {what} {credential_id!r}"
+            )
+        return record
+
+    async def revoke(self, record: KeyRecord, now_ms: int) -> tuple[KeyRecord, bool]:
+        """``record`` revoked, and whether this call revoked it."""
         if record.revoked_ms is not None:
             return record, False
         revoked = msgspec.structs.replace(record, revoked_ms=now_ms)
-        await self.store.replace_proxy_key(key, _encode(revoked))
-        self._cache.pop(key, None)
-        await self.store.publish(layout.CHANGES_CHANNEL, layout.PROXY_KEY_CHANGED + key)
+        await self.store.replace_credential(self.kind.namespace, record.id, _encode(revoked))
+        self._cache.pop(record.id, None)
+        await self.store.publish(layout.CHANGES_CHANNEL, self._changed_prefix + record.id)
         return revoked, True
 
-    async def check(self, header: str) -> KeyRecord:
-        """The key of an ``Authorization: Bearer <key>`` header; Unauthenticated when it is
-        missing, PermissionDenied when unknown or revoked."""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("Authorization", "send Authorization: Bearer <proxy key>")
+    async def check(self, header: str, now_ms: int) -> KeyRecord:
+        """The credential of an ``Authorization: Bearer <token>`` header; Unauthenticated
+        when it is missing, unknown, revoked or expired."""
+        token = token_of(self.kind, header)
         key = token.partition(".")[0]
-        record = self._cache.get(key) if self.customers.trusted else None
-        if record is None:
-            raw = await self.store.proxy_key(key) if key.startswith(KEY_PREFIX) else None
-            if raw is None:
-                raise PermissionDenied("Authorization", "unknown proxy key")
-            record = _decode(raw)
-            self._cache[key] = record
-        if not hmac.compare_digest(record.hash, _hash(token)):
-            raise PermissionDenied("Authorization", "unknown proxy key")
-        if record.revoked_ms is not None:
-            raise PermissionDenied(
-                "Authorization", f"proxy key {key} was revoked at {format_time(record.revoked_ms)}"
-            )
-        return record
+        raw = self._cache.get(key) if self.customers.trusted else None
+        if raw is None and key.startswith(self.kind.prefix):
+            raw = await self.store.credential(self.kind.namespace, key)
+            if raw is not None:
+                self._cache[key] = raw
+        return verify(self.kind, raw, token, now_ms)

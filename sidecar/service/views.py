@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import msgspec
+
+from sidecar.access import OPERATOR, Caller, require
 from sidecar.engine.burn import parse_burn_key
 from sidecar.engine.decide import subject_scopes
 from sidecar.ids import check_id
@@ -85,3 +88,12 @@ class Views(Context):
                 scopes.add(f"session:{session}")
             rows = [row for row in rows if row.scope in scopes]
         return BudgetsResponse(customer=customer_id, budgets=_budgets(rows))
+
+    async def customer_state(self, customer_id: str, caller: Caller = OPERATOR) -> BalanceResponse:
+        """The balance view of the admin API: a team's token sees its team's budgets only."""
+        require(caller, customer_id, "viewer", team=caller.team)
+        state = await self.balance(customer_id)
+        if caller.team is None:
+            return state
+        mine = [b for b in state.budgets if b.scope == f"team:{caller.team}"]
+        return msgspec.structs.replace(state, budgets=mine)

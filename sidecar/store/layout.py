@@ -18,6 +18,7 @@ import zlib
 from sidecar.money import FEMTOS_PER_NANO, NANOS_PER_CREDIT
 
 __all__ = [
+    "ADMIN_TOKENS",
     "BALANCE",
     "BUCKET",
     "BUCKETS",
@@ -44,7 +45,7 @@ __all__ = [
     "MONTH_COUNTER_TTL_MS",
     "OVERRIDES",
     "PLAN",
-    "PROXY_KEY_CHANGED",
+    "PROXY_KEYS",
     "RATE_REQUESTS",
     "RATE_TOKENS",
     "RATE_WINDOW_TTL_MS",
@@ -63,11 +64,11 @@ __all__ = [
     "budget_value",
     "counter_fields",
     "counter_ttl_ms",
+    "credential_key",
+    "credentials_key",
     "idem_name",
     "lua_prelude",
     "parse_budget_value",
-    "proxy_key_key",
-    "proxy_keys_key",
     "quota_field",
     "rate_key",
     "record_window",
@@ -166,18 +167,22 @@ LEGACY_REGISTRY_KEY = "cg:customers"
 stream per customer); ``creditgate store migrate`` moves such a deployment."""
 CHANGES_CHANNEL = "cg:customers:changed"
 """Pub/sub channel: a customer id whose plan or overrides changed (customers.py), or
-PROXY_KEY_CHANGED plus a proxy key id that was revoked."""
-PROXY_KEY_CHANGED = "proxy-key:"
+a credential's namespace, ``:`` and its id, when that credential was revoked."""
+PROXY_KEYS = "proxy-key"
+"""The namespace of proxy keys (bearer tokens of the proxy listener)."""
+ADMIN_TOKENS = "admin-token"
+"""The namespace of scoped admin tokens (an end customer's admins and viewers)."""
 
 
-def proxy_key_key(key_id: str) -> str:
-    """String: a proxy key's record, JSON with the SHA-256 of its secret (service/keys.py)."""
-    return f"cg:proxy-key:{key_id}"
+def credential_key(namespace: str, credential_id: str) -> str:
+    """String: a proxy key's or admin token's record, JSON with the SHA-256 of the whole token
+    (service/keys.py)."""
+    return f"cg:{namespace}:{credential_id}"
 
 
-def proxy_keys_key(customer: str) -> str:
-    """Set: the ids of a customer's proxy keys, for listing."""
-    return f"cg:proxy-keys:{customer}"
+def credentials_key(namespace: str, customer: str) -> str:
+    """Set: the ids of a customer's proxy keys or admin tokens, for listing."""
+    return f"cg:{namespace}s:{customer}"
 
 
 def workers_key(group: str) -> str:

@@ -109,6 +109,10 @@ class RedisStore(RedisConnection):
         }
         if force:
             payload["force"] = True
+        if plan.alert_budgets is not None:
+            payload["alert_budgets"] = plan.alert_budgets
+        if plan.alert_balance is not None:
+            payload["alert_balance"] = plan.alert_balance
         if grow:
             payload["grow"] = True
         if plan.session is not None:
@@ -223,9 +227,19 @@ class RedisStore(RedisConnection):
         return reply, grant_id
 
     async def set_budget(
-        self, customer: str, *, scope: str, period: str, limit_nanos: int, mode: str, now_ms: int
+        self,
+        customer: str,
+        *,
+        scope: str,
+        period: str,
+        limit_nanos: int,
+        mode: str,
+        now_ms: int,
+        audit: dict[str, str] | None = None,
     ) -> SetBudgetResult:
+        """``audit``: the change's audit entry, appended with it (nothing when unchanged)."""
         payload = {
+            "audit": _flat(audit),
             "customer": customer,
             "scope": scope,
             "period": period,
@@ -238,9 +252,22 @@ class RedisStore(RedisConnection):
         return result
 
     async def upsert_customer(
-        self, customer: str, *, plan: str, overrides: str, now_ms: int
+        self,
+        customer: str,
+        *,
+        plan: str,
+        overrides: str,
+        now_ms: int,
+        audit: dict[str, str] | None = None,
     ) -> UpsertResult:
-        payload = {"customer": customer, "plan": plan, "overrides": overrides, "now": now_ms}
+        """``audit``: the change's audit entry, appended with it (nothing when unchanged)."""
+        payload = {
+            "audit": _flat(audit),
+            "customer": customer,
+            "plan": plan,
+            "overrides": overrides,
+            "now": now_ms,
+        }
         answer = await self._run(self.scripts["upsert_customer"], customer, payload)
         result: UpsertResult = msgspec.convert(answer.decode(), UpsertResult)
         return result
@@ -299,30 +326,47 @@ class RedisStore(RedisConnection):
         answer = await self._run(self.scripts["read_state"], customer, payload)
         return _state.decode(answer).budgets
 
-    async def add_proxy_key(self, key_id: str, customer: str, record: bytes) -> bool:
-        """Store a new proxy key's record; False when the id is taken (a retry). Listed
-        under its customer either way, so that a retry completes an interrupted issue."""
-        key = layout.proxy_key_key(key_id)
+    async def append_audit(self, customer: str, fields: dict[str, str]) -> None:
+        """Append an audit entry (service/audit.py) to the customer's shard stream, where the
+        ledger reads it like every movement."""
+        stream = self.layout.stream_of(customer)
+        await self._call(self.client.xadd, stream, fields, name="xadd")
+
+    async def add_credential(
+        self, namespace: str, credential_id: str, customer: str, record: bytes
+    ) -> bool:
+        """Store a new proxy key's or admin token's record; False when the id is taken (a
+        retry). Listed under its customer either way, so that a retry completes an
+        interrupted issue."""
+        key = layout.credential_key(namespace, credential_id)
         added = await self._call(partial(self.client.set, nx=True), key, record, name="set")
-        await self._call(self.client.sadd, layout.proxy_keys_key(customer), key_id)
+        members = layout.credentials_key(namespace, customer)
+        await self._call(self.client.sadd, members, credential_id)
         return bool(added)
 
-    async def proxy_key(self, key_id: str) -> bytes | None:
-        answer: Any = await self._call(self.client.get, layout.proxy_key_key(key_id))
+    async def credential(self, namespace: str, credential_id: str) -> bytes | None:
+        key = layout.credential_key(namespace, credential_id)
+        answer: Any = await self._call(self.client.get, key)
         return None if answer is None else bytes(answer)
 
-    async def replace_proxy_key(self, key_id: str, record: bytes) -> None:
-        key = layout.proxy_key_key(key_id)
+    async def replace_credential(self, namespace: str, credential_id: str, record: bytes) -> None:
+        key = layout.credential_key(namespace, credential_id)
         await self._call(partial(self.client.set, xx=True), key, record, name="set")
 
-    async def proxy_keys(self, customer: str) -> list[bytes]:
-        """The records of a customer's proxy keys, in id order."""
-        ids: Any = await self._call(self.client.smembers, layout.proxy_keys_key(customer))
+    async def credentials(self, namespace: str, customer: str) -> list[bytes]:
+        """The records of a customer's proxy keys or admin tokens, in id order."""
+        members = layout.credentials_key(namespace, customer)
+        ids: Any = await self._call(self.client.smembers, members)
         records = []
-        for key_id in sorted(i.decode() for i in ids):
-            if (record := await self.proxy_key(key_id)) is not None:
+        for credential_id in sorted(i.decode() for i in ids):
+            if (record := await self.credential(namespace, credential_id)) is not None:
                 records.append(record)
         return records
+
+
+def _flat(fields: dict[str, str] | None) -> list[str] | None:
+    """A stream entry's fields as the flat list a script passes to XADD."""
+    return None if fields is None else [item for pair in fields.items() for item in pair]
 
 
 class _HoldRecord(msgspec.Struct, frozen=True):

@@ -110,7 +110,7 @@ async def test_a_bad_entry_is_kept_and_never_blocks_the_ones_behind_it(
     await store.client.xadd(KEY, {"kind": "bonus", "amount": "5"})
     await call(units={"input_tokens": 10})
     ledger = worker(store, pool)
-    assert await drain(ledger) == 4  # customer, plan grant, the bad one, the debit
+    assert await drain(ledger) == 5  # customer, its audit entry, plan grant, the bad one, the debit
     assert ledger.unparsed == 1
     async with pool.acquire() as db:
         bad = await db.fetchrow("SELECT fields, problem FROM unparsed_events")

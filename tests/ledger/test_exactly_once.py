@@ -53,7 +53,8 @@ async def test_crash_after_commit_before_ack_loses_and_doubles_nothing(
     with pytest.raises(Crash):
         await drain(doomed)
     assert await ledger_counts(pool) == (30, 32, total)  # written ...
-    assert await pending(store) == 33  # ... but not acknowledged: customer, 2 grants, 30 debits
+    # ... but not acknowledged: customer, 2 grants, 2 audit entries, 30 debits
+    assert await pending(store) == 35
 
     if restart_as == "same consumer":
         # A restarted worker first reads its own pending history.
@@ -62,7 +63,7 @@ async def test_crash_after_commit_before_ack_loses_and_doubles_nothing(
         # Another worker claims what the dead one left once it has been idle long enough.
         await asyncio.sleep(0.05)
         stored = await drain(worker(store, pool, "w2", claim_min_idle_ms=10))
-    assert stored == 33
+    assert stored == 35
     assert await ledger_counts(pool) == (30, 32, total)  # nothing doubled, nothing missing
     assert await pending(store) == 0
 
@@ -87,7 +88,9 @@ async def test_two_workers_in_one_group_store_every_event_exactly_once(
         committed.append(1 + i)
         if i % 40 == 0:
             await asyncio.sleep(0.01)
-    entries = 8 * 3 + 240  # per customer: customer, plan grant, admin grant; then the debits
+    # Per customer: customer, plan grant, admin grant, an audit entry for each admin change;
+    # then the debits.
+    entries = 8 * 5 + 240
     async with asyncio.timeout(20):
         while first.stored + second.stored < entries:
             await asyncio.sleep(0.01)

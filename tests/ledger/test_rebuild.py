@@ -76,7 +76,9 @@ async def test_flush_then_rebuild_restores_balances_and_counters(
 
     # Calls go on, and the ledger ingests the new stream (its consumer group re-created).
     await call(units={"input_tokens": 10}, team="eng")
-    assert await drain(worker(store, pool, "w2")) == 1  # the debit (the same plan again: no-op)
+    # The retried grant's audit entry (the ledger keeps it once) and the debit; the same plan
+    # again is a no-op.
+    assert await drain(worker(store, pool, "w2")) == 2
     async with pool.acquire() as db:
         assert await db.fetchval("SELECT count(*) FROM usage_events") == 8
 

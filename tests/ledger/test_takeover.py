@@ -43,7 +43,8 @@ async def test_a_dead_workers_pending_entries_are_stored_within_seconds(
     await dead.reader.start()
     await dead._take_shards()  # heartbeats once: for a moment it owns every shard
     read = await dead.reader.read_new(1000)  # read, never stored nor acknowledged: it dies
-    assert len(read) == 3 * 4  # per customer: creation, plan grant, admin grant, the debit
+    # Per customer: creation, plan grant, admin grant, the debit, and two audit entries.
+    assert len(read) == 3 * 6
 
     live = _member(store, pool, "live")
     stop = asyncio.Event()

@@ -12,7 +12,7 @@ import aiohttp
 import grpc
 import pytest
 
-from sidecar.errors import PermissionDenied, Unauthenticated
+from sidecar.errors import Unauthenticated
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.server import Sidecar
 from sidecar.store.redis_store import RedisStore
@@ -77,7 +77,7 @@ async def test_a_key_is_issued_once_listed_without_secret_and_revoked(
         assert sorted(k["id"] for k in keys) == sorted([key["id"], issued.key.id])
         assert all("secret" not in k and "hash" not in k for k in keys)
 
-        record = await sidecar.service.keyring.check(f"Bearer {secret}")
+        record = await sidecar.service.keyring.check(f"Bearer {secret}", sidecar.service.clock())
         assert (record.customer, record.team, record.agent) == ("acme", "eng", "bot")
 
         async with http.delete(_admin(sidecar, f"/proxy-keys/{key['id']}"), headers=HEADERS) as r:
@@ -88,8 +88,8 @@ async def test_a_key_is_issued_once_listed_without_secret_and_revoked(
             pb.RevokeProxyKeyRequest(customer="acme", key_id=key["id"]), metadata=AUTH
         )
         assert twice.result == pb.REVOKE_PROXY_KEY_RESULT_ALREADY_REVOKED
-        with pytest.raises(PermissionDenied, match="revoked"):
-            await sidecar.service.keyring.check(f"Bearer {secret}")
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await sidecar.service.keyring.check(f"Bearer {secret}", sidecar.service.clock())
 
         async with http.delete(_admin(sidecar, "/proxy-keys/pk_nope"), headers=HEADERS) as r:
             assert r.status == 404
@@ -109,20 +109,20 @@ async def test_a_revoked_key_is_refused_at_once_by_a_sidecar_that_cached_it(
         async with http.put(_admin(one, ""), json={"plan": "pro"}, headers=HEADERS) as r:
             assert r.status == 200
         secret = (await _issue(http, one, {"idempotency_key": "k"}))["secret"]
-        assert (await two.service.keyring.check(f"Bearer {secret}")).customer == "acme"  # cached
+        assert (
+            await two.service.keyring.check(f"Bearer {secret}", two.service.clock())
+        ).customer == "acme"  # cached
         key_id = secret.partition(".")[0]
         async with http.delete(_admin(one, f"/proxy-keys/{key_id}"), headers=HEADERS) as r:
             assert r.status == 200
     deadline = time.monotonic() + REVOKED_WITHIN_S
     while True:
         try:
-            await two.service.keyring.check(f"Bearer {secret}")
-        except PermissionDenied:
+            await two.service.keyring.check(f"Bearer {secret}", two.service.clock())
+        except Unauthenticated:
             break
         assert time.monotonic() < deadline, "the other sidecar still accepts a revoked key"
         await asyncio.sleep(0.01)
     for header in ("", "Basic x", "Bearer pk_unknown.secret", f"Bearer {secret}x"):
-        with pytest.raises(
-            Unauthenticated if not header.startswith("Bearer") else PermissionDenied
-        ):
-            await two.service.keyring.check(header)
+        with pytest.raises(Unauthenticated):
+            await two.service.keyring.check(header, two.service.clock())

@@ -40,7 +40,8 @@ async def test_debit_event_names_everything(
     )
     entries = await store.client.xrange(store.layout.stream_of("acme"))
     kinds = [fields[b"kind"].decode() for _, fields in entries]
-    assert kinds == ["customer", "grant", "budget", "debit"]
+    # Each admin change is followed by its audit entry (service/audit.py).
+    assert kinds == ["customer", "audit", "grant", "audit", "budget", "audit", "debit"]
     event = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
     assert {
         k: event[k]

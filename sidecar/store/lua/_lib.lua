@@ -215,3 +215,9 @@ end
 local function append_event(fields)
   return redis.call('XADD', SHARD .. ':' .. EVENTS, '*', unpack(fields))
 end
+
+-- The audit entry of an admin change (service/audit.py), appended with the change itself:
+-- ``audit`` is its fields as a flat list, or nil.
+local function append_audit(audit)
+  if audit and audit ~= cjson.null then append_event(audit) end
+end

@@ -85,6 +85,24 @@ class RevokeProxyKeyResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVOKE_PROXY_KEY_RESULT_UNSPECIFIED: _ClassVar[RevokeProxyKeyResult]
     REVOKE_PROXY_KEY_RESULT_REVOKED: _ClassVar[RevokeProxyKeyResult]
     REVOKE_PROXY_KEY_RESULT_ALREADY_REVOKED: _ClassVar[RevokeProxyKeyResult]
+
+class TokenRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_ROLE_UNSPECIFIED: _ClassVar[TokenRole]
+    TOKEN_ROLE_VIEWER: _ClassVar[TokenRole]
+    TOKEN_ROLE_ADMIN: _ClassVar[TokenRole]
+
+class IssueTokenResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ISSUE_TOKEN_RESULT_UNSPECIFIED: _ClassVar[IssueTokenResult]
+    ISSUE_TOKEN_RESULT_ISSUED: _ClassVar[IssueTokenResult]
+    ISSUE_TOKEN_RESULT_ALREADY_ISSUED: _ClassVar[IssueTokenResult]
+
+class RevokeTokenResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVOKE_TOKEN_RESULT_UNSPECIFIED: _ClassVar[RevokeTokenResult]
+    REVOKE_TOKEN_RESULT_REVOKED: _ClassVar[RevokeTokenResult]
+    REVOKE_TOKEN_RESULT_ALREADY_REVOKED: _ClassVar[RevokeTokenResult]
 DECIDED_BY_UNSPECIFIED: DecidedBy
 DECIDED_BY_STORE: DecidedBy
 DECIDED_BY_FALLBACK: DecidedBy
@@ -131,6 +149,15 @@ ISSUE_PROXY_KEY_RESULT_ALREADY_ISSUED: IssueProxyKeyResult
 REVOKE_PROXY_KEY_RESULT_UNSPECIFIED: RevokeProxyKeyResult
 REVOKE_PROXY_KEY_RESULT_REVOKED: RevokeProxyKeyResult
 REVOKE_PROXY_KEY_RESULT_ALREADY_REVOKED: RevokeProxyKeyResult
+TOKEN_ROLE_UNSPECIFIED: TokenRole
+TOKEN_ROLE_VIEWER: TokenRole
+TOKEN_ROLE_ADMIN: TokenRole
+ISSUE_TOKEN_RESULT_UNSPECIFIED: IssueTokenResult
+ISSUE_TOKEN_RESULT_ISSUED: IssueTokenResult
+ISSUE_TOKEN_RESULT_ALREADY_ISSUED: IssueTokenResult
+REVOKE_TOKEN_RESULT_UNSPECIFIED: RevokeTokenResult
+REVOKE_TOKEN_RESULT_REVOKED: RevokeTokenResult
+REVOKE_TOKEN_RESULT_ALREADY_REVOKED: RevokeTokenResult
 
 class CheckRequest(_message.Message):
     __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
@@ -610,3 +637,77 @@ class RevokeProxyKeyResponse(_message.Message):
     result: RevokeProxyKeyResult
     key: ProxyKey
     def __init__(self, result: _Optional[_Union[RevokeProxyKeyResult, str]] = ..., key: _Optional[_Union[ProxyKey, _Mapping]] = ...) -> None: ...
+
+class IssueTokenRequest(_message.Message):
+    __slots__ = ("customer", "idempotency_key", "role", "label", "team", "expires_at")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    idempotency_key: str
+    role: TokenRole
+    label: str
+    team: str
+    expires_at: str
+    def __init__(self, customer: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., role: _Optional[_Union[TokenRole, str]] = ..., label: _Optional[str] = ..., team: _Optional[str] = ..., expires_at: _Optional[str] = ...) -> None: ...
+
+class AdminToken(_message.Message):
+    __slots__ = ("id", "customer", "role", "label", "created_at", "team", "expires_at", "revoked_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    customer: str
+    role: TokenRole
+    label: str
+    created_at: str
+    team: str
+    expires_at: str
+    revoked_at: str
+    def __init__(self, id: _Optional[str] = ..., customer: _Optional[str] = ..., role: _Optional[_Union[TokenRole, str]] = ..., label: _Optional[str] = ..., created_at: _Optional[str] = ..., team: _Optional[str] = ..., expires_at: _Optional[str] = ..., revoked_at: _Optional[str] = ...) -> None: ...
+
+class IssueTokenResponse(_message.Message):
+    __slots__ = ("result", "token", "secret")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    result: IssueTokenResult
+    token: AdminToken
+    secret: str
+    def __init__(self, result: _Optional[_Union[IssueTokenResult, str]] = ..., token: _Optional[_Union[AdminToken, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    def __init__(self, customer: _Optional[str] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[AdminToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[AdminToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("customer", "id")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    id: str
+    def __init__(self, customer: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("result", "token")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    result: RevokeTokenResult
+    token: AdminToken
+    def __init__(self, result: _Optional[_Union[RevokeTokenResult, str]] = ..., token: _Optional[_Union[AdminToken, _Mapping]] = ...) -> None: ...

@@ -322,8 +322,8 @@ class CreditgateService:
 
 
 class CreditgateAdminServiceStub:
-    """Customers, grants, budgets and proxy keys; served on its own port, bearer token required
-    (metadata authorization: Bearer <token>).
+    """Customers, grants, budgets, proxy keys and scoped tokens; served on its own port, bearer token
+    required (metadata authorization: Bearer <operator token or scoped admin token>).
     """
 
     def __init__(self, channel):
@@ -367,11 +367,26 @@ class CreditgateAdminServiceStub:
                 request_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.SerializeToString,
                 response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.FromString,
                 _registered_method=True)
+        self.IssueToken = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/IssueToken',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.IssueTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/ListTokens',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/RevokeToken',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
 
 
 class CreditgateAdminServiceServicer:
-    """Customers, grants, budgets and proxy keys; served on its own port, bearer token required
-    (metadata authorization: Bearer <token>).
+    """Customers, grants, budgets, proxy keys and scoped tokens; served on its own port, bearer token
+    required (metadata authorization: Bearer <operator token or scoped admin token>).
     """
 
     def UpsertCustomer(self, request, context):
@@ -423,6 +438,27 @@ class CreditgateAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueToken(self, request, context):
+        """Issue a scoped admin token; operator only, idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """A customer's admin tokens, without secrets; operator only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revoke an admin token; operator only, revoking twice changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditgateAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -461,6 +497,21 @@ def add_CreditgateAdminServiceServicer_to_server(servicer, server):
                     request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.FromString,
                     response_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.SerializeToString,
             ),
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.IssueTokenRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.IssueTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ListTokensRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeTokenResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'creditgate.v1.CreditgateAdminService', rpc_method_handlers)
@@ -470,8 +521,8 @@ def add_CreditgateAdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CreditgateAdminService:
-    """Customers, grants, budgets and proxy keys; served on its own port, bearer token required
-    (metadata authorization: Bearer <token>).
+    """Customers, grants, budgets, proxy keys and scoped tokens; served on its own port, bearer token
+    required (metadata authorization: Bearer <operator token or scoped admin token>).
     """
 
     @staticmethod
@@ -653,6 +704,87 @@ class CreditgateAdminService:
             '/creditgate.v1.CreditgateAdminService/RevokeProxyKey',
             creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.SerializeToString,
             creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/IssueToken',
+            creditgate_dot_v1_dot_creditgate__pb2.IssueTokenRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.IssueTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/ListTokens',
+            creditgate_dot_v1_dot_creditgate__pb2.ListTokensRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/RevokeToken',
+            creditgate_dot_v1_dot_creditgate__pb2.RevokeTokenRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
