@@ -31,6 +31,7 @@ from sidecar.wire import (
     BudgetScope,
     GrantRequest,
     IssueProxyKeyRequest,
+    IssueTokenRequest,
     SetBudgetRequest,
     UpsertCustomerRequest,
 )
@@ -61,7 +62,9 @@ def _json(**fields: object) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
-def banner(sidecar: Sidecar, redis_note: str, ledger: Ledger, proxy_key: str) -> str:
+def banner(
+    sidecar: Sidecar, redis_note: str, ledger: Ledger, proxy_key: str, console_token: str
+) -> str:
     api = f"http://127.0.0.1:{sidecar.port}"
     admin = f"http://127.0.0.1:{sidecar.admin_port}"
     token = sidecar.settings.admin_token
@@ -87,6 +90,8 @@ Creditgate is up.
   gRPC:    127.0.0.1:{sidecar.grpc_port}   (admin 127.0.0.1:{sidecar.grpc_admin_port}, same token)
   Ledger:  http://127.0.0.1:{ledger.port}   (same token; PostgreSQL {ledger_db})
   Proxy:   {proxy}   (OpenAI-compatible; proxy key for acme: {proxy_key})
+  Console: {ledger_url}/console/login?token={console_token}
+           (in a browser; acme's own admin token: usage, budgets, alerts, audit of acme only)
   Catalog: {sidecar.settings.catalog} (version {sidecar.service.catalog.version})
   Redis:   {sidecar.settings.redis} {redis_note}
   Demo customers: acme (pro, 100 paid credits, 50/month, team eng 10/day), globex
@@ -157,7 +162,14 @@ async def up(*, redis: str | None, **ports: int) -> None:
             "acme", IssueProxyKeyRequest(idempotency_key="demo", label="creditgate up", team="eng")
         )
         secret = key.secret or "(issued before: issue another through the admin API)"
-        print(banner(sidecar, note, ledger, secret), flush=True)
+        console = await sidecar.service.issue_token(
+            "acme",
+            IssueTokenRequest(
+                idempotency_key=f"up-{secrets.token_hex(8)}", role="admin", label="creditgate up"
+            ),
+        )
+        assert console.secret is not None  # a new idempotency key: a new token
+        print(banner(sidecar, note, ledger, secret, console.secret), flush=True)
 
     try:
         settings = Settings(

@@ -16,6 +16,8 @@ from sidecar.catalog.spec import ContractSpec
 __all__ = [
     "REASONS",
     "AdminToken",
+    "AlertRule",
+    "AlertsResponse",
     "BalanceResponse",
     "BucketState",
     "BudgetScope",
@@ -43,6 +45,8 @@ __all__ = [
     "ReserveResponse",
     "RevokeProxyKeyResponse",
     "RevokeTokenResponse",
+    "SetAlertsRequest",
+    "SetAlertsResponse",
     "SetBudgetRequest",
     "SetBudgetResponse",
     "TokensResponse",
@@ -354,3 +358,34 @@ class TokensResponse(_Response, frozen=True):
 class RevokeTokenResponse(_Response, frozen=True):
     result: Literal["revoked", "already_revoked"]
     token: AdminToken
+
+
+class SetAlertsRequest(_Request, frozen=True):
+    """The customer's own alert thresholds on one budget, or on the balance, in place of the
+    plan's default (engine/alerts.py)."""
+
+    thresholds: list[str]
+    """``"80%"`` of the budget's limit or credits (``"250"``); the balance's are credits left.
+    Empty: remove the customer's own rule, so that the plan's default applies again."""
+    target: Literal["budget", "balance"] = "budget"
+    scope: BudgetScope = BudgetScope()
+    """The budget's subject node (none: the customer)."""
+    period: Literal["day", "month", "lifetime"] = "month"
+
+
+class AlertRule(_Response, frozen=True):
+    scope: str
+    """``customer``, ``team:eng``, ... or ``balance``."""
+    period: str | None
+    thresholds: list[str]
+    source: Literal["customer", "plan"]
+    """The customer's own rule, or the plan's default (on every budget: scope ``*``)."""
+
+
+class SetAlertsResponse(_Response, frozen=True):
+    result: Literal["set", "removed", "unchanged"]
+    rule: AlertRule
+
+
+class AlertsResponse(_Response, frozen=True):
+    rules: list[AlertRule]

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from sidecar.catalog.model import Period
 
-__all__ = ["PeriodIds", "minute_id", "month_end_ms", "period_ids"]
+__all__ = ["PeriodIds", "minute_id", "month_end_ms", "period_ids", "period_start_ms"]
 
 PERIODS: tuple[Period, ...] = ("day", "month", "lifetime")
 
@@ -51,3 +51,12 @@ def month_end_ms(now_ms: int) -> int:
     moment = _utc(now_ms)
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
     return int(datetime(year, month, 1, tzinfo=UTC).timestamp()) * 1000
+
+
+def period_start_ms(period: Period, now_ms: int) -> int:
+    """When the ``period`` in force at ``now_ms`` began (UTC); 0 for lifetime."""
+    moment = _utc(now_ms)
+    if period == "lifetime":
+        return 0
+    start = datetime(moment.year, moment.month, moment.day if period == "day" else 1, tzinfo=UTC)
+    return int(start.timestamp()) * 1000

@@ -1,4 +1,4 @@
-"""The admin API, on its own listener: customers, grants, budgets, proxy keys, scoped tokens.
+"""The admin API, on its own listener: customers, grants, budgets, alerts, proxy keys, tokens.
 Bearer token required: the operator's admin token, or a scoped admin token (access.py), whose
 scope every operation checks."""
 
@@ -19,6 +19,7 @@ from sidecar.wire import (
     GrantRequest,
     IssueProxyKeyRequest,
     IssueTokenRequest,
+    SetAlertsRequest,
     SetBudgetRequest,
     UpsertCustomerRequest,
 )
@@ -85,6 +86,8 @@ def admin_app(service: Service, token: str, *, max_body_bytes: int = 65_536) -> 
     app.router.add_get(base, _read(Service.customer_state))
     app.router.add_post(f"{base}/grants", _change(GrantRequest, Service.grant))
     app.router.add_put(f"{base}/budgets", _change(SetBudgetRequest, Service.set_budget))
+    app.router.add_put(f"{base}/alerts", _change(SetAlertsRequest, Service.set_alerts))
+    app.router.add_get(f"{base}/alerts", _read(Service.alerts))
     keys = f"{base}/proxy-keys"
     app.router.add_post(keys, _change(IssueProxyKeyRequest, Service.issue_proxy_key))
     app.router.add_get(keys, _read(Service.proxy_keys))

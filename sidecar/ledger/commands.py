@@ -1,4 +1,5 @@
-"""``creditgate ledger serve | reconcile | rebuild``: flags here; the work is imported on run.
+"""``creditgate ledger serve | reconcile | rebuild | webhooks replay``: flags here; the work
+is imported on run.
 
 This module imports nothing heavy, so that ``creditgate`` starts fast for every command.
 """
@@ -133,6 +134,34 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+async def _replay(args: argparse.Namespace) -> int:
+    from sidecar.errors import RequestError  # noqa: PLC0415
+    from sidecar.ledger.db import open_pool  # noqa: PLC0415
+    from sidecar.ledger.webhooks import replay  # noqa: PLC0415
+    from sidecar.settings import SettingsError  # noqa: PLC0415
+
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    if not database_url:
+        raise SettingsError("--database-url (or DATABASE_URL) is required")
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        async with pool.acquire() as connection:
+            due = await replay(connection, args.endpoint, args.alert)
+    except RequestError as error:
+        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        await pool.close()
+    print(f"endpoint {args.endpoint} enabled; {due} deliveries due now")
+    return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.run(_replay(args))
+
+
 def add_ledger_commands(commands: Any) -> None:
     """Add ``ledger`` and its subcommands to the ``creditgate`` parser's subcommands."""
     ledger = commands.add_parser("ledger", help="the central ledger: ingest, query, reconcile")
@@ -160,3 +189,13 @@ def add_ledger_commands(commands: Any) -> None:
         f"(default {IDEMPOTENCY_WINDOW_MS})",
     )  # fmt: skip
     rebuild.set_defaults(run=_run_operation)
+    hooks = sub.add_parser("webhooks", help="alert webhook endpoints (ledger/webhooks.py)")
+    hook_commands = hooks.add_subparsers(dest="webhooks_command", required=True)
+    again = hook_commands.add_parser(
+        "replay",
+        help="enable an endpoint again and send what it missed (or one alert, once more)",
+    )
+    again.add_argument("--endpoint", required=True, help="the endpoint id (wh_...)")
+    again.add_argument("--alert", help="send this alert again, delivered or not")
+    again.add_argument("--database-url", help="the ledger's database (or DATABASE_URL)")
+    again.set_defaults(run=_run_replay)

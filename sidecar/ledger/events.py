@@ -3,7 +3,8 @@
 The store's Lua scripts append one entry per movement to the customer's stream
 ``cg:{c:<customer>}:events`` (fields are documented in ``sidecar/store/lua/*.lua``): ``debit``
 (commit), ``expiry`` (a bucket found expired at commit), ``grant``, ``budget``, ``customer``
-and ``audit`` (an admin change and who made it, service/audit.py). Amounts are decimal
+``audit`` (an admin change and who made it, service/audit.py) and ``alert`` (a threshold a
+commit crossed). Amounts are decimal
 strings of integer nano-credits; times are ms.
 
 An entry that cannot be read becomes ``Unparsed`` with the reason: it is stored as such, so
@@ -22,6 +23,7 @@ from sidecar.reservations import reserved_ms
 from sidecar.store.layout import Layout, idem_name, shard_of_stream
 
 __all__ = [
+    "Alert",
     "Audit",
     "Budget",
     "Burn",
@@ -142,6 +144,27 @@ class Audit(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int
 
 
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """A threshold a commit crossed (store/lua/commit.lua)."""
+
+    stream: StreamId
+    event_id: str
+    customer: str
+    team: str | None
+    scope: str
+    """``customer``, ``team:eng``, ... or ``balance``."""
+    period: str | None
+    rule: str
+    """Compiled (engine/alerts.py): ``p80``, ``a<nanos>``."""
+    threshold_nanos: int
+    used_nanos: int
+    """Used in the budget's period, or the balance left, after the commit."""
+    limit_nanos: int | None
+    mode: str | None
+    reservation_id: str
+    ts_ms: int
+
+
 class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamId
     customer: str
@@ -149,7 +172,7 @@ class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     problem: str
 
 
-Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit
+Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit | Alert
 Event = Parsed | Unparsed
 
 _units = msgspec.json.Decoder(dict[str, int])
@@ -308,7 +331,26 @@ def _audit(stream: StreamId, f: Fields) -> Audit:
     )
 
 
+def _alert(stream: StreamId, f: Fields) -> Alert:
+    return Alert(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=f[b"customer"],
+        team=_optional(f, b"team"),
+        scope=f[b"scope"],
+        period=_optional(f, b"period"),
+        rule=f[b"rule"],
+        threshold_nanos=_amount(f, b"threshold"),
+        used_nanos=_amount(f, b"used"),
+        limit_nanos=_amount(f, b"limit") if f.get(b"limit") else None,
+        mode=_optional(f, b"mode"),
+        reservation_id=f[b"reservation_id"],
+        ts_ms=int(f[b"ts"]),
+    )
+
+
 _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
+    "alert": _alert,
     "audit": _audit,
     "debit": _debit,
     "grant": _grant,

@@ -13,14 +13,20 @@ from typing import Any, Literal
 import msgspec
 
 from sidecar.catalog.model import Catalog
+from sidecar.engine.alerts import describe
+from sidecar.engine.periods import period_start_ms
 from sidecar.errors import InvalidInput
 from sidecar.ledger.db import Connection
 from sidecar.ledger.invoice import LineTotal, UnitTotal, invoice_preview
 from sidecar.ledger.state import CustomerFact
 from sidecar.ledger.wire import (
+    AlertEntry,
+    AlertsAnswer,
     AuditAnswer,
     AuditEntry,
     BalanceAnswer,
+    BudgetRow,
+    BudgetsAnswer,
     CreditTypeBalance,
     InvoicePreview,
     UsageAnswer,
@@ -35,8 +41,10 @@ __all__ = [
     "EXPORT_FETCH_ROWS",
     "USAGE_ROWS_MAX",
     "Bucket",
+    "alerts",
     "audit",
     "balance",
+    "budgets",
     "export_rows",
     "invoice",
     "usage",
@@ -373,3 +381,74 @@ async def audit(
             for row in rows
         ],
     )
+
+
+async def alerts(
+    connection: Connection, customer: str, start_ms: int, end_ms: int, team: str | None = None
+) -> AlertsAnswer:
+    """The thresholds ``customer``'s commits crossed in ``[start_ms, end_ms)``; those of the
+    team's budgets only, when ``team`` is given."""
+    _range(start_ms, end_ms)
+    rows = await connection.fetch(
+        "SELECT * FROM alerts WHERE customer = $1 AND ts >= $2 AND ts < $3 "
+        "AND ($4::text IS NULL OR scope = 'team:' || $4) "
+        f"ORDER BY ts, stream_ms, stream_seq LIMIT {AUDIT_ROWS_MAX}",
+        customer, time_of(start_ms), time_of(end_ms), team,
+    )  # fmt: skip
+    return AlertsAnswer(
+        customer=customer,
+        start=format_time(start_ms),
+        end=format_time(end_ms),
+        alerts=[
+            AlertEntry(
+                id=row["event_id"],
+                at=format_time(ms_of(row["ts"])),
+                scope=row["scope"],
+                period=row["period"],
+                rule=describe(row["rule"])[0],
+                threshold=format_credits(row["threshold_nanos"]),
+                used=format_credits(row["used_nanos"]),
+                limit=None if row["limit_nanos"] is None else format_credits(row["limit_nanos"]),
+                mode=row["mode"],
+            )
+            for row in rows
+        ],
+    )
+
+
+_BUDGETS = """
+SELECT DISTINCT ON (scope, period) scope, period, limit_nanos, mode FROM budget_changes
+WHERE customer = $1 AND ts <= $2 ORDER BY scope, period, ts DESC, stream_ms DESC, stream_seq DESC
+"""
+
+
+async def budgets(
+    connection: Connection, customer: str, at_ms: int, team: str | None = None
+) -> BudgetsAnswer:
+    """Each budget in force at ``at_ms`` (the last one set per scope and period) and what its
+    node used in the period then running, by reservation time as Redis counts it (a session's
+    budget: its lifetime); a team's budgets only, when ``team`` is given."""
+    rows = []
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        for row in await connection.fetch(_BUDGETS, customer, time_of(at_ms)):
+            kind, _, node = row["scope"].partition(":")
+            if team is not None and row["scope"] != f"team:{team}":
+                continue
+            column = DIMENSIONS.get(kind)
+            used = await connection.fetchval(
+                "SELECT coalesce(sum(cost_nanos), 0) FROM usage_events WHERE customer = $1 "
+                "AND reserved_at >= $2 AND reserved_at <= $3"
+                + (f" AND {column} = $4" if column is not None else " AND $4::text IS NULL"),
+                customer, time_of(period_start_ms(row["period"], at_ms)), time_of(at_ms),
+                node if column is not None else None,
+            )  # fmt: skip
+            rows.append(
+                BudgetRow(
+                    scope=row["scope"],
+                    period=row["period"],
+                    mode=row["mode"],
+                    limit=format_credits(row["limit_nanos"]),
+                    used=format_credits(int(used)),
+                )
+            )
+    return BudgetsAnswer(customer=customer, at=format_time(at_ms), budgets=rows)

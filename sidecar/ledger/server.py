@@ -33,6 +33,7 @@ from sidecar.ledger.ingest import Ingestor
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.ledger.streams import StreamReader
+from sidecar.ledger.webhooks import Dispatcher
 from sidecar.ledger.workers import Membership
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
@@ -128,8 +129,18 @@ class Ledger:
             self._watch = asyncio.create_task(self.watcher.run())
         self._lag = asyncio.create_task(self._refresh_lag_until_stopped())
         self._generation = asyncio.create_task(self._check_generation_until_stopped())
+        self.webhooks = Dispatcher(
+            self.pool, backoff_base_s=self.settings.webhook_backoff_ms / 1000
+        )
+        self._tasks.append(asyncio.create_task(self.webhooks.run(self._stop)))
         if self.settings.token is not None:
-            app = ledger_app(self.pool, self.settings.token, self.status, self._scoped_token)
+            app = ledger_app(
+                self.pool,
+                self.settings.token,
+                self.status,
+                self._scoped_token,
+                lambda: self.catalog,
+            )
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.metrics_port is not None:
             app = probes_app(self.metrics.registry, self.readiness)
@@ -143,6 +154,9 @@ class Ledger:
         self._runners.append(runner)
         await web.TCPSite(runner, host, port).start()
         return int(runner.addresses[0][1])
+
+    def _catalog(self) -> Catalog:
+        return self.catalog
 
     async def _scoped_token(self, header: str, now_ms: int) -> KeyRecord:
         return await check_uncached(self.redis, ADMIN_TOKENS, header, now_ms)

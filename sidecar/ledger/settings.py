@@ -55,6 +55,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     generation_check_ms: int = 1000
     """How often Redis's generation is compared with the ledger's (ledger/generation.py): a
     Redis that lost state is fenced within about this long."""
+    webhook_backoff_ms: int = 1000
+    """The wait after a webhook attempt failed; doubled after each further failure (to 1 h)."""
 
 
 _HELP = {
@@ -81,6 +83,7 @@ _HELP = {
     "catalog_reload_ms": "record a changed catalog file's version this often; 0: never (2000)",
     "lag_refresh_ms": "read stream length and lag from Redis this often (default 10000)",
     "generation_check_ms": "check that Redis still holds the ledger's state this often (1000)",
+    "webhook_backoff_ms": "wait after a failed webhook attempt, doubled each time (1000)",
 }
 _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
@@ -113,6 +116,7 @@ def ledger_settings_from(
     SOURCE.check_positive(
         settings, "workers", "batch_max", "poll_ms", "claim_min_idle_ms", "claim_every_ms",
         "trim_every_ms", "worker_timeout_ms", "pool_max", "lag_refresh_ms", "generation_check_ms",
+        "webhook_backoff_ms",
     )  # fmt: skip
     if settings.pool_max < settings.workers * 2 + 1:
         raise SOURCE.fail(

@@ -16,9 +16,13 @@ from sidecar.errors import InvalidInput
 from sidecar.times import ms_of
 
 __all__ = [
+    "AlertEntry",
+    "AlertsAnswer",
     "AuditAnswer",
     "AuditEntry",
     "BalanceAnswer",
+    "BudgetRow",
+    "BudgetsAnswer",
     "CreditTypeBalance",
     "CreditsApplied",
     "InvoiceLine",
@@ -151,3 +155,37 @@ class AuditAnswer(_Answer, frozen=True):
     start: str = msgspec.field(name="from")
     end: str = msgspec.field(name="to")
     entries: list[AuditEntry] = msgspec.field(default_factory=list)
+
+
+class AlertEntry(_Answer, frozen=True):
+    id: str
+    at: str
+    scope: str
+    period: str | None
+    rule: str
+    threshold: str
+    used: str
+    limit: str | None
+    mode: str | None
+
+
+class AlertsAnswer(_Answer, frozen=True):
+    customer: str
+    start: str = msgspec.field(name="from")
+    end: str = msgspec.field(name="to")
+    alerts: list[AlertEntry] = msgspec.field(default_factory=list)
+
+
+class BudgetRow(_Answer, frozen=True):
+    scope: str
+    period: str
+    mode: str
+    limit: str
+    used: str
+    """Spent by the budget's node in the period running (reservation time)."""
+
+
+class BudgetsAnswer(_Answer, frozen=True):
+    customer: str
+    at: str
+    budgets: list[BudgetRow]

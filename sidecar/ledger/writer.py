@@ -16,6 +16,7 @@ import msgspec
 from sidecar.ledger.db import Connection
 from sidecar.ledger.entries import entries_of
 from sidecar.ledger.events import (
+    Alert,
     Audit,
     Budget,
     CustomerChange,
@@ -25,6 +26,7 @@ from sidecar.ledger.events import (
     Grant,
     Unparsed,
 )
+from sidecar.ledger.webhooks import enqueue_sql
 
 __all__ = ["write_batch"]
 
@@ -112,6 +114,17 @@ _AUDIT = _Table(
     ],
     "(event_id)",
 )  # fmt: skip
+_ALERTS = _Table(
+    "alerts",
+    [
+        ("event_id", "text", "{}"), ("customer", "text", "{}"), ("team", "text", "{}"),
+        ("scope", "text", "{}"), ("period", "text", "{}"), ("rule", "text", "{}"),
+        ("threshold_nanos", "int8", "{}"), ("used_nanos", "int8", "{}"),
+        ("limit_nanos", "int8", "{}"), ("mode", "text", "{}"), ("reservation_id", "text", "{}"),
+        ("ts", "int8", _MS), ("stream_ms", "int8", "{}"), ("stream_seq", "int8", "{}"),
+    ],
+    "(event_id)",
+)  # fmt: skip
 _UNPARSED = _Table(
     "unparsed_events",
     [
@@ -120,7 +133,7 @@ _UNPARSED = _Table(
     ],
     "(customer, stream_ms, stream_seq)",
 )  # fmt: skip
-_TABLES = (_USAGE, _ENTRIES, _GRANTS, _BUDGETS, _CUSTOMERS, _AUDIT, _UNPARSED)
+_TABLES = (_USAGE, _ENTRIES, _GRANTS, _BUDGETS, _CUSTOMERS, _AUDIT, _ALERTS, _UNPARSED)
 _CREATE_STAGING = "\n".join(table.create for table in _TABLES)
 
 
@@ -160,6 +173,12 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
                 (e.event_id, e.customer, e.actor, e.action, e.team, e.detail, e.ts_ms,
                  e.stream[0], e.stream[1])
             )  # fmt: skip
+        elif isinstance(e, Alert):
+            out["alerts"].append(
+                (e.event_id, e.customer, e.team, e.scope, e.period, e.rule, e.threshold_nanos,
+                 e.used_nanos, e.limit_nanos, e.mode, e.reservation_id, e.ts_ms,
+                 e.stream[0], e.stream[1])
+            )  # fmt: skip
         elif isinstance(e, Unparsed):
             fields = msgspec.json.encode(e.fields).decode()
             out["unparsed_events"].append((e.customer, e.stream[0], e.stream[1], fields, e.problem))
@@ -179,3 +198,5 @@ async def write_batch(connection: Connection, events: Sequence[Event]) -> None:
                     table.stage, records=rows[table.name], columns=table.stage_columns
                 )
                 await connection.execute(table.move)
+        if rows[_ALERTS.name]:  # each alert's deliveries, with it (ledger/webhooks.py)
+            await connection.execute(enqueue_sql.format(alerts=_ALERTS.stage))

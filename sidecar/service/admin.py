@@ -11,6 +11,7 @@ import msgspec
 from sidecar.access import OPERATOR, ROLES, Caller, require
 from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import MAX_PRIORITY
+from sidecar.engine.alerts import compile_thresholds, describe
 from sidecar.engine.decide import check_idempotency_key
 from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
@@ -18,8 +19,12 @@ from sidecar.money import format_credits, parse_credits
 from sidecar.service.audit import audit_fields
 from sidecar.service.context import Context
 from sidecar.service.keys import ADMIN_TOKENS, PROXY_KEYS, KeyRecord, key_id, key_view, token_view
+from sidecar.store import layout
 from sidecar.times import format_time, parse_time
 from sidecar.wire import (
+    AlertRule,
+    AlertsResponse,
+    BudgetScope,
     CustomerResponse,
     GrantRequest,
     GrantResponse,
@@ -30,6 +35,8 @@ from sidecar.wire import (
     ProxyKeysResponse,
     RevokeProxyKeyResponse,
     RevokeTokenResponse,
+    SetAlertsRequest,
+    SetAlertsResponse,
     SetBudgetRequest,
     SetBudgetResponse,
     TokensResponse,
@@ -45,6 +52,23 @@ def _label(text: str) -> str:
     if len(text) > LABEL_MAX:
         raise InvalidInput("label", f"is {len(text)} characters; use at most {LABEL_MAX}")
     return text
+
+
+def _budget_scope(scope: BudgetScope) -> tuple[str, str | None]:
+    """A budget's node (``customer``, ``team:eng``, ...) and the team it is inside, if one."""
+    nodes = [
+        (kind, check_id(f"scope.{kind}", value))
+        for kind in ("team", "user", "agent", "session")
+        if (value := getattr(scope, kind)) is not None
+    ]
+    if len(nodes) > 1:
+        raise InvalidInput(
+            "scope", "name at most one of team, user, agent, session (none: the customer)"
+        )
+    if not nodes:
+        return "customer", None
+    kind, value = nodes[0]
+    return f"{kind}:{value}", value if kind == "team" else None
 
 
 class Admin(Context):
@@ -136,17 +160,7 @@ class Admin(Context):
         self, customer_id: str, request: SetBudgetRequest, caller: Caller = OPERATOR
     ) -> SetBudgetResponse:
         catalog, now = self.catalog, self.clock()
-        nodes = [
-            (kind, check_id(f"scope.{kind}", value))
-            for kind in ("team", "user", "agent", "session")
-            if (value := getattr(request.scope, kind)) is not None
-        ]
-        if len(nodes) > 1:
-            raise InvalidInput(
-                "scope", "name at most one of team, user, agent, session (none: the customer)"
-            )
-        scope = f"{nodes[0][0]}:{nodes[0][1]}" if nodes else "customer"
-        team = nodes[0][1] if nodes and nodes[0][0] == "team" else None
+        scope, team = _budget_scope(request.scope)
         require(caller, customer_id, "admin", team=team)
         if scope.startswith("session:") and request.period != "lifetime":
             raise InvalidInput("period", "a session budget lasts the session: use lifetime")
@@ -276,3 +290,56 @@ class Admin(Context):
         return RevokeTokenResponse(
             result="revoked" if revoked else "already_revoked", token=token_view(record)
         )
+
+    async def set_alerts(
+        self, customer_id: str, request: SetAlertsRequest, caller: Caller = OPERATOR
+    ) -> SetAlertsResponse:
+        catalog, now = self.catalog, self.clock()
+        balance = request.target == "balance"
+        if balance:
+            if request.scope != BudgetScope():
+                raise InvalidInput("scope", "the balance is the customer's: leave scope out")
+            scope, team, period, field = layout.ALERT_BALANCE, None, None, layout.ALERT_BALANCE
+        else:
+            scope, team = _budget_scope(request.scope)
+            period = request.period
+            field = layout.budget_field(scope, period)
+        require(caller, customer_id, "admin", team=team)
+        rule = ""
+        if request.thresholds:
+            rule = compile_thresholds("thresholds", request.thresholds, balance=balance)
+        await self.existing(customer_id, catalog, now)
+        view = AlertRule(
+            scope=scope, period=period, thresholds=describe(rule) if rule else [],
+            source="customer",
+        )  # fmt: skip
+        detail = {"scope": scope, "period": period, "thresholds": view.thresholds}
+        audit = audit_fields(caller, customer_id, "alerts.set", detail, now, team=team)
+        result = await self.store.set_alerts(customer_id, field, rule, audit)
+        return SetAlertsResponse(result=result, rule=view)
+
+    async def alerts(self, customer_id: str, caller: Caller = OPERATOR) -> AlertsResponse:
+        """The customer's own rules (a team's token: its team's), then the plan's defaults."""
+        require(caller, customer_id, "viewer", team=caller.team)
+        customer = await self.existing(customer_id, self.catalog, self.clock())
+        rules = []
+        for field, rule in sorted((await self.store.alert_rules(customer_id)).items()):
+            scope, _, period = field.rpartition(layout.SEP)
+            if field == layout.ALERT_BALANCE:
+                scope, period = field, ""
+            if caller.team is not None and scope != f"team:{caller.team}":
+                continue
+            rules.append(
+                AlertRule(scope=scope, period=period or None, thresholds=describe(rule),
+                          source="customer")
+            )  # fmt: skip
+        plan = self.catalog.plans.get(customer.plan)
+        defaults = [] if plan is None else [("*", plan.alert_budgets)]
+        if plan is not None and caller.team is None:
+            defaults.append((layout.ALERT_BALANCE, plan.alert_balance))
+        for scope, default in defaults:
+            if default is not None:
+                view = AlertRule(scope=scope, period=None, thresholds=describe(default),
+                                 source="plan")  # fmt: skip
+                rules.append(view)
+        return AlertsResponse(rules=rules)

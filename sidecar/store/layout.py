@@ -19,6 +19,10 @@ from sidecar.money import FEMTOS_PER_NANO, NANOS_PER_CREDIT
 
 __all__ = [
     "ADMIN_TOKENS",
+    "ALERTED",
+    "ALERTED_SUFFIX",
+    "ALERTS",
+    "ALERT_BALANCE",
     "BALANCE",
     "BUCKET",
     "BUCKETS",
@@ -91,6 +95,15 @@ BUCKETS = "buckets"
 """Sorted set of the burn keys, all at score 0: lexical order is the burn order."""
 BUDGETS = "budgets"
 """Hash: ``budget_field(scope, period)`` -> ``<limit nanos>|<hard or soft>``."""
+ALERTS = "alerts"
+"""Hash: ``budget_field(scope, period)``, or ALERT_BALANCE, -> the customer's own alert rule
+(engine/alerts.py), in place of the plan's default."""
+ALERT_BALANCE = "balance"
+ALERTED = "alerted"
+"""Hash: the balance thresholds (nanos) that fired and were not yet topped up past."""
+ALERTED_SUFFIX = ":alerted"
+"""Appended to a period counter's key: hash of the budget thresholds fired in that period,
+with the counter's lifetime (a new period fires them again)."""
 BALANCE = "balance"
 """Hash: ``held`` (nano-credits in flight) and ``frac`` (CARRY)."""
 HOLDS = "holds"
@@ -336,6 +349,10 @@ def lua_prelude() -> str:
         "BUCKET": BUCKET,
         "BUCKETS": BUCKETS,
         "BUDGETS": BUDGETS,
+        "ALERTS": ALERTS,
+        "ALERT_BALANCE": ALERT_BALANCE,
+        "ALERTED": ALERTED,
+        "ALERTED_SUFFIX": ALERTED_SUFFIX,
         "BALANCE": BALANCE,
         "HOLDS": HOLDS,
         "HOLD_EXPIRY": HOLD_EXPIRY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -250,6 +250,23 @@ class RedisStore(RedisConnection):
         answer = await self._run(self.scripts["set_budget"], customer, payload)
         result: SetBudgetResult = msgspec.convert(answer.decode(), SetBudgetResult)
         return result
+
+    async def set_alerts(
+        self, customer: str, field: str, rule: str, audit: dict[str, str]
+    ) -> Literal["set", "removed", "unchanged"]:
+        """The customer's own alert rule on ``field`` (a budget field or ALERT_BALANCE);
+        ``rule`` empty removes it. ``audit`` is appended with the change."""
+        payload = {"field": field, "rule": rule, "audit": _flat(audit)}
+        answer = await self._run(self.scripts["set_alerts"], customer, payload)
+        result: Literal["set", "removed", "unchanged"] = msgspec.convert(
+            answer.decode(), Literal["set", "removed", "unchanged"]
+        )
+        return result
+
+    async def alert_rules(self, customer: str) -> dict[str, str]:
+        """The customer's own alert rules by field."""
+        rules: Any = await self._call(self.client.hgetall, self.layout.key(customer, layout.ALERTS))
+        return {k.decode(): v.decode() for k, v in rules.items()}
 
     async def upsert_customer(
         self,

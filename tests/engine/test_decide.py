@@ -160,6 +160,8 @@ def test_reserve_plan_for_pro() -> None:
         credit_types=plan.credit_types,  # unordered: checked as a set below
         overage_cap_nanos=0,
         expires_at_ms=NOW_MS + 30_000,
+        alert_budgets="p50,p80,p100",  # the plan's alert defaults, kept on the hold
+        alert_balance="a5000000000",
     )
     assert plan.hold_nanos == 660_000  # 0.00018 + 0.00048 credits
     assert set(plan.credit_types) == {"promo", "included", "paid"}

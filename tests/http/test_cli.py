@@ -164,6 +164,19 @@ async def test_up_prints_a_tour_that_works_and_stops_everything(tmp_path: Path) 
             status, bill = await replay(http, invoice)
             assert status == 200, bill
 
+            # The console line opens acme's page with acme's own admin token.
+            console = re.search(r"Console: (\S+/console/login\?token=at_\S+)", banner)
+            assert console, banner
+            async with (
+                # A cookie jar of its own, that keeps cookies of an IP address as browsers do.
+                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser,
+                browser.get(console[1]) as response,
+            ):
+                page = await response.text()
+                assert response.status == 200, page
+            assert '<span id="customer">acme</span>' in page
+            assert "globex" not in page
+
             # The proxy line, as printed: the OpenAI SDK against the demo provider, metered.
             start = next(i for i, line in enumerate(lines) if line.startswith("python -c "))
             script = "".join(line.rstrip("\\") for line in lines[start : start + 3])

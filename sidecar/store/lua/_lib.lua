@@ -22,7 +22,10 @@ local function SESSION(session) return K(SESSION_PREFIX .. session) end
 local function hold_keys(rec)
   local keys = {rec.month}
   for _, inc in ipairs(rec.h or {}) do keys[#keys + 1] = inc[1] end
-  for _, counter in ipairs(rec.money or {}) do keys[#keys + 1] = counter[1] end
+  for _, counter in ipairs(rec.money or {}) do
+    keys[#keys + 1] = counter[1]
+    if counter[3] then keys[#keys + 1] = counter[1] .. ALERTED_SUFFIX end
+  end
   if rec.quota then keys[#keys + 1] = rec.quota[1] end
   return keys
 end
@@ -34,8 +37,8 @@ end
 -- fails before it has written anything, and the client runs it again once the move is done
 -- (store/connection.py). On a node that is not moving a slot, EXISTS finds nothing wrong.
 local function touch(extra)
-  local keys = {KEYS[1], K(BUCKET), K(BUCKETS), K(BUDGETS), K(BALANCE), K(HOLDS),
-    K(HOLD_EXPIRY), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS,
+  local keys = {KEYS[1], K(BUCKET), K(BUCKETS), K(BUDGETS), K(ALERTS), K(ALERTED), K(BALANCE),
+    K(HOLDS), K(HOLD_EXPIRY), SHARD .. ':' .. EVENTS, SHARD .. ':' .. CUSTOMERS,
     SHARD .. ':' .. GENERATION}
   for _, key in ipairs(extra) do keys[#keys + 1] = key end
   redis.call('EXISTS', unpack(keys))

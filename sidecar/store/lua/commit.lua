@@ -11,6 +11,8 @@
 -- that expired is charged all the same (held zero): the call it was for did run.
 -- The event carries the remainder after this commit (carry, femto-credits), so that a
 -- rebuild from the ledger restores it exactly.
+-- Alerts (engine/alerts.py) are decided here, with the charge: a threshold fires in the commit
+-- whose charge crosses it, so concurrent commits can neither both fire it nor both miss it.
 -- Returns the JSON answer; a second commit returns the first with already_committed.
 local p = cjson.decode(ARGV[1])
 local now = p.now
@@ -94,6 +96,81 @@ local debit = {'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
 if ev.decided_by then debit[#debit + 1] = 'decided_by'; debit[#debit + 1] = ev.decided_by end
 if p.estimated then debit[#debit + 1] = 'estimated'; debit[#debit + 1] = '1' end
 append_event(debit)
+
+-- ceil(limit * pct / 100), exact on {hi, lo} pairs; an amount threshold is its own level.
+local function level_of(item, limit)
+  local value = string.sub(item, 2)
+  if string.sub(item, 1, 1) == 'a' then return N(value) end
+  local pct = tonumber(value)
+  local hi, lo = limit[1] * pct, limit[2] * pct
+  hi, lo = hi + math.floor(lo / B), lo % B
+  local q = math.floor(hi / 100)
+  local low = math.ceil(((hi - q * 100) * B + lo) / 100) -- below 2^53: exact
+  if low >= B then q, low = q + 1, low - B end
+  return {q, low}
+end
+
+local function alert(fields)
+  local out = {'kind', 'alert', 'customer', ev.customer, 'team', ev.team or '',
+    'reservation_id', p.rid, 'ts', now}
+  for _, f in ipairs(fields) do out[#out + 1] = f end
+  append_event(out)
+end
+
+-- Budgets: the customer's own rule of each budget, else the plan's; fired once per period
+-- (the marker hash lives as long as the period's counter).
+if cmp(charge, ZERO) > 0 then
+  local names, at = {}, {}
+  for i, c in ipairs(rec.money) do
+    if c[3] then names[#names + 1] = c[3]; at[#at + 1] = c end -- holds before 0.5 lack it
+  end
+  if #names > 0 then
+    local defs = redis.call('HMGET', K(BUDGETS), unpack(names))
+    local own = redis.call('HMGET', K(ALERTS), unpack(names))
+    for j, name in ipairs(names) do
+      local rule = own[j] or rec.al
+      if defs[j] and rule then
+        local c = at[j]
+        local limit_text, mode = string.match(defs[j], '^(%d+)' .. SEP .. '(%a+)$')
+        local limit = N(limit_text)
+        local after = N(redis.call('HGET', c[1], c[2]))
+        local before = sub(after, charge)
+        local scope, period = string.match(name, '^(.*)' .. SEP .. '(%a+)$')
+        local marks = c[1] .. ALERTED_SUFFIX
+        for item in string.gmatch(rule, '[^,]+') do
+          local level = level_of(item, limit)
+          if cmp(before, level) < 0 and cmp(after, level) >= 0
+              and redis.call('HSETNX', marks, name .. SEP .. item .. SEP .. S(level), 1) == 1 then
+            local ttl = redis.call('PTTL', c[1])
+            if ttl > 0 then redis.call('PEXPIRE', marks, ttl) end
+            alert({'event_id', 'al:' .. p.rid .. ':' .. name .. ':' .. item, 'scope', scope,
+              'period', period, 'rule', item, 'threshold', S(level), 'used', S(after),
+              'limit', limit_text, 'mode', mode})
+          end
+        end
+      end
+    end
+  end
+end
+
+-- The balance: credits left in unexpired buckets, crossing below a threshold; fired again
+-- only once a grant lifts the balance back above it (grant.lua).
+local covered = sub(charge, left)
+local balance_rule = redis.call('HGET', K(ALERTS), ALERT_BALANCE) or rec.bl
+if balance_rule and cmp(covered, ZERO) > 0 then
+  local after = ZERO
+  for _, v in ipairs(redis.call('HVALS', K(BUCKET))) do after = add(after, N(v)) end
+  local before = add(after, covered)
+  for item in string.gmatch(balance_rule, '[^,]+') do
+    local level = level_of(item, nil)
+    if cmp(before, level) >= 0 and cmp(after, level) < 0
+        and redis.call('HSETNX', K(ALERTED), S(level), 1) == 1 then
+      alert({'event_id', 'al:' .. p.rid .. ':balance:' .. item, 'scope', 'balance',
+        'period', '', 'rule', item, 'threshold', S(level), 'used', S(after), 'limit', '',
+        'mode', ''})
+    end
+  end
+end
 
 local r = {result = 'committed', cost = cost, overrun = S(overrun), released = S(released),
   uncovered = S(left), burned = #burned > 0 and burned or nil}

@@ -19,6 +19,15 @@ append_event({'kind', 'grant', 'event_id', 'g:' .. p.grant_id, 'customer', p.cus
   'grant_id', p.grant_id, 'credit_type', p.credit_type, 'amount', p.amount,
   'priority', p.priority, 'expires_at', p.expires_at or '', 'reason', p.reason,
   'idem', p.idem, 'ts', p.now})
+-- Balance thresholds fired before fire again once the balance is back above them.
+local fired = redis.call('HKEYS', K(ALERTED))
+if #fired > 0 then
+  local balance = ZERO
+  for _, v in ipairs(redis.call('HVALS', K(BUCKET))) do balance = add(balance, N(v)) end
+  for _, level in ipairs(fired) do
+    if cmp(balance, N(level)) > 0 then redis.call('HDEL', K(ALERTED), level) end
+  end
+end
 local out = cjson.encode({result = 'granted'})
 redis.call('SET', p.idem, out)
 return out

@@ -9,7 +9,8 @@
 --   types (credit types that may pay), overage_cap (nanos), month (counter id), ev
 --   (attribution for the event), force? (a replay of a reserve decided in fallback: it was
 --   answered allowed already, so no cap refuses it; what it holds past a cap is still held),
---   grow? (the hold may grow later, grow.lua: what that checks is kept on the hold)
+--   grow? (the hold may grow later, grow.lua: what that checks is kept on the hold),
+--   alert_budgets?, alert_balance? (the plan's default alert rules, engine/alerts.py)
 -- Returns the JSON answer; a retry with the same idempotency key returns the first allowed
 -- answer (denials are not kept: a retry is decided again), with what remained while its hold
 -- is in flight, and the reservation id and amount held after.
@@ -137,7 +138,7 @@ local caps = {} -- what grow.lua checks a larger hold against: the budgets in fo
 for i, c in ipairs(counters) do
   if defs[i] and p.hold ~= '0' then inc(c[1], c[2] .. HELD, p.hold) end
   if defs[i] then caps[#caps + 1] = {c[1], c[2], fields[i], defs[i], c[3]} end
-  money[#money + 1] = {c[1], c[2] .. USED}
+  money[#money + 1] = {c[1], c[2] .. USED, fields[i]}
 end
 if q and q.units > 0 then inc(qkey, qfield .. HELD, string.format('%d', q.units)) end
 if p.hold ~= '0' then inc(K(BALANCE), HELD, p.hold) end
@@ -151,6 +152,7 @@ local soft_hit = #soft > 0 and soft or nil
 local rec = {s = 'held', a = p.hold, x = p.exp, b = p.w, h = h, money = money,
   types = p.types, month = USAGE(p.month), ev = p.ev, rem = out_remaining, soft = soft_hit}
 if q then rec.quota = {qkey, qfield .. USED} end
+rec.al, rec.bl = p.alert_budgets, p.alert_balance -- the plan's default alert rules
 if p.grow then rec.caps, rec.ocap, rec.ql = caps, p.overage_cap, q and q.limit end
 redis.call('HSET', K(HOLDS), p.rid, cjson.encode(rec))
 redis.call('ZADD', K(HOLD_EXPIRY), p.exp, p.rid)
