@@ -66,21 +66,40 @@ def _routes(customer: str, proxy_key: str, token_id: str) -> list[tuple[str, str
         ("POST", f"{base}/proxy-keys", {"idempotency_key": "k2"}, "admin", None),
         ("GET", f"{base}/proxy-keys", None, "viewer", "eng"),
         ("DELETE", f"{base}/proxy-keys/{proxy_key}", None, "admin", "eng"),
+        ("PUT", f"{base}/alerts",
+         {"scope": {"team": "eng"}, "thresholds": ["50%"]}, "admin", "eng"),
+        ("PUT", f"{base}/alerts", {"target": "balance", "thresholds": ["1"]}, "admin", None),
+        ("GET", f"{base}/alerts", None, "viewer", "eng"),
         ("POST", f"{base}/tokens", {"idempotency_key": "t", "role": "viewer"}, "operator", None),
         ("GET", f"{base}/tokens", None, "operator", None),
         ("DELETE", f"{base}/tokens/{token_id}", None, "operator", None),
     ]  # fmt: skip
 
 
-def _ledger_routes(customer: str) -> list[tuple[str, str, None, str, Any]]:
-    base = f"/customers/{customer}"
+def _ledger_routes(customer: str, hook: str) -> list[tuple[str, str, Any, str, Any]]:
+    """Every route of the ledger's query API but ``/console/login`` (which takes the token in
+    its query and checks it the same way), on ``customer``; ``hook``: a webhook endpoint of
+    the customer's, then of the operator's."""
+    base = f"/ledger/v1/customers/{customer}"
+    own, operators = hook.split(" ")
     return [
         ("GET", f"{base}/balance", None, "viewer", "eng"),
+        ("GET", f"{base}/budgets", None, "viewer", "eng"),
+        ("GET", f"{base}/alerts?{DAY}", None, "viewer", "eng"),
+        ("POST", f"{base}/webhooks", {"url": "http://127.0.0.1:9/h"}, "admin", None),
+        ("GET", f"{base}/webhooks", None, "viewer", None),
+        ("GET", f"{base}/webhooks/{own}/deliveries", None, "viewer", None),
+        ("DELETE", f"{base}/webhooks/{own}", None, "admin", None),
+        ("POST", "/ledger/v1/webhooks", {"url": "http://127.0.0.1:9/h"}, "operator", None),
+        ("GET", "/ledger/v1/webhooks", None, "operator", None),
+        ("GET", f"/ledger/v1/webhooks/{operators}/deliveries", None, "operator", None),
+        ("DELETE", f"/ledger/v1/webhooks/{operators}", None, "operator", None),
+        ("GET", f"/console?customer={customer}", None, "viewer", "eng"),
         ("GET", f"{base}/usage?{DAY}&group_by=team", None, "viewer", "eng"),
         ("GET", f"{base}/audit?{DAY}", None, "viewer", "eng"),
         ("GET", f"{base}/invoice?month=2026-12", None, "viewer", None),
-        ("GET", f"/export?{DAY}&customer={customer}", None, "viewer", None),
-        ("GET", "/status", None, "operator", None),
+        ("GET", f"/ledger/v1/export?{DAY}&customer={customer}", None, "viewer", None),
+        ("GET", "/ledger/v1/status", None, "operator", None),
     ]
 
 
@@ -104,6 +123,20 @@ async def _fixtures(deployment: Deployment, customer: str) -> tuple[str, str]:
     return str(key["key"]["id"]), str(spare["token"]["id"])
 
 
+async def _hooks(deployment: Deployment, customer: str) -> str:
+    """A webhook endpoint of ``customer`` and one of the operator's, for the routes that name
+    one: their ids, space-separated."""
+    ids = []
+    for path in (f"/customers/{customer}/webhooks", "/webhooks"):
+        body = {"url": "http://127.0.0.1:9/hook"}
+        status, answer = await deployment.call(
+            "POST", deployment.ledger_url(path), LEDGER_TOKEN, body
+        )
+        assert status == 200, answer
+        ids.append(answer["id"])
+    return " ".join(ids)
+
+
 async def test_every_route_with_every_role_stays_inside_the_tokens_scope(
     deployment: Deployment,
 ) -> None:
@@ -115,9 +148,10 @@ async def test_every_route_with_every_role_stays_inside_the_tokens_scope(
             (deployment.admin(p), m, b, n, t, ADMIN_TOKEN)
             for m, p, b, n, t in _routes(customer, key, spare)
         ]
+        hooks = await _hooks(deployment, customer)
         table += [
-            (deployment.ledger_url(p), m, b, n, t, LEDGER_TOKEN)
-            for m, p, b, n, t in _ledger_routes(customer)
+            (f"http://127.0.0.1:{deployment.ledger.port}{p}", m, b, n, t, LEDGER_TOKEN)
+            for m, p, b, n, t in _ledger_routes(customer, hooks)
         ]
         for url, method, body, need, team, operator in table:
             for role, scoped in tokens.items():
@@ -129,11 +163,11 @@ async def test_every_route_with_every_role_stays_inside_the_tokens_scope(
                     assert status == 200, (where, answer)
                 else:
                     assert status == 403, (where, answer)
-                    error = answer["error"]
+                    error = answer["error"] if isinstance(answer, dict) else {}
                     assert (error["code"], error["field"]) == ("permission_denied", "Authorization")
                     assert "scoped to customer 'acme'" in error["message"], (where, error)
                 walked += 1
-    assert walked == 2 * (14 + 6) * len(tokens)
+    assert walked == 2 * (17 + 17) * len(tokens)
 
 
 async def test_grpc_routes_follow_the_same_scope(deployment: Deployment) -> None:
