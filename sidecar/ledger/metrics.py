@@ -75,6 +75,17 @@ class LedgerMetrics:
             ["result"],
             registry=registry,
         )
+        self.webhook_attempts = Counter(
+            "creditgate_ledger_webhook_attempts",
+            "Alert webhook attempts by result: delivered (2xx) or failed.",
+            ["result"],
+            registry=registry,
+        )
+        self.webhook_endpoints_disabled = Counter(
+            "creditgate_ledger_webhook_endpoints_disabled",
+            "Webhook endpoints disabled after failing attempt after attempt.",
+            registry=registry,
+        )
         self.lag_seconds = Gauge(
             "creditgate_ledger_lag_seconds",
             "Age of the oldest entry not yet stored; 0 when the ledger has caught up.",

@@ -130,7 +130,7 @@ class Ledger:
         self._lag = asyncio.create_task(self._refresh_lag_until_stopped())
         self._generation = asyncio.create_task(self._check_generation_until_stopped())
         self.webhooks = Dispatcher(
-            self.pool, backoff_base_s=self.settings.webhook_backoff_ms / 1000
+            self.pool, self.metrics, backoff_base_s=self.settings.webhook_backoff_ms / 1000
         )
         self._tasks.append(asyncio.create_task(self.webhooks.run(self._stop)))
         if self.settings.token is not None:

@@ -29,6 +29,7 @@ from standardwebhooks import Webhook
 from sidecar.engine.alerts import describe
 from sidecar.errors import InvalidInput, NotFound
 from sidecar.ledger.db import Connection, Pool
+from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.money import format_credits
 from sidecar.times import format_time, ms_of
 
@@ -133,12 +134,18 @@ RETURNING d.attempts, e.id AS endpoint, e.url, e.secret, a.*
 class Dispatcher:
     """Claims due deliveries, posts them, records every attempt."""
 
-    def __init__(self, pool: Pool, *, backoff_base_s: float = 1.0, poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        metrics: LedgerMetrics,
+        *,
+        backoff_base_s: float = 1.0,
+        poll_s: float = 0.5,
+    ) -> None:
         self.pool = pool
+        self.metrics = metrics
         self.backoff_base_s = backoff_base_s
         self.poll_s = poll_s
-        self.disabled = 0
-        """Endpoints this dispatcher disabled (a metric)."""
         self._http: aiohttp.ClientSession | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -192,7 +199,9 @@ class Dispatcher:
             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             alert, endpoint, attempt, status, error,
         )  # fmt: skip
-        if status is not None and 200 <= status < 300:
+        delivered = status is not None and 200 <= status < 300
+        self.metrics.webhook_attempts.labels("delivered" if delivered else "failed").inc()
+        if delivered:
             await connection.execute(
                 "UPDATE webhook_deliveries SET delivered_at = now() "
                 "WHERE alert_id = $1 AND endpoint_id = $2",
@@ -220,7 +229,7 @@ class Dispatcher:
                 endpoint, reason,
             )  # fmt: skip
             if disabled is not None:
-                self.disabled += 1
+                self.metrics.webhook_endpoints_disabled.inc()
                 log.warning(
                     "webhook endpoint %s (%s) disabled: %s; "
                     "enable it with creditgate ledger webhooks replay --endpoint %s",

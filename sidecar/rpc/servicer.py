@@ -29,6 +29,7 @@ from sidecar.wire import (
     IssueTokenRequest,
     ReleaseRequest,
     ReserveRequest,
+    SetAlertsRequest,
     SetBudgetRequest,
     UpsertCustomerRequest,
 )
@@ -110,6 +111,8 @@ ADMIN_ROUTES: dict[str, Route] = {
         lambda s, m, c: s.revoke_proxy_key(m.customer, m.key_id, c),
         pb.RevokeProxyKeyResponse,
     ),
+    "SetAlerts": (_change(Service.set_alerts, SetAlertsRequest), pb.SetAlertsResponse),
+    "ListAlerts": (lambda s, m, c: s.alerts(m.customer, c), pb.ListAlertsResponse),
     "IssueToken": (_change(Service.issue_token, IssueTokenRequest), pb.IssueTokenResponse),
     "ListTokens": (lambda s, m, c: s.admin_tokens(m.customer, c), pb.ListTokensResponse),
     "RevokeToken": (lambda s, m, c: s.revoke_token(m.customer, m.id, c), pb.RevokeTokenResponse),

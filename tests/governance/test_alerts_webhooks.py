@@ -160,6 +160,10 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
         return hook if hook["disabled_at"] else None
 
     hook = await _until(disabled, "the failing endpoint disabled")
+    registry = deployment.ledger.metrics.registry
+    assert registry.get_sample_value("creditgate_ledger_webhook_endpoints_disabled_total") == 1
+    delivered = {"result": "delivered"}
+    assert registry.get_sample_value("creditgate_ledger_webhook_attempts_total", delivered) == 3
     assert f"{DISABLE_AFTER_FAILURES} attempts failed in a row" in hook["disabled_reason"]
     assert "secret" not in hook or hook["secret"] is None
     dead.broken = False

@@ -197,6 +197,11 @@ async def test_grpc_routes_follow_the_same_scope(deployment: Deployment) -> None
             ("ListProxyKeys", pb.ListProxyKeysRequest(customer=customer), "viewer", "eng"),
             ("RevokeProxyKey", pb.RevokeProxyKeyRequest(customer=customer, key_id=key),
              "admin", "eng"),
+            ("SetAlerts", pb.SetAlertsRequest(customer=customer, thresholds=["50%"],
+                                              scope=pb.BudgetScope(team="eng")), "admin", "eng"),
+            ("SetAlerts", pb.SetAlertsRequest(customer=customer, thresholds=["1"],
+                                              target=pb.ALERT_TARGET_BALANCE), "admin", None),
+            ("ListAlerts", pb.ListAlertsRequest(customer=customer), "viewer", "eng"),
             ("IssueToken", pb.IssueTokenRequest(customer=customer, idempotency_key="t",
                                                 role=pb.TOKEN_ROLE_VIEWER), "operator", None),
             ("ListTokens", pb.ListTokensRequest(customer=customer), "operator", None),
@@ -226,6 +231,35 @@ async def test_grpc_routes_follow_the_same_scope(deployment: Deployment) -> None
                         assert refused is not None, (role, name, customer)
                         assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
                         assert "scoped to customer 'acme'" in (refused.details() or "")
+
+
+async def test_alert_rules_over_grpc_answer_as_over_http(deployment: Deployment) -> None:
+    target = f"127.0.0.1:{deployment.sidecars[0].grpc_admin_port}"
+    admin = await deployment.token("acme", "admin")
+    metadata = (("authorization", f"Bearer {admin}"),)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.CreditgateAdminServiceStub(channel)  # type: ignore[no-untyped-call]
+        request = pb.SetAlertsRequest(
+            customer="acme", thresholds=["25%", "2.5"], scope=pb.BudgetScope(team="eng"),
+            period=pb.PERIOD_DAY,
+        )  # fmt: skip
+        answer = await stub.SetAlerts(request, metadata=metadata)
+        assert answer.result == pb.SET_ALERTS_RESULT_SET
+        assert list(answer.rule.thresholds) == ["25%", "2.500000000"]
+        listed = await stub.ListAlerts(pb.ListAlertsRequest(customer="acme"), metadata=metadata)
+        bad = pb.SetAlertsRequest(customer="acme", thresholds=["0%"])
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.SetAlerts(bad, metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "thresholds[0]" in (refused.value.details() or "")
+    _, http = await deployment.call("GET", deployment.admin("/customers/acme/alerts"), admin)
+    periods = [r.period if r.HasField("period") else None for r in listed.rules]
+    assert [
+        (r.scope, p, list(r.thresholds)) for r, p in zip(listed.rules, periods, strict=True)
+    ] == [(r["scope"], r["period"], r["thresholds"]) for r in http["rules"]]
+    own = {"scope": "team:eng", "period": "day", "thresholds": ["25%", "2.500000000"],
+           "source": "customer"}  # fmt: skip
+    assert http["rules"][0] == own
 
 
 async def test_a_revoked_token_is_refused_at_once_on_every_sidecar_and_the_ledger(

@@ -103,6 +103,25 @@ class RevokeTokenResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVOKE_TOKEN_RESULT_UNSPECIFIED: _ClassVar[RevokeTokenResult]
     REVOKE_TOKEN_RESULT_REVOKED: _ClassVar[RevokeTokenResult]
     REVOKE_TOKEN_RESULT_ALREADY_REVOKED: _ClassVar[RevokeTokenResult]
+
+class AlertTarget(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_TARGET_UNSPECIFIED: _ClassVar[AlertTarget]
+    ALERT_TARGET_BUDGET: _ClassVar[AlertTarget]
+    ALERT_TARGET_BALANCE: _ClassVar[AlertTarget]
+
+class AlertSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_SOURCE_UNSPECIFIED: _ClassVar[AlertSource]
+    ALERT_SOURCE_CUSTOMER: _ClassVar[AlertSource]
+    ALERT_SOURCE_PLAN: _ClassVar[AlertSource]
+
+class SetAlertsResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SET_ALERTS_RESULT_UNSPECIFIED: _ClassVar[SetAlertsResult]
+    SET_ALERTS_RESULT_SET: _ClassVar[SetAlertsResult]
+    SET_ALERTS_RESULT_REMOVED: _ClassVar[SetAlertsResult]
+    SET_ALERTS_RESULT_UNCHANGED: _ClassVar[SetAlertsResult]
 DECIDED_BY_UNSPECIFIED: DecidedBy
 DECIDED_BY_STORE: DecidedBy
 DECIDED_BY_FALLBACK: DecidedBy
@@ -158,6 +177,16 @@ ISSUE_TOKEN_RESULT_ALREADY_ISSUED: IssueTokenResult
 REVOKE_TOKEN_RESULT_UNSPECIFIED: RevokeTokenResult
 REVOKE_TOKEN_RESULT_REVOKED: RevokeTokenResult
 REVOKE_TOKEN_RESULT_ALREADY_REVOKED: RevokeTokenResult
+ALERT_TARGET_UNSPECIFIED: AlertTarget
+ALERT_TARGET_BUDGET: AlertTarget
+ALERT_TARGET_BALANCE: AlertTarget
+ALERT_SOURCE_UNSPECIFIED: AlertSource
+ALERT_SOURCE_CUSTOMER: AlertSource
+ALERT_SOURCE_PLAN: AlertSource
+SET_ALERTS_RESULT_UNSPECIFIED: SetAlertsResult
+SET_ALERTS_RESULT_SET: SetAlertsResult
+SET_ALERTS_RESULT_REMOVED: SetAlertsResult
+SET_ALERTS_RESULT_UNCHANGED: SetAlertsResult
 
 class CheckRequest(_message.Message):
     __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
@@ -711,3 +740,49 @@ class RevokeTokenResponse(_message.Message):
     result: RevokeTokenResult
     token: AdminToken
     def __init__(self, result: _Optional[_Union[RevokeTokenResult, str]] = ..., token: _Optional[_Union[AdminToken, _Mapping]] = ...) -> None: ...
+
+class SetAlertsRequest(_message.Message):
+    __slots__ = ("customer", "thresholds", "target", "scope", "period")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    thresholds: _containers.RepeatedScalarFieldContainer[str]
+    target: AlertTarget
+    scope: BudgetScope
+    period: Period
+    def __init__(self, customer: _Optional[str] = ..., thresholds: _Optional[_Iterable[str]] = ..., target: _Optional[_Union[AlertTarget, str]] = ..., scope: _Optional[_Union[BudgetScope, _Mapping]] = ..., period: _Optional[_Union[Period, str]] = ...) -> None: ...
+
+class AlertRule(_message.Message):
+    __slots__ = ("scope", "period", "thresholds", "source")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    period: str
+    thresholds: _containers.RepeatedScalarFieldContainer[str]
+    source: AlertSource
+    def __init__(self, scope: _Optional[str] = ..., period: _Optional[str] = ..., thresholds: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[AlertSource, str]] = ...) -> None: ...
+
+class SetAlertsResponse(_message.Message):
+    __slots__ = ("result", "rule")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    result: SetAlertsResult
+    rule: AlertRule
+    def __init__(self, result: _Optional[_Union[SetAlertsResult, str]] = ..., rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    def __init__(self, customer: _Optional[str] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[AlertRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ...) -> None: ...

@@ -367,6 +367,16 @@ class CreditgateAdminServiceStub:
                 request_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.SerializeToString,
                 response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.FromString,
                 _registered_method=True)
+        self.SetAlerts = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/SetAlerts',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.SetAlertsRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.SetAlertsResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/creditgate.v1.CreditgateAdminService/ListAlerts',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
         self.IssueToken = channel.unary_unary(
                 '/creditgate.v1.CreditgateAdminService/IssueToken',
                 request_serializer=creditgate_dot_v1_dot_creditgate__pb2.IssueTokenRequest.SerializeToString,
@@ -438,6 +448,20 @@ class CreditgateAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAlerts(self, request, context):
+        """Set or remove the customer's own alert thresholds on a budget or the balance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """The customer's alert rules, then the plan's defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IssueToken(self, request, context):
         """Issue a scoped admin token; operator only, idempotent by key.
         """
@@ -496,6 +520,16 @@ def add_CreditgateAdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeProxyKey,
                     request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.FromString,
                     response_serializer=creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.SerializeToString,
+            ),
+            'SetAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlerts,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.SetAlertsRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.SetAlertsResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ListAlertsRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.ListAlertsResponse.SerializeToString,
             ),
             'IssueToken': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueToken,
@@ -704,6 +738,60 @@ class CreditgateAdminService:
             '/creditgate.v1.CreditgateAdminService/RevokeProxyKey',
             creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyRequest.SerializeToString,
             creditgate_dot_v1_dot_creditgate__pb2.RevokeProxyKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/SetAlerts',
+            creditgate_dot_v1_dot_creditgate__pb2.SetAlertsRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.SetAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateAdminService/ListAlerts',
+            creditgate_dot_v1_dot_creditgate__pb2.ListAlertsRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,
