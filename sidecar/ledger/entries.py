@@ -1,7 +1,8 @@
 """Movements of money that an event records: the ``ledger_entries`` rows. Pure.
 
 Signs are from the customer's point of view: a grant adds, a debit (one entry per bucket
-burned), an expiry write-off and an overage (consumption no credits covered) subtract.
+burned), an expiry write-off and an overage (consumption no credits covered) subtract; a
+correction adds (a refund) or subtracts (a debit adjustment) one entry per bucket it moved.
 ``(event_id, seq)`` is unique, so a re-delivered event adds nothing twice.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from sidecar.ledger.events import Debit, Event, Expiry, Grant
+from sidecar.ledger.events import Correction, Debit, Event, Expiry, Grant
 
 __all__ = ["Entry", "entries_of"]
 
@@ -42,6 +43,15 @@ def entries_of(event: Event) -> list[Entry]:
                 credit_type=event.credit_type, grant_id=event.grant_id,
                 amount_nanos=-event.amount_nanos, ts_ms=event.ts_ms,
             )
+        ]  # fmt: skip
+    if isinstance(event, Correction):
+        return [
+            Entry(
+                event_id=event.event_id, seq=seq, customer=event.customer, kind=event.kind,
+                credit_type=move.credit_type, grant_id=move.grant_id,
+                amount_nanos=int(move.amount), ts_ms=event.ts_ms,
+            )
+            for seq, move in enumerate(event.moves)
         ]  # fmt: skip
     if not isinstance(event, Debit):
         return []

@@ -27,6 +27,7 @@ __all__ = [
     "Audit",
     "Budget",
     "Burn",
+    "Correction",
     "CustomerChange",
     "Debit",
     "Event",
@@ -165,6 +166,24 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int
 
 
+class Correction(msgspec.Struct, frozen=True, kw_only=True):
+    """A refund of a committed call or a debit adjustment (store/lua/correct.lua)."""
+
+    stream: StreamId
+    event_id: str
+    customer: str
+    kind: Literal["refund", "adjustment"]
+    corrects: str | None
+    reason: str
+    actor: str
+    amount_nanos: int
+    """Signed, from the customer's point of view: a refund adds, a debit takes."""
+    moves: tuple[Burn, ...]
+    """What each grant's bucket got back (or gave), signed."""
+    moves_json: str
+    ts_ms: int
+
+
 class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamId
     customer: str
@@ -172,7 +191,7 @@ class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     problem: str
 
 
-Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit | Alert
+Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit | Alert | Correction
 Event = Parsed | Unparsed
 
 _units = msgspec.json.Decoder(dict[str, int])
@@ -349,7 +368,32 @@ def _alert(stream: StreamId, f: Fields) -> Alert:
     )
 
 
+_moves = msgspec.json.Decoder(list[Burn])
+
+
+def _correction(stream: StreamId, f: Fields) -> Correction:
+    kind = msgspec.convert(f[b"correction"], Literal["refund", "adjustment"])
+    text = f[b"moves"]
+    moves = tuple(_moves.decode(text)) if text not in ("{}", "[]") else ()
+    for move in moves:
+        int(move.amount)  # a signed integer, or the entry is unparsed
+    return Correction(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=f[b"customer"],
+        kind=kind,
+        corrects=_optional(f, b"corrects"),
+        reason=f[b"reason"],
+        actor=f[b"actor"],
+        amount_nanos=int(f[b"amount"]),
+        moves=moves,
+        moves_json=msgspec.json.encode(list(moves)).decode(),
+        ts_ms=int(f[b"ts"]),
+    )
+
+
 _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
+    "correction": _correction,
     "alert": _alert,
     "audit": _audit,
     "debit": _debit,

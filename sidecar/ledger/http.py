@@ -10,6 +10,8 @@
 ``/ledger/v1/webhooks...`` the same for the operator's, which get every customer's alerts.
 ``GET /ledger/v1/export?from=&to=&format=csv|jsonl[&customer=]``
 ``GET /ledger/v1/customers/{customer}/budgets[?at=]``: budgets in force and their use.
+``POST /ledger/v1/customers/{customer}/refunds`` and ``.../adjustments``: corrections
+(ledger/corrections.py), the operator's.
 ``GET /ledger/v1/status``: ingest counters and the stream lag.
 ``GET /console?customer=[&group_by=]``: the usage console (ledger/console.py), in a browser;
 ``GET /console/login?token=`` keeps the token in a cookie and opens it.
@@ -41,10 +43,12 @@ from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import Handler, error_middleware
 from sidecar.http.keys import MAX_BODY_BYTES
 from sidecar.ids import check_id
-from sidecar.ledger import queries, webhooks
+from sidecar.ledger import corrections, queries, webhooks
+from sidecar.ledger.audit import record_audit
 from sidecar.ledger.console import GROUPS, render_console
 from sidecar.ledger.db import Connection, Pool, load_catalogs
 from sidecar.ledger.wire import month_range
+from sidecar.store.redis_store import RedisStore
 from sidecar.times import ms_of, parse_time
 
 __all__ = ["Status", "ledger_app"]
@@ -55,6 +59,7 @@ _TOKEN = web.AppKey("token", bytes)
 _CHECK: web.AppKey[TokenCheck] = web.AppKey("check")
 _CALLER = web.RequestKey("caller", Caller)
 _CATALOG: web.AppKey[Callable[[], Catalog]] = web.AppKey("catalog")
+_STORE = web.AppKey("store", RedisStore)
 CONSOLE = "/console"
 CONSOLE_LOGIN = "/console/login"
 COOKIE = "creditgate_token"
@@ -184,6 +189,28 @@ async def _deliveries(request: web.Request) -> web.Response:
     async with request.app[_POOL].acquire() as connection:
         log = await webhooks.attempts(connection, owner, request.match_info["id"])
     return json_response({"attempts": log})
+
+
+async def _correct(request: web.Request) -> web.Response:
+    """A refund or an adjustment (ledger/corrections.py): the operator's, as grants are."""
+    _operator_only(request, "a refund or an adjustment")
+    customer = check_id("customer", request.match_info["customer"])
+    caller, now, store = request[_CALLER], _now_ms(), request.app[_STORE]
+    refund = request.path.endswith("/refunds")
+    raw = await request.read()
+    async with request.app[_POOL].acquire() as connection:
+        if refund:
+            body = decode(raw, corrections.RefundRequest)
+            answer = await corrections.refund(connection, store, customer, body, caller, now)
+        else:
+            adjust = decode(raw, corrections.AdjustRequest)
+            catalog = request.app[_CATALOG]()
+            answer = await corrections.adjust(store, catalog, customer, adjust, caller, now)
+        detail = {"id": body.idempotency_key if refund else adjust.idempotency_key, **answer}
+        await record_audit(
+            connection, customer, caller.actor, "refund" if refund else "adjustment", detail
+        )
+    return json_response(answer)
 
 
 async def _invoice(request: web.Request) -> web.Response:
@@ -323,7 +350,12 @@ async def _budgets(request: web.Request) -> web.Response:
 
 
 def ledger_app(
-    pool: Pool, token: str, status: Status, check: TokenCheck, catalog: Callable[[], Catalog]
+    pool: Pool,
+    token: str,
+    status: Status,
+    check: TokenCheck,
+    catalog: Callable[[], Catalog],
+    store: RedisStore,
 ) -> web.Application:
     """The query API on ``pool``; every route requires ``Authorization: Bearer <token>`` or
     a scoped admin token (``check`` reads it)."""
@@ -332,6 +364,7 @@ def ledger_app(
     app[_TOKEN] = token.encode()
     app[_CHECK] = check
     app[_CATALOG] = catalog
+    app[_STORE] = store
     app[_STATUS] = status
     app[MAX_BODY_BYTES] = 8192
     base = "/ledger/v1/customers/{customer}"
@@ -341,6 +374,8 @@ def ledger_app(
     app.router.add_get(f"{base}/audit", _in_range(queries.audit))
     app.router.add_get(f"{base}/alerts", _in_range(queries.alerts))
     app.router.add_get(f"{base}/budgets", _budgets)
+    app.router.add_post(f"{base}/refunds", _correct)
+    app.router.add_post(f"{base}/adjustments", _correct)
     app.router.add_get(CONSOLE, _console)
     app.router.add_get(CONSOLE_LOGIN, _login)
     for owner in (base, "/ledger/v1"):

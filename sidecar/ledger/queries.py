@@ -28,6 +28,7 @@ from sidecar.ledger.wire import (
     BudgetRow,
     BudgetsAnswer,
     CreditTypeBalance,
+    InvoiceCorrection,
     InvoicePreview,
     UsageAnswer,
     UsageRow,
@@ -294,7 +295,19 @@ async def invoice(
             for r in await connection.fetch(_INVOICE_CREDITS, *args)
         }
         overage = int(await connection.fetchval(_OVERAGE, *args))
-    return invoice_preview(
+        fixed = await connection.fetch(_INVOICE_CORRECTIONS, *args)
+        fixes = [
+            InvoiceCorrection(
+                id=r["event_id"],
+                at=format_time(ms_of(r["ts"])),
+                kind=r["kind"],
+                corrects=r["corrects"],
+                reason=r["reason"],
+                amount=format_credits(int(r["amount_nanos"])),
+            )
+            for r in fixed
+        ]
+    preview = invoice_preview(
         customer,
         start_ms,
         end_ms,
@@ -305,6 +318,18 @@ async def invoice(
         changes=changes,
         catalogs=catalogs,
     )
+    total = sum(int(r["amount_nanos"]) for r in fixed)
+    return msgspec.structs.replace(preview, corrections=fixes, corrected=format_credits(total))
+
+
+_INVOICE_CORRECTIONS = """
+SELECT event_id, ts, kind, corrects, reason, amount_nanos FROM corrections
+WHERE customer = $1 AND ts >= $2 AND ts < $3
+UNION ALL
+SELECT event_id, ts, 'adjustment', NULL, 'credit', amount_nanos FROM credit_grants
+WHERE customer = $1 AND ts >= $2 AND ts < $3 AND reason = 'adjustment'
+ORDER BY ts, event_id
+"""
 
 
 def _burned_in_credits(text: str) -> str:

@@ -41,6 +41,7 @@ from sidecar.reload import CatalogWatcher
 from sidecar.service.keys import ADMIN_TOKENS, KeyRecord, check_uncached
 from sidecar.settings import SettingsError
 from sidecar.store.layout import Layout
+from sidecar.store.redis_store import RedisStore
 from sidecar.store.topology import agree_layout, check_health, make_client
 from sidecar.times import wall_clock_ms
 
@@ -64,6 +65,8 @@ class Ledger:
         self.pool: Pool | None = None
         self.redis = make_client(settings.redis, socket_timeout=10)
         self.ingestors: list[Ingestor] = []
+        self.store: RedisStore | None = None
+        """For corrections (ledger/corrections.py): the store the sidecars use, its scripts."""
         self.metrics = LedgerMetrics()
         self.watcher = CatalogWatcher(
             settings.catalog,
@@ -134,13 +137,14 @@ class Ledger:
         )
         self._tasks.append(asyncio.create_task(self.webhooks.run(self._stop)))
         if self.settings.token is not None:
+            # The sidecars' store, for corrections (its scripts); the layout is the one agreed
+            # above: its own agreement would mark a generation the ledger may have fenced.
+            self.store = RedisStore(self.settings.redis)
+            self.store.layout = layout
             app = ledger_app(
-                self.pool,
-                self.settings.token,
-                self.status,
-                self._scoped_token,
-                lambda: self.catalog,
-            )
+                self.pool, self.settings.token, self.status, self._scoped_token, self._catalog,
+                self.store,
+            )  # fmt: skip
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.metrics_port is not None:
             app = probes_app(self.metrics.registry, self.readiness)
@@ -270,6 +274,8 @@ class Ledger:
         if self.pool is not None:
             await self.pool.close()
         await self.redis.aclose()
+        if self.store is not None:
+            await self.store.close()
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
 

@@ -28,6 +28,7 @@ from standardwebhooks import Webhook
 
 from sidecar.engine.alerts import describe
 from sidecar.errors import InvalidInput, NotFound
+from sidecar.ledger.audit import record_audit
 from sidecar.ledger.db import Connection, Pool
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.money import format_credits
@@ -272,21 +273,6 @@ def _endpoint(row: Any, secret: str | None = None) -> Endpoint:
     )
 
 
-async def _audit(
-    connection: Connection, customer: str | None, actor: str, action: str, detail: dict[str, Any]
-) -> None:
-    """The audit entry of a change made here, in the ledger (no stream carries it)."""
-    if customer is None:
-        return  # the operator's own endpoints belong to no customer's trail
-    await connection.execute(
-        "INSERT INTO audit_log (event_id, customer, actor, action, team, detail, ts, stream_ms, "
-        "stream_seq) VALUES ($1, $2, $3, $4, NULL, $5::jsonb, now(), 0, 0) "
-        "ON CONFLICT DO NOTHING",
-        f"audit:{action}:{detail['id']}", customer, actor, action,
-        msgspec.json.encode(detail).decode(),
-    )  # fmt: skip
-
-
 async def register(
     connection: Connection, customer: str | None, url: str, secret: str | None, actor: str
 ) -> Endpoint:
@@ -298,7 +284,9 @@ async def register(
             "wh_" + secrets.token_hex(8), customer, url, secret,
         )  # fmt: skip
         assert row is not None
-        await _audit(connection, customer, actor, "webhook.register", {"id": row["id"], "url": url})
+        await record_audit(
+            connection, customer, actor, "webhook.register", {"id": row["id"], "url": url}
+        )
     return _endpoint(row, secret)
 
 
@@ -333,7 +321,7 @@ async def remove(
             "disabled_reason = 'removed' WHERE id = $1 RETURNING *",
             endpoint,
         )
-        await _audit(connection, customer, actor, "webhook.remove", {"id": endpoint})
+        await record_audit(connection, customer, actor, "webhook.remove", {"id": endpoint})
     return _endpoint(row)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "BudgetsAnswer",
     "CreditTypeBalance",
     "CreditsApplied",
+    "InvoiceCorrection",
     "InvoiceLine",
     "InvoicePreview",
     "UnitLine",
@@ -128,6 +129,17 @@ class CreditsApplied(_Answer, frozen=True):
     amount: str
 
 
+class InvoiceCorrection(_Answer, frozen=True):
+    id: str
+    at: str
+    kind: str
+    """``refund`` (credits back for a call), ``adjustment`` (a debit, or a credit)."""
+    corrects: str | None
+    reason: str
+    amount: str
+    """Signed credits, from the customer's side: a refund or a credit adds."""
+
+
 class InvoicePreview(_Answer, frozen=True):
     customer: str
     start: str = msgspec.field(name="from")
@@ -138,6 +150,10 @@ class InvoicePreview(_Answer, frozen=True):
     overage: str
     """What no credits covered: ``subtotal`` = sum of ``credits_applied`` + ``overage``."""
     catalog_versions: list[str]
+    corrections: list[InvoiceCorrection] = msgspec.field(default_factory=list)
+    """Refunds and adjustments made in the period: new entries, never a changed line."""
+    corrected: str = "0.000000000"
+    """Their sum: credits returned (+) or taken (-)."""
 
 
 class AuditEntry(_Answer, frozen=True):

@@ -19,6 +19,7 @@ from sidecar.ledger.events import (
     Alert,
     Audit,
     Budget,
+    Correction,
     CustomerChange,
     Debit,
     Event,
@@ -125,6 +126,16 @@ _ALERTS = _Table(
     ],
     "(event_id)",
 )  # fmt: skip
+_CORRECTIONS = _Table(
+    "corrections",
+    [
+        ("event_id", "text", "{}"), ("customer", "text", "{}"), ("kind", "text", "{}"),
+        ("corrects", "text", "{}"), ("reason", "text", "{}"), ("actor", "text", "{}"),
+        ("amount_nanos", "int8", "{}"), ("moves", "text", "{}::jsonb"), ("ts", "int8", _MS),
+        ("stream_ms", "int8", "{}"), ("stream_seq", "int8", "{}"),
+    ],
+    "(event_id)",
+)  # fmt: skip
 _UNPARSED = _Table(
     "unparsed_events",
     [
@@ -133,7 +144,17 @@ _UNPARSED = _Table(
     ],
     "(customer, stream_ms, stream_seq)",
 )  # fmt: skip
-_TABLES = (_USAGE, _ENTRIES, _GRANTS, _BUDGETS, _CUSTOMERS, _AUDIT, _ALERTS, _UNPARSED)
+_TABLES = (
+    _USAGE,
+    _ENTRIES,
+    _GRANTS,
+    _BUDGETS,
+    _CUSTOMERS,
+    _AUDIT,
+    _ALERTS,
+    _CORRECTIONS,
+    _UNPARSED,
+)
 _CREATE_STAGING = "\n".join(table.create for table in _TABLES)
 
 
@@ -178,6 +199,11 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
                 (e.event_id, e.customer, e.team, e.scope, e.period, e.rule, e.threshold_nanos,
                  e.used_nanos, e.limit_nanos, e.mode, e.reservation_id, e.ts_ms,
                  e.stream[0], e.stream[1])
+            )  # fmt: skip
+        elif isinstance(e, Correction):
+            out["corrections"].append(
+                (e.event_id, e.customer, e.kind, e.corrects, e.reason, e.actor, e.amount_nanos,
+                 e.moves_json, e.ts_ms, e.stream[0], e.stream[1])
             )  # fmt: skip
         elif isinstance(e, Unparsed):
             fields = msgspec.json.encode(e.fields).decode()

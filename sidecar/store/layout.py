@@ -54,6 +54,7 @@ __all__ = [
     "RATE_TOKENS",
     "RATE_WINDOW_TTL_MS",
     "RECORD_WINDOW_MS",
+    "REFUNDED",
     "RESERVES_PREFIX",
     "RESOLVED_PREFIX",
     "SEP",
@@ -104,6 +105,8 @@ ALERTED = "alerted"
 ALERTED_SUFFIX = ":alerted"
 """Appended to a period counter's key: hash of the budget thresholds fired in that period,
 with the counter's lifetime (a new period fires them again)."""
+REFUNDED = "refunded"
+"""Hash: a committed call's event id -> nano-credits refunded of it (store/lua/correct.lua)."""
 BALANCE = "balance"
 """Hash: ``held`` (nano-credits in flight) and ``frac`` (CARRY)."""
 HOLDS = "holds"
@@ -255,7 +258,8 @@ def shard_of_stream(stream: bytes | str) -> int:
 
 
 def idem_name(operation: str, idempotency_key: str) -> str:
-    """An idempotency record; ``operation`` is ``r`` (reserve) or ``g`` (grant)."""
+    """An idempotency record; ``operation`` is ``r`` (reserve), ``g`` (grant) or ``x`` (a
+    correction: refund or adjustment)."""
     return f"idem:{operation}:{idempotency_key}"
 
 
@@ -353,6 +357,7 @@ def lua_prelude() -> str:
         "ALERT_BALANCE": ALERT_BALANCE,
         "ALERTED": ALERTED,
         "ALERTED_SUFFIX": ALERTED_SUFFIX,
+        "REFUNDED": REFUNDED,
         "BALANCE": BALANCE,
         "HOLDS": HOLDS,
         "HOLD_EXPIRY": HOLD_EXPIRY,

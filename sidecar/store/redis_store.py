@@ -251,6 +251,17 @@ class RedisStore(RedisConnection):
         result: SetBudgetResult = msgspec.convert(answer.decode(), SetBudgetResult)
         return result
 
+    async def correct(
+        self, customer: str, idempotency_key: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A refund or a debit adjustment (store/lua/correct.lua; ``payload`` as documented
+        there, without ``idem``). The script's answer."""
+        payload = {**payload, "idem": self.layout.idem_key(customer, "x", idempotency_key)}
+        answer: dict[str, Any] = msgspec.json.decode(
+            await self._run(self.scripts["correct"], customer, payload)
+        )
+        return answer
+
     async def set_alerts(
         self, customer: str, field: str, rule: str, audit: dict[str, str]
     ) -> Literal["set", "removed", "unchanged"]:

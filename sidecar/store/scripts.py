@@ -14,7 +14,7 @@ __all__ = ["SCRIPT_NAMES", "Script", "load_scripts"]
 
 SCRIPT_NAMES = (
     "reserve", "commit", "release", "void", "grant", "set_budget", "upsert_customer",
-    "read_state", "restore_state", "grow", "set_alerts",
+    "read_state", "restore_state", "grow", "set_alerts", "correct",
 )  # fmt: skip
 
 

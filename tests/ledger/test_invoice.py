@@ -79,6 +79,8 @@ async def test_invoice_preview_matches_hand_computed_line_items(
         ],
         "overage": "0.000000000",
         "catalog_versions": [service.catalog.version],
+        "corrections": [],  # none were made (tests/governance/test_corrections.py)
+        "corrected": "0.000000000",
     }  # fmt: skip
     assert msgspec.to_builtins(globex)["lines"] == [
         {"model": "small", "feature": "chat", "events": 1, "amount": "0.003000000", "units": [
