@@ -25,6 +25,11 @@ from sidecar.money import MAX_INT64, parse_credits, parse_price
 
 __all__ = ["compile_catalog", "compile_overrides"]
 
+_ALERT_FIXES = {
+    "budgets": 'write a whole percent of the limit, "80%", or credits used, "250"',
+    "balance": 'write credits left, like "10"',
+}
+
 
 class _Checker:
     def __init__(self, file: str) -> None:
@@ -331,7 +336,8 @@ def _plan(
             try:
                 alert_rules[name] = compile_thresholds(field, items, balance=name == "balance")
             except InvalidInput as error:
-                raise check.fail(error.field, error.message, "fix the threshold") from None
+                fix = _ALERT_FIXES[name]
+                raise check.fail(error.field, error.message, fix) from None
     return Plan(
         id=plan_id,
         features=plan_features,

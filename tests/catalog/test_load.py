@@ -72,6 +72,9 @@ REJECTED = [
     ),
     ("priority_too_large.yaml", "credit_types.paid.priority", "above 999999"),
     ("allow_without_overdraft.yaml", "features.chat.overdraft", "allow has no overdraft"),
+    ("alert_percent_out_of_range.yaml", "plans.pro.alerts.budgets[1]", "from 1% to 1000%"),
+    ("alert_balance_percent.yaml", "plans.pro.alerts.balance[0]", "credits left"),
+    ("alert_duplicate.yaml", "plans.pro.alerts.budgets", "names a threshold twice"),
     (
         "overdraft_on_deny.yaml",
         "features.chat.overdraft_per_call",
