@@ -338,6 +338,7 @@ def _plan(
             except InvalidInput as error:
                 fix = _ALERT_FIXES[name]
                 raise check.fail(error.field, error.message, fix) from None
+    fee = 0 if plan.fee is None else check.credits(f"{path}.fee", plan.fee, positive=False)
     return Plan(
         id=plan_id,
         features=plan_features,
@@ -348,6 +349,7 @@ def _plan(
         overage_cap_nanos=overage_cap,
         alert_budgets=alert_rules["budgets"],
         alert_balance=alert_rules["balance"],
+        fee_nanos=fee,
     )
 
 
@@ -372,6 +374,12 @@ def _contract(
         where = f"{path}.limits.{feature_id}"
         check.ref(where, feature_id, metered, "metered feature")
         check.non_negative(where, limit)
+    discount = contract.discount_percent
+    if discount is not None and not 0 <= discount <= 100:
+        raise check.fail(f"{path}.discount_percent", f"{discount} is not a percent", "use 0 to 100")
+    minimum = None
+    if contract.minimum is not None:
+        minimum = check.credits(f"{path}.minimum", contract.minimum, positive=True)
     return Contract(
         prices_femtos={
             model: check.prices(
@@ -382,6 +390,8 @@ def _contract(
         },
         outcome_prices_femtos=outcome_prices,
         limits=dict(contract.limits),
+        discount_percent=discount,
+        minimum_nanos=minimum,
     )
 
 

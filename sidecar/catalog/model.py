@@ -87,12 +87,16 @@ class Plan(_Model, frozen=True):
     """Default thresholds on every budget, compiled (engine/alerts.py)."""
     alert_balance: str | None = None
     """Default thresholds on the credit balance, compiled."""
+    fee_nanos: int = 0
+    """Per calendar month, prorated by the time the plan is in force."""
 
 
 class Contract(_Model, frozen=True):
     prices_femtos: dict[str, dict[str, int]]
     outcome_prices_femtos: dict[str, int]
     limits: dict[str, int]
+    discount_percent: int | None = None
+    minimum_nanos: int | None = None
 
 
 class Catalog(_Model, frozen=True):

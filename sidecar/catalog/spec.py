@@ -124,6 +124,8 @@ class PlanSpec(_Spec, frozen=True):
     """Default hard budget of one session (an agent run), in credits."""
     on_credits_exhausted: ExhaustedSpec = ExhaustedSpec()
     alerts: AlertsSpec = AlertsSpec()
+    fee: str | None = None
+    """Credits per month, prorated by the days a plan is in force (invoice preview)."""
     description: str = ""
 
 
@@ -137,6 +139,10 @@ class ContractSpec(_Spec, frozen=True):
     outcome_prices: dict[str, str] = {}
     limits: dict[str, int] = {}
     """Metered feature -> units per period."""
+    discount_percent: int | None = None
+    """Off every usage price (whole percent, 0 to 100), applied where calls are priced."""
+    minimum: str | None = None
+    """A monthly commitment in credits: the invoice adds a true-up when usage falls short."""
 
 
 class CatalogSpec(_Spec, frozen=True):

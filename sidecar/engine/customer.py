@@ -6,7 +6,14 @@ import msgspec
 
 from sidecar.catalog.model import Catalog, Contract
 
-__all__ = ["CustomerSnapshot", "limit_of", "outcome_price_of", "prices_of"]
+__all__ = [
+    "CustomerSnapshot",
+    "discount_of",
+    "limit_of",
+    "minimum_of",
+    "outcome_price_of",
+    "prices_of",
+]
 
 
 class CustomerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,19 +29,51 @@ def _contracts(catalog: Catalog, customer: CustomerSnapshot) -> tuple[Contract, 
     return tuple(layer for layer in layers if layer is not None)
 
 
-def prices_of(catalog: Catalog, customer: CustomerSnapshot, model: str) -> dict[str, int]:
-    """Femto-credits per unit of ``model`` for this customer, contract overrides applied."""
+def discount_of(catalog: Catalog, customer: CustomerSnapshot) -> int:
+    """The contract's percent off every usage price (the last layer that sets one); 0."""
+    discount = 0
+    for contract in _contracts(catalog, customer):
+        if contract.discount_percent is not None:
+            discount = contract.discount_percent
+    return discount
+
+
+def minimum_of(catalog: Catalog, customer: CustomerSnapshot) -> int | None:
+    """The contract's monthly commitment in nano-credits, if it has one."""
+    minimum = None
+    for contract in _contracts(catalog, customer):
+        if contract.minimum_nanos is not None:
+            minimum = contract.minimum_nanos
+    return minimum
+
+
+def _discounted(price: int, discount: int) -> int:
+    """A price with ``discount`` percent off, rounded down to the femto-credit (the customer's
+    way)."""
+    return price * (100 - discount) // 100
+
+
+def prices_of(
+    catalog: Catalog, customer: CustomerSnapshot, model: str, *, listed: bool = False
+) -> dict[str, int]:
+    """Femto-credits per unit of ``model`` for this customer, contract overrides and its
+    discount applied (``listed``: before the discount)."""
     prices = dict(catalog.prices_femtos.get(model, {}))
     for contract in _contracts(catalog, customer):
         prices.update(contract.prices_femtos.get(model, {}))
-    return prices
+    discount = 0 if listed else discount_of(catalog, customer)
+    return {kind: _discounted(price, discount) for kind, price in prices.items()}
 
 
-def outcome_price_of(catalog: Catalog, customer: CustomerSnapshot, outcome: str) -> int | None:
+def outcome_price_of(
+    catalog: Catalog, customer: CustomerSnapshot, outcome: str, *, listed: bool = False
+) -> int | None:
     price = catalog.outcome_prices_femtos.get(outcome)
     for contract in _contracts(catalog, customer):
         price = contract.outcome_prices_femtos.get(outcome, price)
-    return price
+    if price is None or listed:
+        return price
+    return _discounted(price, discount_of(catalog, customer))
 
 
 def limit_of(catalog: Catalog, customer: CustomerSnapshot, feature: str) -> int | None:

@@ -221,7 +221,9 @@ async def _invoice(request: web.Request) -> web.Response:
         start, end = _time(request, "from"), _time(request, "to")
     async with request.app[_POOL].acquire() as connection:
         catalogs = await load_catalogs(connection)
-        return json_response(await queries.invoice(connection, customer, start, end, catalogs))
+        current = request.app[_CATALOG]()
+        answer = await queries.invoice(connection, customer, start, end, catalogs, current)
+        return json_response(answer)
 
 
 def _csv(rows: list[dict[str, Any]], header: bool) -> bytes:
@@ -327,7 +329,9 @@ async def _console(request: web.Request) -> web.Response:
         invoice = None
         if team is None:
             catalogs = await load_catalogs(connection)
-            invoice = await queries.invoice(connection, customer, *month, catalogs)
+            invoice = await queries.invoice(
+                connection, customer, *month, catalogs, request.app[_CATALOG]()
+            )
         plan = await connection.fetchval(
             "SELECT plan FROM customer_changes WHERE customer = $1 ORDER BY ts DESC LIMIT 1",
             customer,

@@ -4,6 +4,14 @@ Pure: aggregated rows in, an ``InvoicePreview`` out. A line's ``amount`` is what
 charged (the ledger's sum, exact); its units are listed with the unit price of the catalog
 version and customer contract in force when they were committed, and ``quantity * price``.
 The invoice balances: ``subtotal`` = credits applied (by type) + overage.
+
+Settlement (catalog ``plans.<p>.fee``, contract ``discount_percent`` and ``minimum``): each
+plan's monthly fee is prorated by the share of its calendar month the plan was in force (a plan
+change in the middle of a month splits it; rounded down to the nano-credit per piece); the
+discount was applied to the prices the calls were charged at, and is listed as the listed
+prices' amount minus the charged one; the true-up, for a calendar month's invoice, is the
+commitment in force at its end minus the subtotal, when usage fell short. ``amount_due`` (beyond
+credits) = fees + overage + true-up.
 """
 
 from __future__ import annotations
@@ -13,16 +21,18 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from sidecar.catalog.model import MODEL_UNIT_KINDS, Catalog
-from sidecar.engine.customer import CustomerSnapshot, outcome_price_of, prices_of
+from sidecar.engine.customer import CustomerSnapshot, minimum_of, outcome_price_of, prices_of
+from sidecar.engine.periods import month_end_ms, period_start_ms
 from sidecar.ledger.state import CustomerFact, overrides_of
 from sidecar.ledger.wire import (
     CreditsApplied,
+    FeeLine,
     InvoiceLine,
     InvoicePreview,
     UnitLine,
     format_femtos,
 )
-from sidecar.money import format_credits
+from sidecar.money import FEMTOS_PER_NANO, format_credits
 from sidecar.times import format_time
 
 __all__ = ["LineTotal", "UnitTotal", "invoice_preview", "unit_price_femtos"]
@@ -45,18 +55,60 @@ class LineTotal(msgspec.Struct, frozen=True, kw_only=True):
     cost_nanos: int
 
 
-def unit_price_femtos(
-    catalog: Catalog, customer: str, change: CustomerFact | None, model: str | None, kind: str
-) -> int | None:
-    """Femto-credits per unit of ``kind`` for this customer under ``catalog``; None if unpriced."""
-    snapshot = CustomerSnapshot(
+def _snapshot(catalog: Catalog, customer: str, change: CustomerFact | None) -> CustomerSnapshot:
+    return CustomerSnapshot(
         id=customer,
         plan=change.plan if change else "",
         overrides=overrides_of(change.overrides, catalog) if change else None,
     )
+
+
+def unit_price_femtos(
+    catalog: Catalog,
+    customer: str,
+    change: CustomerFact | None,
+    model: str | None,
+    kind: str,
+    *,
+    listed: bool = False,
+) -> int | None:
+    """Femto-credits per unit of ``kind`` for this customer under ``catalog`` (``listed``:
+    before the contract's discount); None if unpriced."""
+    snapshot = _snapshot(catalog, customer, change)
     if kind in MODEL_UNIT_KINDS:
-        return prices_of(catalog, snapshot, model).get(kind) if model is not None else None
-    return outcome_price_of(catalog, snapshot, kind)
+        if model is None:
+            return None
+        return prices_of(catalog, snapshot, model, listed=listed).get(kind)
+    return outcome_price_of(catalog, snapshot, kind, listed=listed)
+
+
+def fee_lines(
+    changes: Sequence[CustomerFact], start_ms: int, end_ms: int, catalog: Catalog
+) -> list[tuple[FeeLine, int]]:
+    """Each plan's fee for the time it was in force within ``[start_ms, end_ms)``, prorated
+    per calendar month: the lines, with their amounts in nano-credits."""
+    out = []
+    for index, change in enumerate(changes):
+        until = changes[index + 1].ts_ms if index + 1 < len(changes) else end_ms
+        plan = catalog.plans.get(change.plan)
+        fee = plan.fee_nanos if plan is not None else 0
+        begin, stop = max(start_ms, change.ts_ms), min(end_ms, until)
+        month = period_start_ms("month", begin) if begin < stop else stop
+        while fee and month < stop:
+            following = month_end_ms(month)
+            piece_start, piece_end = max(begin, month), min(stop, following)
+            amount = fee * (piece_end - piece_start) // (following - month)
+            out.append((
+                FeeLine(
+                    plan=change.plan,
+                    start=format_time(piece_start),
+                    end=format_time(piece_end),
+                    amount=format_credits(amount),
+                ),
+                amount,
+            ))  # fmt: skip
+            month = following
+    return out
 
 
 def invoice_preview(
@@ -70,9 +122,12 @@ def invoice_preview(
     overage_nanos: int,
     changes: Sequence[CustomerFact],
     catalogs: Mapping[str, Catalog],
+    current: Catalog | None = None,
 ) -> InvoicePreview:
-    """Assemble the preview; ``credits`` are nano-credits burned by credit type."""
+    """Assemble the preview; ``credits`` are nano-credits burned by credit type; ``current``:
+    the catalog in force, whose fees and commitments settle the period."""
     priced: dict[tuple[str | None, str], dict[tuple[str, int | None], int]] = {}
+    discount_femtos = 0
     for unit in units:
         catalog = catalogs.get(unit.catalog_version)
         change = changes[min(unit.segment, len(changes) - 1)] if changes else None
@@ -81,6 +136,11 @@ def invoice_preview(
             if catalog is not None
             else None
         )
+        if catalog is not None and price is not None:
+            listed = unit_price_femtos(
+                catalog, customer, change, unit.model, unit.kind, listed=True
+            )
+            discount_femtos += ((listed or price) - price) * unit.quantity
         kinds = priced.setdefault((unit.model, unit.feature), {})
         kinds[(unit.kind, price)] = kinds.get((unit.kind, price), 0) + unit.quantity
     out_lines = []
@@ -105,12 +165,24 @@ def invoice_preview(
                 amount=format_credits(line.cost_nanos),
             )
         )
+    subtotal = sum(line.cost_nanos for line in lines)
+    fees = fee_lines(changes, start_ms, end_ms, current) if current is not None else []
+    true_up = 0
+    whole_month = (
+        period_start_ms("month", start_ms)
+        == start_ms
+        == end_ms - (month_end_ms(start_ms) - start_ms)
+    )
+    if current is not None and changes and whole_month:
+        minimum = minimum_of(current, _snapshot(current, customer, changes[-1]))
+        true_up = max(0, (minimum or 0) - subtotal)
+    fee_total = sum(amount for _, amount in fees)
     return InvoicePreview(
         customer=customer,
         start=format_time(start_ms),
         end=format_time(end_ms),
         lines=out_lines,
-        subtotal=format_credits(sum(line.cost_nanos for line in lines)),
+        subtotal=format_credits(subtotal),
         credits_applied=[
             CreditsApplied(credit_type=credit_type, amount=format_credits(amount))
             for credit_type, amount in sorted(credits.items())
@@ -118,4 +190,8 @@ def invoice_preview(
         ],
         overage=format_credits(overage_nanos),
         catalog_versions=sorted({unit.catalog_version for unit in units}),
+        fees=[fee for fee, _ in fees],
+        discount=format_credits(discount_femtos // FEMTOS_PER_NANO),
+        true_up=format_credits(true_up),
+        amount_due=format_credits(fee_total + overage_nanos + true_up),
     )

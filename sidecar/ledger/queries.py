@@ -263,8 +263,10 @@ async def invoice(
     start_ms: int,
     end_ms: int,
     catalogs: Mapping[str, Catalog],
+    current: Catalog | None = None,
 ) -> InvoicePreview:
-    """Line items per model and feature for calls committed in ``[start_ms, end_ms)``."""
+    """Line items per model and feature for calls committed in ``[start_ms, end_ms)``; with
+    ``current`` (the catalog in force), the period's fees and true-up (ledger/invoice.py)."""
     _range(start_ms, end_ms)
     args = (customer, time_of(start_ms), time_of(end_ms))
     async with connection.transaction(isolation="repeatable_read", readonly=True):
@@ -317,6 +319,7 @@ async def invoice(
         overage_nanos=overage,
         changes=changes,
         catalogs=catalogs,
+        current=current,
     )
     total = sum(int(r["amount_nanos"]) for r in fixed)
     return msgspec.structs.replace(preview, corrections=fixes, corrected=format_credits(total))

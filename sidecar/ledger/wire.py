@@ -25,6 +25,7 @@ __all__ = [
     "BudgetsAnswer",
     "CreditTypeBalance",
     "CreditsApplied",
+    "FeeLine",
     "InvoiceCorrection",
     "InvoiceLine",
     "InvoicePreview",
@@ -140,6 +141,14 @@ class InvoiceCorrection(_Answer, frozen=True):
     """Signed credits, from the customer's side: a refund or a credit adds."""
 
 
+class FeeLine(_Answer, frozen=True):
+    plan: str
+    start: str = msgspec.field(name="from")
+    end: str = msgspec.field(name="to")
+    amount: str
+    """The plan's monthly fee times the share of its month it was in force, rounded down."""
+
+
 class InvoicePreview(_Answer, frozen=True):
     customer: str
     start: str = msgspec.field(name="from")
@@ -154,6 +163,15 @@ class InvoicePreview(_Answer, frozen=True):
     """Refunds and adjustments made in the period: new entries, never a changed line."""
     corrected: str = "0.000000000"
     """Their sum: credits returned (+) or taken (-)."""
+    fees: list[FeeLine] = msgspec.field(default_factory=list)
+    """The plans' fees, prorated by the time each was in force (plan changes split them)."""
+    discount: str = "0.000000000"
+    """What the contract's discount took off the listed prices of these calls (their
+    ``amount`` is after it)."""
+    true_up: str = "0.000000000"
+    """For a calendar month: the contract's commitment minus ``subtotal``, when short."""
+    amount_due: str = "0.000000000"
+    """Beyond credits: fees + overage + true-up."""
 
 
 class AuditEntry(_Answer, frozen=True):

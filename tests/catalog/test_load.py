@@ -75,6 +75,9 @@ REJECTED = [
     ("alert_percent_out_of_range.yaml", "plans.pro.alerts.budgets[1]", "from 1% to 1000%"),
     ("alert_balance_percent.yaml", "plans.pro.alerts.balance[0]", "credits left"),
     ("alert_duplicate.yaml", "plans.pro.alerts.budgets", "names a threshold twice"),
+    ("negative_fee.yaml", "plans.pro.fee", "negative amount"),
+    ("discount_over_100.yaml", "contracts.acme.discount_percent", "150 is not a percent"),
+    ("zero_minimum.yaml", "contracts.acme.minimum", "amount is zero"),
     (
         "overdraft_on_deny.yaml",
         "features.chat.overdraft_per_call",

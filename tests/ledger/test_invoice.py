@@ -8,6 +8,8 @@ big 10 / 30, a resolved ticket 0.5 credit. acme (plan test) holds the plan's 1 p
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 import pytest
 
@@ -17,7 +19,7 @@ from sidecar.ledger.db import Pool, load_catalogs
 from sidecar.ledger.wire import month_range
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
-from sidecar.wire import UpsertCustomerRequest
+from sidecar.wire import GrantRequest, UpsertCustomerRequest
 from tests.conftest import Clock, Setup
 from tests.ledger.conftest import Call, drain, worker
 
@@ -81,6 +83,8 @@ async def test_invoice_preview_matches_hand_computed_line_items(
         "catalog_versions": [service.catalog.version],
         "corrections": [],  # none were made (tests/governance/test_corrections.py)
         "corrected": "0.000000000",
+        "fees": [], "discount": "0.000000000", "true_up": "0.000000000",
+        "amount_due": "0.000000000",
     }  # fmt: skip
     assert msgspec.to_builtins(globex)["lines"] == [
         {"model": "small", "feature": "chat", "events": 1, "amount": "0.003000000", "units": [
@@ -110,3 +114,51 @@ async def test_sub_nano_prices_are_listed_exactly_and_the_charge_carries(
     # 12 requests at 0.4 nano-credit are 4.8 exactly; charged 1, 2 and 1 (carry 0.6, 0.2, 0.8).
     assert (unit.quantity, unit.unit_price, unit.amount) == (12, "0.0000000004", "0.0000000048")
     assert line.amount == preview.subtotal == "0.000000004"
+
+
+async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
+    store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call
+) -> None:
+    """initech: on starter (30 a month) from Nov 19 noon, on scale (90) from Nov 24 noon, with a
+    contract of 10% off and a 100-credit monthly commitment."""
+    contract = ContractSpec(discount_percent=10, minimum="100")
+    await service.upsert_customer(
+        "initech", UpsertCustomerRequest(plan="starter", overrides=contract)
+    )
+    await service.grant(
+        "initech", GrantRequest(credit_type="paid", amount="100", idempotency_key="g")
+    )
+    first = await call("initech", units={"input_tokens": 1_000_000})  # listed 1, charged 0.9
+    assert first.cost == "0.900000000"  # the discount is applied where the call is priced
+    clock.advance(5 * DAY_MS)
+    await service.upsert_customer(
+        "initech", UpsertCustomerRequest(plan="scale", overrides=contract)
+    )
+    second = await call("initech", units={"output_tokens": 2_000_000})  # listed 8, charged 7.2
+    assert second.cost == "7.200000000"
+    await drain(worker(store, pool))
+
+    start, end = month_range("2026-11")
+    async with pool.acquire() as db:
+        catalogs = await load_catalogs(db)
+        current = catalogs[service.catalog.version]
+        bill = await queries.invoice(db, "initech", start, end, catalogs, current)
+        december = await queries.invoice(db, "initech", *month_range("2026-12"), catalogs, current)
+
+    month = Decimal(30)  # days in November
+    starter = Decimal(30) * 5 / month  # Nov 19 12:00 to Nov 24 12:00
+    scale = Decimal(90) * Decimal("6.5") / month  # to Dec 1 00:00
+    subtotal = Decimal("0.9") + Decimal("7.2")
+    true_up = Decimal(100) - subtotal
+    assert [(f.plan, f.start, f.end, Decimal(f.amount)) for f in bill.fees] == [
+        ("starter", "2026-11-19T12:00:00.000Z", "2026-11-24T12:00:00.000Z", starter),
+        ("scale", "2026-11-24T12:00:00.000Z", "2026-12-01T00:00:00.000Z", scale),
+    ]
+    assert Decimal(bill.subtotal) == subtotal
+    assert Decimal(bill.discount) == Decimal(1 + 8) - subtotal
+    assert Decimal(bill.true_up) == true_up
+    assert Decimal(bill.overage) == 0
+    assert Decimal(bill.amount_due) == starter + scale + true_up
+    # December: the whole month on scale, no usage: the fee and the whole commitment.
+    assert [(f.plan, Decimal(f.amount)) for f in december.fees] == [("scale", Decimal(90))]
+    assert Decimal(december.true_up) == 100
