@@ -19,7 +19,7 @@ from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import Catalog, Contract
 from sidecar.catalog.spec import ContractSpec
 from sidecar.engine.customer import CustomerSnapshot
-from sidecar.engine.periods import month_end_ms, period_ids
+from sidecar.engine.periods import month_end_ms, period_ids, period_start_ms
 from sidecar.errors import CreditgateError, StoreError
 from sidecar.settings import FALLBACK_CUSTOMER_TTL_S
 from sidecar.store import layout
@@ -155,16 +155,24 @@ class CustomerDirectory:
             return None
 
     async def issue_plan_grants(
-        self, customer: str, plan_id: str, catalog: Catalog, now_ms: int
+        self, customer: str, plan_id: str, catalog: Catalog, now_ms: int, *, prorated: bool = False
     ) -> None:
-        """Issue this month's recurring grants of the plan; a retry issues nothing twice."""
+        """Issue this month's recurring grants of the plan; a retry issues nothing twice.
+        ``prorated`` (a plan change in the middle of a month): each for the share of the month
+        left, rounded down to the nano-credit; the next month's is whole again."""
         month = period_ids(now_ms).month
+        start, end = period_start_ms("month", now_ms), month_end_ms(now_ms)
         for index, grant in enumerate(catalog.plans[plan_id].grants):
+            amount = grant.amount_nanos
+            if prorated:
+                amount = amount * (end - now_ms) // (end - start)
+            if amount == 0:
+                continue
             await self.store.grant(
                 customer,
                 idempotency_key=f"plan:{plan_id}:{index}:{month}",
                 credit_type=grant.credit_type,
-                amount_nanos=grant.amount_nanos,
+                amount_nanos=amount,
                 priority=catalog.credit_types[grant.credit_type].priority,
                 expires_at_ms=month_end_ms(now_ms),
                 now_ms=now_ms,

@@ -100,12 +100,17 @@ class Admin(Context):
             compile_overrides(request.overrides, catalog)
             overrides = msgspec.json.encode(request.overrides).decode()
         detail = {"plan": request.plan, "overrides": request.overrides is not None}
+        before = await self.store.get_customer(customer_id)
         result = await self.store.upsert_customer(
             customer_id, plan=request.plan, overrides=overrides, now_ms=now,
             audit=audit_fields(caller, customer_id, "customer.upsert", detail, now),
         )  # fmt: skip
         await self.customers.changed(customer_id)
-        await self.customers.issue_plan_grants(customer_id, request.plan, catalog, now)
+        # A plan change in the middle of a month: the new plan's allowance for the days left.
+        changed = before is not None and before.plan != request.plan
+        await self.customers.issue_plan_grants(
+            customer_id, request.plan, catalog, now, prorated=changed
+        )
         return CustomerResponse(customer=customer_id, plan=request.plan, result=result)
 
     async def grant(

@@ -134,6 +134,11 @@ async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
     await service.upsert_customer(
         "initech", UpsertCustomerRequest(plan="scale", overrides=contract)
     )
+    # The change's allowance: 30 promo credits for the 6.5 days left of November's 30.
+    promo = [b for b in (await service.balance("initech")).buckets if b.credit_type == "promo"]
+    assert [(Decimal(b.amount), b.expires_at) for b in promo] == [
+        (Decimal(30) * Decimal("6.5") / 30, "2026-12-01T00:00:00.000Z")
+    ]
     second = await call("initech", units={"output_tokens": 2_000_000})  # listed 8, charged 7.2
     assert second.cost == "7.200000000"
     await drain(worker(store, pool))
@@ -158,6 +163,10 @@ async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
     assert Decimal(bill.discount) == Decimal(1 + 8) - subtotal
     assert Decimal(bill.true_up) == true_up
     assert Decimal(bill.overage) == 0
+    # Promo first (the prorated 6.5), then paid: 0.9 + 0.7.
+    assert [(c.credit_type, Decimal(c.amount)) for c in bill.credits_applied] == [
+        ("paid", Decimal("1.6")), ("promo", Decimal("6.5"))
+    ]  # fmt: skip
     assert Decimal(bill.amount_due) == starter + scale + true_up
     # December: the whole month on scale, no usage: the fee and the whole commitment.
     assert [(f.plan, Decimal(f.amount)) for f in december.fees] == [("scale", Decimal(90))]
