@@ -25,6 +25,7 @@ from sidecar.money import MAX_INT64, parse_credits, parse_price
 
 __all__ = ["compile_catalog", "compile_overrides"]
 
+MAX_ROLLOVER_MONTHS = 24
 _ALERT_FIXES = {
     "budgets": 'write a whole percent of the limit, "80%", or credits used, "250"',
     "balance": 'write credits left, like "10"',
@@ -291,10 +292,21 @@ def _plan(
     for index, grant in enumerate(plan.grants):
         where = f"{path}.grants[{index}]"
         check.ref(f"{where}.credit_type", grant.credit_type, credit_types, "credit type")
+        cap, months = None, 1
+        if grant.rollover is not None:
+            cap = check.credits(f"{where}.rollover.cap", grant.rollover.cap, positive=True)
+            months = grant.rollover.expires_after_months
+            if not 1 <= months <= MAX_ROLLOVER_MONTHS:
+                raise check.fail(
+                    f"{where}.rollover.expires_after_months", f"{months} months",
+                    f"use 1 to {MAX_ROLLOVER_MONTHS}",
+                )  # fmt: skip
         grants.append(
             Grant(
                 credit_type=grant.credit_type,
                 amount_nanos=check.credits(f"{where}.amount", grant.amount, positive=True),
+                rollover_cap_nanos=cap,
+                rollover_months=months,
             )
         )
     rate_limits = []

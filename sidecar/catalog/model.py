@@ -66,6 +66,9 @@ class PlanFeature(_Model, frozen=True):
 class Grant(_Model, frozen=True):
     credit_type: str
     amount_nanos: int
+    rollover_cap_nanos: int | None = None
+    """What is left at the month's end rolls over, up to this (ledger/close.py); None: nothing."""
+    rollover_months: int = 1
 
 
 class RateLimit(_Model, frozen=True):

@@ -86,11 +86,21 @@ class PlanFeatureSpec(_Spec, frozen=True):
     """Config features: the value this plan gets."""
 
 
+class RolloverSpec(_Spec, frozen=True):
+    """What of a month's grant is left at its end moves into a bucket of its own."""
+
+    cap: str
+    """At most this many credits roll over."""
+    expires_after_months: int = 1
+    """The rolled-over bucket expires at the end of this many more months."""
+
+
 class GrantSpec(_Spec, frozen=True):
     credit_type: str
     amount: str
     every: Literal["month"] = "month"
     """Recurring: issued at the start of each calendar month (UTC) and expiring at its end."""
+    rollover: RolloverSpec | None = None
 
 
 class RateLimitSpec(_Spec, frozen=True):

@@ -24,7 +24,9 @@ from aiohttp import web
 from redis.exceptions import RedisClusterException, RedisError
 
 from sidecar.catalog import Catalog, load_catalog
+from sidecar.engine.periods import period_start_ms
 from sidecar.http.probes import probes_app
+from sidecar.ledger.close import roll_over
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.generation import Epochs, watch_once
@@ -43,13 +45,15 @@ from sidecar.settings import SettingsError
 from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
 from sidecar.store.topology import agree_layout, check_health, make_client
-from sidecar.times import wall_clock_ms
+from sidecar.times import format_time, wall_clock_ms
 
 __all__ = ["RESTART_DELAY_MAX_S", "Ledger", "serve_ledger"]
 
 log = logging.getLogger(__name__)
 RESTART_DELAY_MAX_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
+CLOSE_EVERY_S = 60.0
+"""How often the service checks whether a month has ended to close (ledger/close.py)."""
 PROBE_TIMEOUT_S = 2.0
 LAG_TIMEOUT_S = 30.0
 
@@ -66,6 +70,8 @@ class Ledger:
         self.redis = make_client(settings.redis, socket_timeout=10)
         self.ingestors: list[Ingestor] = []
         self.store: RedisStore | None = None
+        self._closed: int | None = None
+        """The end of the last month this service closed (ledger/close.py)."""
         """For corrections (ledger/corrections.py): the store the sidecars use, its scripts."""
         self.metrics = LedgerMetrics()
         self.watcher = CatalogWatcher(
@@ -132,15 +138,16 @@ class Ledger:
             self._watch = asyncio.create_task(self.watcher.run())
         self._lag = asyncio.create_task(self._refresh_lag_until_stopped())
         self._generation = asyncio.create_task(self._check_generation_until_stopped())
+        # The sidecars' store, for corrections and rollovers (its scripts); the layout is the one
+        # agreed above: its own agreement would mark a generation the ledger may have fenced.
+        self.store = RedisStore(self.settings.redis)
+        self.store.layout = layout
+        self._tasks.append(asyncio.create_task(self._close_months_until_stopped()))
         self.webhooks = Dispatcher(
             self.pool, self.metrics, backoff_base_s=self.settings.webhook_backoff_ms / 1000
         )
         self._tasks.append(asyncio.create_task(self.webhooks.run(self._stop)))
         if self.settings.token is not None:
-            # The sidecars' store, for corrections (its scripts); the layout is the one agreed
-            # above: its own agreement would mark a generation the ledger may have fenced.
-            self.store = RedisStore(self.settings.redis)
-            self.store.layout = layout
             app = ledger_app(
                 self.pool, self.settings.token, self.status, self._scoped_token, self._catalog,
                 self.store,
@@ -158,6 +165,33 @@ class Ledger:
         self._runners.append(runner)
         await web.TCPSite(runner, host, port).start()
         return int(runner.addresses[0][1])
+
+    async def close_month(self, now_ms: int) -> None:
+        """Roll over the month that ended last (ledger/close.py) once every entry appended
+        before its end is stored; a month closed already is not closed again here (and would
+        roll nothing twice)."""
+        assert self.pool is not None
+        assert self.store is not None
+        end = period_start_ms("month", now_ms)
+        if end == self._closed or not self.ingestors:
+            return
+        lag = await self.ingestors[0].reader.lag()
+        if lag.oldest_ms is not None and lag.oldest_ms < end:
+            return  # not all of the month is stored yet
+        async with self.pool.acquire() as connection:
+            rolled = await roll_over(connection, self.store, self.catalog, end, now_ms)
+        if rolled:
+            log.info("month ending %s closed: %d rollover buckets", format_time(end), rolled)
+        self._closed = end
+
+    async def _close_months_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.close_month(wall_clock_ms())
+            except (RedisError, RedisClusterException, OSError, asyncpg.PostgresError) as error:
+                log.warning("closing the month failed (%s); trying again soon", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CLOSE_EVERY_S)
 
     def _catalog(self) -> Catalog:
         return self.catalog

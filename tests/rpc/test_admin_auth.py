@@ -11,10 +11,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from sidecar.client import GrpcClient
+from sidecar.engine.periods import month_end_ms, period_start_ms
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.server import Sidecar
 from sidecar.store.redis_store import RedisStore
+from sidecar.times import wall_clock_ms
 from tests.rpc.conftest import (
     ADMIN_TOKEN,
     AUTH,
@@ -90,18 +92,27 @@ async def test_the_right_token_opens_every_admin_rpc(
 ) -> None:
     """The control for the test above: the same first five calls with the token succeed."""
     await seed(grpc_client, plan="free", grants={"paid": "1"})
+    before = wall_clock_ms()
     answers = [
         await getattr(stubs.admin, rpc)(request, timeout=5, metadata=AUTH)
         for rpc, request in ROUTES[:5]
     ]
+    after = wall_clock_ms()
     assert (answers[0].customer, answers[0].plan) == ("acme", "enterprise")
     assert (answers[1].customer, answers[1].plan) == ("newco", "pro")
     assert (answers[2].result, answers[2].amount_nanos) == (pb.GRANT_RESULT_GRANTED, 5 * 10**9)
     assert (answers[3].scope, answers[3].limit_nanos) == ("team:eng", 1)
     assert answers[4].plan == "enterprise"
-    # free's promo grant stays after the upgrade; enterprise adds its own; 1 + 5 paid.
-    expected = plan_grant("free") + plan_grant("enterprise") + 1 + 5
-    assert answers[4].balance_nanos == nanos(expected)
+    # free's promo grant stays after the upgrade; enterprise adds its own for the rest of the
+    # month (a change in the middle of one: the share left, of the wall clock's month); 1 + 5
+    # paid.
+    (upgrade,) = [b for b in answers[4].buckets if b.credit_type == "included"]
+    start, end = period_start_ms("month", before), month_end_ms(before)
+    full = nanos(plan_grant("enterprise"))
+    assert full * (end - after) // (end - start) <= upgrade.amount_nanos
+    assert upgrade.amount_nanos <= full * (end - before) // (end - start)
+    expected = nanos(plan_grant("free") + 1 + 5) + upgrade.amount_nanos
+    assert answers[4].balance_nanos == expected
     assert await store.client.exists(store.layout.customer_key("newco")) == 1
     # The scheme is case-insensitive, as RFC 7235 says.
     lower = await stubs.admin.GetCustomer(
