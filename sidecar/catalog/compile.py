@@ -148,6 +148,37 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         for model, model_spec in spec.models.items()
     }
 
+    volume: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
+    for model, model_spec in spec.models.items():
+        for kind, tiers in model_spec.volume.items():
+            where = f"models.{model}.volume.{kind}"
+            if kind not in prices[model]:
+                raise check.fail(where, f"{model} has no price for {kind}", "price it first")
+            compiled, last = [], 0
+            for index, tier in enumerate(tiers):
+                at = f"{where}[{index}]"
+                if tier.units <= last:
+                    raise check.fail(
+                        f"{at}.units", f"{tier.units} units", "list tiers by growing units, above 0"
+                    )
+                price = check.price(f"{at}.price_per_million", tier.price_per_million,
+                                    per_million=True)  # fmt: skip
+                if price > prices[model][kind]:
+                    raise check.fail(
+                        f"{at}.price_per_million", "is above the list price",
+                        "a volume price lowers the price",
+                    )  # fmt: skip
+                compiled.append((tier.units, price))
+                last = tier.units
+            volume.setdefault(model, {})[kind] = tuple(compiled)
+    if volume:
+        if spec.rebate_credit_type is None:
+            raise check.fail(
+                "rebate_credit_type", "volume pricing has no credit type to rebate in",
+                "add rebate_credit_type: paid (a declared credit type)",
+            )  # fmt: skip
+        check.ref("rebate_credit_type", spec.rebate_credit_type, credit_types, "credit type")
+
     max_output = {}
     for model, model_spec in spec.models.items():
         if model_spec.max_output_tokens is not None:
@@ -221,6 +252,8 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         prices_femtos=prices,
         outcome_prices_femtos=outcome_prices,
         max_output_tokens=max_output,
+        volume_femtos=volume,
+        rebate_credit_type=spec.rebate_credit_type,
         features=features,
         plans=plans,
         contracts=contracts,

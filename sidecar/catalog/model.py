@@ -116,3 +116,7 @@ class Catalog(_Model, frozen=True):
     features: dict[str, Feature]
     plans: dict[str, Plan]
     contracts: dict[str, Contract]
+
+    volume_femtos: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
+    """Model -> unit kind -> (from units, femto-credits per unit), ascending (ledger/close.py)."""
+    rebate_credit_type: str | None = None

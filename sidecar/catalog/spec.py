@@ -40,6 +40,13 @@ class CreditTypeSpec(_Spec, frozen=True):
     description: str = ""
 
 
+class VolumeTierSpec(_Spec, frozen=True):
+    """From this many units of a kind in a month, every unit of that month at this price."""
+
+    units: int
+    price_per_million: str
+
+
 class ModelSpec(_Spec, frozen=True):
     prices_per_million: dict[str, str] = {}
     """Credits per million units, by unit kind (input_tokens, output_tokens, ...)."""
@@ -48,6 +55,8 @@ class ModelSpec(_Spec, frozen=True):
     max_output_tokens: int | None = None
     """The most output tokens one call can produce: the proxy's worst case for a call that
     sets no ``max_tokens`` (sidecar/proxy/bounds.py)."""
+    volume: dict[str, list[VolumeTierSpec]] = {}
+    """Volume pricing by unit kind, settled when the month closes (ledger/close.py)."""
     description: str = ""
 
 
@@ -162,4 +171,6 @@ class CatalogSpec(_Spec, frozen=True):
     plans: dict[str, PlanSpec]
     outcomes: dict[str, OutcomeSpec] = {}
     contracts: dict[str, ContractSpec] = {}
+    rebate_credit_type: str | None = None
+    """The credit type volume rebates are granted in; required with volume pricing."""
     name: str = ""

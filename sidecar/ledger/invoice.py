@@ -23,6 +23,7 @@ import msgspec
 from sidecar.catalog.model import MODEL_UNIT_KINDS, Catalog
 from sidecar.engine.customer import CustomerSnapshot, minimum_of, outcome_price_of, prices_of
 from sidecar.engine.periods import month_end_ms, period_start_ms
+from sidecar.engine.volume import volume_rebates
 from sidecar.ledger.state import CustomerFact, overrides_of
 from sidecar.ledger.wire import (
     CreditsApplied,
@@ -173,9 +174,21 @@ def invoice_preview(
         == start_ms
         == end_ms - (month_end_ms(start_ms) - start_ms)
     )
+    rebate = 0
     if current is not None and changes and whole_month:
         minimum = minimum_of(current, _snapshot(current, customer, changes[-1]))
         true_up = max(0, (minimum or 0) - subtotal)
+        month_units: dict[tuple[str, str], int] = {}
+        for unit in units:
+            if unit.model is not None:
+                key = (unit.model, unit.kind)
+                month_units[key] = month_units.get(key, 0) + unit.quantity
+        last = changes[-1]
+
+        def price_of(model: str, kind: str) -> int | None:
+            return unit_price_femtos(current, customer, last, model, kind)
+
+        rebate = sum(volume_rebates(current, month_units, price_of).values()) // FEMTOS_PER_NANO
     fee_total = sum(amount for _, amount in fees)
     return InvoicePreview(
         customer=customer,
@@ -194,4 +207,5 @@ def invoice_preview(
         discount=format_credits(discount_femtos // FEMTOS_PER_NANO),
         true_up=format_credits(true_up),
         amount_due=format_credits(fee_total + overage_nanos + true_up),
+        rebate=format_credits(rebate),
     )

@@ -26,7 +26,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.engine.periods import period_start_ms
 from sidecar.http.probes import probes_app
-from sidecar.ledger.close import roll_over
+from sidecar.ledger.close import grant_rebates, roll_over
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.generation import Epochs, watch_once
@@ -178,10 +178,15 @@ class Ledger:
         lag = await self.ingestors[0].reader.lag()
         if lag.oldest_ms is not None and lag.oldest_ms < end:
             return  # not all of the month is stored yet
+        start = period_start_ms("month", end - 1)
         async with self.pool.acquire() as connection:
             rolled = await roll_over(connection, self.store, self.catalog, end, now_ms)
-        if rolled:
-            log.info("month ending %s closed: %d rollover buckets", format_time(end), rolled)
+            rebates = await grant_rebates(connection, self.store, self.catalog, start, end, now_ms)
+        if rolled or rebates:
+            log.info(
+                "month ending %s closed: %d rollover buckets, %d volume rebates",
+                format_time(end), rolled, rebates,
+            )  # fmt: skip
         self._closed = end
 
     async def _close_months_until_stopped(self) -> None:

@@ -172,6 +172,9 @@ class InvoicePreview(_Answer, frozen=True):
     """For a calendar month: the contract's commitment minus ``subtotal``, when short."""
     amount_due: str = "0.000000000"
     """Beyond credits: fees + overage + true-up."""
+    rebate: str = "0.000000000"
+    """For a calendar month: the volume rebate its close grants back as credits (ledger/
+    close.py), from the tier each model's month of units reached."""
 
 
 class AuditEntry(_Answer, frozen=True):

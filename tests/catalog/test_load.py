@@ -76,6 +76,12 @@ REJECTED = [
     ("alert_balance_percent.yaml", "plans.pro.alerts.balance[0]", "credits left"),
     ("alert_duplicate.yaml", "plans.pro.alerts.budgets", "names a threshold twice"),
     ("negative_fee.yaml", "plans.pro.fee", "negative amount"),
+    (
+        "volume_above_list.yaml",
+        "models.gpt-4o.volume.input_tokens[0].price_per_million",
+        "above the list price",
+    ),
+    ("volume_without_rebate_type.yaml", "rebate_credit_type", "no credit type to rebate in"),
     ("rollover_too_long.yaml", "plans.pro.grants[0].rollover.expires_after_months", "36 months"),
     ("discount_over_100.yaml", "contracts.acme.discount_percent", "150 is not a percent"),
     ("zero_minimum.yaml", "contracts.acme.minimum", "amount is zero"),

@@ -84,7 +84,7 @@ async def test_invoice_preview_matches_hand_computed_line_items(
         "corrections": [],  # none were made (tests/governance/test_corrections.py)
         "corrected": "0.000000000",
         "fees": [], "discount": "0.000000000", "true_up": "0.000000000",
-        "amount_due": "0.000000000",
+        "amount_due": "0.000000000", "rebate": "0.000000000",
     }  # fmt: skip
     assert msgspec.to_builtins(globex)["lines"] == [
         {"model": "small", "feature": "chat", "events": 1, "amount": "0.003000000", "units": [
