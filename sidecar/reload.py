@@ -24,9 +24,12 @@ __all__ = ["CatalogWatcher"]
 log = logging.getLogger(__name__)
 
 
-def _read(path: Path) -> tuple[bytes, Catalog | CatalogError]:
-    """The file's bytes and what they parse to (off the event loop: both can take a while)."""
+def _read(path: Path, seen: bytes | None) -> tuple[bytes, Catalog | CatalogError | None]:
+    """The file's bytes and what they parse to (off the event loop: both can take a while);
+    None when they are the bytes ``seen`` last time (nothing to parse)."""
     data = path.read_bytes()
+    if data == seen:
+        return data, None
     try:
         return data, parse_catalog(data.decode("utf-8"), file=str(path))
     except UnicodeDecodeError as error:
@@ -59,7 +62,7 @@ class CatalogWatcher:
     async def check(self) -> str:
         """Look at the file once: "unchanged", "applied", "same_version" or "rejected"."""
         try:
-            data, parsed = await asyncio.to_thread(_read, self.path)
+            data, parsed = await asyncio.to_thread(_read, self.path, self._seen)
         except OSError as error:
             if not self._unreadable:
                 self._unreadable = True
@@ -70,10 +73,13 @@ class CatalogWatcher:
                     extra=self._context(),
                 )
             return "rejected"
-        unchanged = data == self._seen and not self._unreadable
+        unchanged = parsed is None and not self._unreadable
         self._seen, self._unreadable = data, False
         if unchanged:
             return "unchanged"
+        if parsed is None:  # readable again, and as it was: check it as a change
+            parsed = (await asyncio.to_thread(_read, self.path, None))[1]
+            assert parsed is not None
         if isinstance(parsed, CatalogError):
             self.reloads.labels("rejected").inc()
             log.error(
