@@ -1,8 +1,9 @@
 """Relaying a streamed chat completion (server-sent events), chunk by chunk as it arrives.
 
 A stream may hold less than its worst case (the feature's ``stream_hold_tokens``): before a
-chunk is forwarded that would take what was delivered past the output held, the hold grows
-by a step (``Decisions.grow``: one atomic check of every cap, idempotent per step). When a
+batch of chunks is forwarded that would take what was delivered past the output held, the
+hold grows (``Hold.cover``; each step ``Decisions.grow``: one atomic check of every cap,
+idempotent per step). When a
 step is refused, nothing more is forwarded: the client gets a last chunk with
 ``finish_reason: "length"`` and ``"creditgate": {"cut_off": <reason>, "scope": ...}``, then
 ``[DONE]``; the upstream request is closed, and what was delivered is committed, flagged
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 DONE = b"[DONE]"
+DONE_EVENT = b"data: " + DONE + b"\n\n"
 
 
 class Hold:
@@ -52,67 +54,209 @@ class Hold:
 
     async def cover(self, settlement: Settlement, output: int) -> GrowReply | None:
         """Grow until ``output`` tokens are held (never past the worst case); the refusal,
-        or None."""
-        while output > self.output and self.output < self.worst["output_tokens"]:
-            more = min(self.step, self.worst["output_tokens"] - self.output)
-            self.steps += 1
-            reply = await settlement.service.grow(
-                settlement.reservation_id, self.steps, {"output_tokens": more}
-            )
-            if reply.result != "grown":
+        or None. A step holds as much again as is held (at least the feature's step), so a
+        long stream grows a few times, not once per step; a refused step is retried with
+        just what ``output`` needs, so that a call that fits is never cut off."""
+        worst = self.worst["output_tokens"]
+        while output > self.output and self.output < worst:
+            need = min(output, worst) - self.output
+            more = min(max(self.step, self.output), worst - self.output)
+            reply = await self._grow(settlement, more)
+            if reply is not None and more > need:
+                reply = await self._grow(settlement, need)
+            if reply is not None:
                 return reply
-            self.output += more
+        return None
+
+    async def _grow(self, settlement: Settlement, more: int) -> GrowReply | None:
+        self.steps += 1
+        reply = await settlement.service.grow(
+            settlement.reservation_id, self.steps, {"output_tokens": more}
+        )
+        if reply.result != "grown":
+            return reply
+        self.output += more
         return None
 
 
-def _cut_off(chunk: dict[str, Any], refusal: GrowReply) -> bytes:
+def _cut_off(data: bytes, refusal: GrowReply) -> bytes:
+    """The last chunk, after ``data`` (the chunk that did not fit), and ``[DONE]``."""
+    chunk = _decode(data)
     reason = refusal.reason or "store_unavailable"
     last = {
         **{k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk},
         "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
         "creditgate": {"cut_off": reason, "scope": refusal.scope},
     }
-    return b"data: " + _encode(last) + b"\n\ndata: [DONE]\n\n"
+    return b"data: " + _encode(last) + b"\n\n" + DONE_EVENT
 
 
-Event = tuple[bytes, bytes | None]
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
 
 
-def _event(raw: bytes) -> Event:
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+class Chunk(msgspec.Struct):
+    """What the relay reads of a chunk (the rest is forwarded as it came)."""
+
+    choices: list[_Choice] | None = None
+    usage: dict[str, Any] | None = None
+
+
+_chunk = msgspec.json.Decoder(Chunk).decode
+
+
+def _utf8(text: str | None) -> int:
+    return 0 if text is None else len(text.encode())
+
+
+def delivered_tokens(chunk: Chunk) -> int:
+    """An upper bound of the output tokens one chunk delivers: the UTF-8 bytes of its text."""
+    total = 0
+    for choice in chunk.choices or ():
+        delta = choice.delta
+        if delta is None:
+            continue
+        total += _utf8(delta.content) + _utf8(delta.refusal) + _utf8(delta.reasoning_content)
+        for call in delta.tool_calls or ():
+            if call.function is not None:
+                total += _utf8(call.function.name) + _utf8(call.function.arguments)
+    return total
+
+
+def _data(raw: bytes) -> bytes | None:
+    """The ``data`` payload of one event (its last data line), or None."""
+    if raw.startswith(b"data: ") and b"\n" not in raw:  # the shape every provider sends
+        return raw[6:].strip()
     data = None
     for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
             data = line[5:].strip()
-    return raw + b"\n\n", data
+    return data
 
 
-async def batches(content: aiohttp.StreamReader) -> AsyncIterator[list[Event]]:
-    """The server-sent events as they arrive: each read's complete events, as (raw bytes,
-    ``data`` payload or None), so that what arrived together is forwarded in one write."""
+class Event(msgspec.Struct):
+    raw: bytes
+    """As it came, with its blank line."""
+    data: bytes | None
+    tokens: int
+
+
+_chunks = msgspec.json.Decoder(list[Chunk]).decode
+_SEPARATOR = b"\n\ndata: "
+
+
+class Batch:
+    """The complete events of one read: what to forward, the output they deliver, the usage
+    if it came, and whether the stream ended (``[DONE]``, sent only once the call is paid).
+
+    ``block`` is the events without their last blank line. When every event is one ``data``
+    line of a chunk, which is what providers send, the chunks are decoded in one call and
+    forwarded as they came; otherwise (and to cut a batch short) event by event."""
+
+    def __init__(self, block: bytes, wants_usage: bool) -> None:
+        self.block = block
+        self.wants_usage = wants_usage
+        self.done = block.endswith(b"data: " + DONE)
+        if self.done:
+            block = block[: -len(b"data: " + DONE)].rstrip(b"\n")
+        self.usage: dict[str, Any] | None = None
+        chunks = self._at_once(block)
+        if chunks is None:
+            self.events = self._one_by_one(block)
+            self.out = b"".join(event.raw for event in self.events)
+            self.tokens = sum(event.tokens for event in self.events)
+            return
+        self.out = block + b"\n\n" if block else b""
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+        if chunks and self._stripped(chunks[-1]):  # where providers put it: last
+            last = block.rfind(_SEPARATOR)
+            self.out = b"" if last < 0 else block[:last] + b"\n\n"
+        self.tokens = sum(delivered_tokens(chunk) for chunk in chunks)
+
+    def _stripped(self, chunk: Chunk) -> bool:
+        """The usage chunk, when the client did not ask for it."""
+        return chunk.usage is not None and not chunk.choices and not self.wants_usage
+
+    def _at_once(self, block: bytes) -> list[Chunk] | None:
+        if not block:
+            return []
+        separators = block.count(_SEPARATOR)
+        if not block.startswith(b"data: ") or block.count(b"\n") != 2 * separators:
+            return None
+        if DONE in block:
+            return None  # an event to stop at
+        chunks = _chunks(b"[" + block[6:].replace(_SEPARATOR, b",") + b"]")
+        if any(self._stripped(chunk) for chunk in chunks[:-1]):
+            return None
+        return chunks
+
+    def _one_by_one(self, block: bytes) -> list[Event]:
+        events = []
+        for raw in block.split(b"\n\n"):
+            if not raw.strip():
+                continue
+            data = _data(raw)
+            if data == DONE:
+                self.done = True
+                break
+            tokens = 0
+            if data is not None:
+                chunk = _chunk(data)
+                if chunk.usage is not None:
+                    self.usage = chunk.usage
+                if self._stripped(chunk):
+                    continue
+                tokens = delivered_tokens(chunk)
+            events.append(Event(raw + b"\n\n", data, tokens))
+        return events
+
+    def within(self, room: int) -> tuple[bytes, int, Event | None]:
+        """What to forward so that no more than ``room`` tokens are delivered, the tokens it
+        delivers, and the first event left out, if any."""
+        if self.tokens <= room:
+            return self.out, self.tokens, None
+        out, total = bytearray(), 0
+        for event in self._one_by_one(self.block):
+            if total + event.tokens > room:
+                return bytes(out), total, event
+            total += event.tokens
+            out += event.raw
+        return bytes(out), total, None
+
+
+async def batches(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The server-sent events as they arrive: each read's complete ones, together and
+    without their last blank line, so that what arrived together is forwarded in one write."""
     pending = b""
     async for block in content.iter_any():
-        pending += block.replace(b"\r\n", b"\n")
-        *complete, pending = pending.split(b"\n\n")
-        if complete:
-            yield [_event(raw) for raw in complete if raw.strip()]
+        pending += block
+        if b"\r" in pending:  # CRLF line ends (the format allows them); a lone CR waits
+            pending = pending.replace(b"\r\n", b"\n")
+        end = pending.rfind(b"\n\n")
+        if end >= 0:
+            complete, pending = pending[:end], pending[end + 2 :]
+            if complete.strip():
+                yield complete.strip(b"\n")
     if pending.strip():
-        yield [_event(pending)]
-
-
-def delivered_tokens(chunk: dict[str, Any]) -> int:
-    """An upper bound of the output tokens one chunk delivers: the UTF-8 bytes of its text."""
-    total = 0
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        for field in ("content", "refusal", "reasoning_content"):
-            if isinstance(delta.get(field), str):
-                total += len(delta[field].encode())
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
-            for field in ("name", "arguments"):
-                if isinstance(function.get(field), str):
-                    total += len(function[field].encode())
-    return total
+        yield pending.strip(b"\n")
 
 
 async def relay(
@@ -147,28 +291,19 @@ async def relay(
         await response.prepare(request)
         usage, delivered, tail = None, 0, b""
         try:
-            async for batch in batches(upstream.content):
-                out = bytearray()
-                for raw, data in batch:
-                    if data == DONE:  # sent once the call is settled: its end means it is paid
-                        tail = raw
-                        break
-                    if data is not None:
-                        chunk = _decode(data)
-                        if chunk.get("usage") is not None:
-                            usage = chunk["usage"]
-                            if not chunk.get("choices") and not wants_usage:
-                                continue  # the client did not ask for the usage chunk
-                        more = delivered_tokens(chunk)
-                        refusal = await hold.cover(settlement, delivered + more)
-                        if refusal is not None:
-                            tail = _cut_off(chunk, refusal)
-                            break
-                        delivered += more
-                    out += raw
+            async for block in batches(upstream.content):
+                batch = Batch(block, wants_usage)
+                usage = batch.usage or usage
+                refusal = await hold.cover(settlement, delivered + batch.tokens)
+                out, tokens, left_out = batch.within(hold.output - delivered)
                 if out:
                     await response.write(out)
-                if tail:
+                delivered += tokens
+                if refusal is not None and left_out is not None and left_out.data is not None:
+                    tail = _cut_off(left_out.data, refusal)
+                    break
+                if batch.done:
+                    tail = DONE_EVENT
                     break
         except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError) as error:
             log.warning("upstream stream %s broke: %r", call.upstream.name, error)
