@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -65,14 +66,17 @@ class Process:
         self.url = f"http://127.0.0.1:{port}"
         self.admin_url = admin_url
         self.grpc_target = ""
+        # Its log goes to a file: a pipe nobody reads fills up under load (a sidecar logging
+        # a warning per failed call), and the process then blocks on its next log line.
+        self.log = tempfile.NamedTemporaryFile(prefix="creditgate-bench-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log
         )
         pin(self.process.pid, SERVER_CPU)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{command} exited: {self.process.stderr.read().decode()}")
+                raise RuntimeError(f"{command} exited: {Path(self.log.name).read_text()}")
             if _answers(self.url + ready_path):
                 return
             time.sleep(0.05)
@@ -85,8 +89,7 @@ class Process:
 
     def stop(self) -> None:
         stop_process(self.process, 15)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        self.log.close()
 
 
 PATIENT_MS = "10000"

@@ -16,8 +16,9 @@ from sidecar.catalog.model import (
     Plan,
     PlanFeature,
     RateLimit,
+    Tiers,
 )
-from sidecar.catalog.spec import CatalogSpec, ContractSpec, FeatureSpec, PlanSpec
+from sidecar.catalog.spec import CatalogSpec, ContractSpec, FeatureSpec, PlanSpec, TierSpec
 from sidecar.engine.alerts import compile_thresholds
 from sidecar.errors import CatalogError, InvalidInput
 from sidecar.ids import ID_RULE, is_id
@@ -110,6 +111,45 @@ class _Checker:
                 out[kind] = self.price(where, text, per_million=million)
         return out
 
+    def tiers(
+        self, path: str, table: dict[str, list[TierSpec]], prices: dict[str, int]
+    ) -> dict[str, Tiers]:
+        """Graduated tiers by kind, checked; each kind's highest tier price is added to
+        ``prices`` (what a hold counts on)."""
+        out: dict[str, Tiers] = {}
+        for kind, tiers in table.items():
+            where = f"{path}.{kind}"
+            self.ref(where, kind, MODEL_UNIT_KINDS, "unit kind")
+            if kind in prices:
+                raise self.fail(where, f"{kind} has a price and tiers", "keep one of them")
+            if not tiers:
+                raise self.fail(where, "no tiers", "list at least one tier, or remove the kind")
+            out[kind] = self._tier_list(where, tiers)
+            prices[kind] = max(price for _, price in out[kind])
+        return out
+
+    def _tier_list(self, where: str, tiers: list[TierSpec]) -> Tiers:
+        compiled: list[tuple[int | None, int]] = []
+        last = 0
+        for index, tier in enumerate(tiers):
+            at = f"{where}[{index}]"
+            if index == len(tiers) - 1:
+                if tier.up_to is not None:
+                    fix = "remove up_to from the last tier: it prices the rest"
+                    raise self.fail(f"{at}.up_to", "the last tier has an end", fix)
+            elif tier.up_to is None or tier.up_to <= last:
+                fix = f"give every tier but the last an up_to above {last}"
+                raise self.fail(f"{at}.up_to", f"{tier.up_to} units", fix)
+            if (tier.price_per_million is None) == (tier.price is None):
+                raise self.fail(at, "needs one price", "set price_per_million or price")
+            million = tier.price_per_million is not None
+            text = tier.price_per_million if million else tier.price
+            assert text is not None
+            field = "price_per_million" if million else "price"
+            compiled.append((tier.up_to, self.price(f"{at}.{field}", text, per_million=million)))
+            last = tier.up_to or last
+        return tuple(compiled)
+
 
 def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
     """Validate every reference and amount of ``spec``; raise CatalogError naming the fix."""
@@ -147,11 +187,18 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         )
         for model, model_spec in spec.models.items()
     }
+    graduated = {
+        model: table
+        for model, model_spec in spec.models.items()
+        if (table := check.tiers(f"models.{model}.tiers", model_spec.tiers, prices[model]))
+    }
 
     volume: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
     for model, model_spec in spec.models.items():
         for kind, tiers in model_spec.volume.items():
             where = f"models.{model}.volume.{kind}"
+            if kind in graduated.get(model, {}):
+                raise check.fail(where, f"{kind} has graduated tiers", "keep tiers or volume")
             if kind not in prices[model]:
                 raise check.fail(where, f"{model} has no price for {kind}", "price it first")
             compiled, last = [], 0
@@ -253,6 +300,7 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         outcome_prices_femtos=outcome_prices,
         max_output_tokens=max_output,
         volume_femtos=volume,
+        tiers_femtos=graduated,
         rebate_credit_type=spec.rebate_credit_type,
         features=features,
         plans=plans,
@@ -407,7 +455,7 @@ def _contract(
     metered: Iterable[str],
 ) -> Contract:
     models, outcomes, metered = list(models), list(outcomes), list(metered)
-    for field in ("prices_per_million", "prices"):
+    for field in ("prices_per_million", "prices", "tiers"):
         for model in getattr(contract, field):
             check.ref(f"{path}.{field}.{model}", model, models, "model")
     outcome_prices = {}
@@ -425,14 +473,20 @@ def _contract(
     minimum = None
     if contract.minimum is not None:
         minimum = check.credits(f"{path}.minimum", contract.minimum, positive=True)
+    prices = {
+        model: check.prices(
+            (f"{path}.prices_per_million.{model}", contract.prices_per_million.get(model, {})),
+            (f"{path}.prices.{model}", contract.prices.get(model, {})),
+        )
+        for model in sorted({*contract.prices_per_million, *contract.prices, *contract.tiers})
+    }
+    tiers = {
+        model: check.tiers(f"{path}.tiers.{model}", table, prices[model])
+        for model, table in contract.tiers.items()
+    }
     return Contract(
-        prices_femtos={
-            model: check.prices(
-                (f"{path}.prices_per_million.{model}", contract.prices_per_million.get(model, {})),
-                (f"{path}.prices.{model}", contract.prices.get(model, {})),
-            )
-            for model in sorted({*contract.prices_per_million, *contract.prices})
-        },
+        prices_femtos=prices,
+        tiers_femtos=tiers,
         outcome_prices_femtos=outcome_prices,
         limits=dict(contract.limits),
         discount_percent=discount,

@@ -20,6 +20,7 @@ __all__ = [
     "Plan",
     "PlanFeature",
     "RateLimit",
+    "Tiers",
 ]
 
 Period = Literal["day", "month", "lifetime"]
@@ -94,12 +95,18 @@ class Plan(_Model, frozen=True):
     """Per calendar month, prorated by the time the plan is in force."""
 
 
+Tiers = tuple[tuple[int | None, int], ...]
+"""Graduated tiers of one unit kind: (up to this many units in the month, or None for the
+rest; femto-credits per unit), in order."""
+
+
 class Contract(_Model, frozen=True):
     prices_femtos: dict[str, dict[str, int]]
     outcome_prices_femtos: dict[str, int]
     limits: dict[str, int]
     discount_percent: int | None = None
     minimum_nanos: int | None = None
+    tiers_femtos: dict[str, dict[str, Tiers]] = {}
 
 
 class Catalog(_Model, frozen=True):
@@ -109,7 +116,8 @@ class Catalog(_Model, frozen=True):
     name: str
     credit_types: dict[str, CreditType]
     prices_femtos: dict[str, dict[str, int]]
-    """Model -> unit kind -> femto-credits per unit."""
+    """Model -> unit kind -> femto-credits per unit; for a tiered kind its highest tier's
+    price, which holds count on."""
     outcome_prices_femtos: dict[str, int]
     max_output_tokens: dict[str, int]
     """Model -> the most output tokens one call can produce (models that say)."""
@@ -120,3 +128,5 @@ class Catalog(_Model, frozen=True):
     volume_femtos: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
     """Model -> unit kind -> (from units, femto-credits per unit), ascending (ledger/close.py)."""
     rebate_credit_type: str | None = None
+    tiers_femtos: dict[str, dict[str, Tiers]] = {}
+    """Model -> unit kind -> graduated tiers (engine/tiers.py), priced in the commit script."""

@@ -47,6 +47,16 @@ class VolumeTierSpec(_Spec, frozen=True):
     price_per_million: str
 
 
+class TierSpec(_Spec, frozen=True):
+    """A graduated tier: the units of a kind in a month up to ``up_to`` (from the previous
+    tier's) at this price; the last tier has no ``up_to``."""
+
+    up_to: int | None = None
+    price_per_million: str | None = None
+    price: str | None = None
+    """Credits per single unit (instead of per million)."""
+
+
 class ModelSpec(_Spec, frozen=True):
     prices_per_million: dict[str, str] = {}
     """Credits per million units, by unit kind (input_tokens, output_tokens, ...)."""
@@ -57,6 +67,8 @@ class ModelSpec(_Spec, frozen=True):
     sets no ``max_tokens`` (sidecar/proxy/bounds.py)."""
     volume: dict[str, list[VolumeTierSpec]] = {}
     """Volume pricing by unit kind, settled when the month closes (ledger/close.py)."""
+    tiers: dict[str, list[TierSpec]] = {}
+    """Graduated prices by unit kind, over the customer's month, priced at commit."""
     description: str = ""
 
 
@@ -155,6 +167,8 @@ class ContractSpec(_Spec, frozen=True):
     """Model -> unit kind -> credits per million units."""
     prices: dict[str, dict[str, str]] = {}
     """Model -> unit kind -> credits per unit."""
+    tiers: dict[str, dict[str, list[TierSpec]]] = {}
+    """Model -> unit kind -> graduated tiers, replacing the catalog's price of that kind."""
     outcome_prices: dict[str, str] = {}
     limits: dict[str, int] = {}
     """Metered feature -> units per period."""

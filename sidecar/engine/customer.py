@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from sidecar.catalog.model import Catalog, Contract
+from sidecar.catalog.model import Catalog, Contract, Tiers
 
 __all__ = [
     "CustomerSnapshot",
@@ -13,6 +13,7 @@ __all__ = [
     "minimum_of",
     "outcome_price_of",
     "prices_of",
+    "tiers_of",
 ]
 
 
@@ -63,6 +64,24 @@ def prices_of(
         prices.update(contract.prices_femtos.get(model, {}))
     discount = 0 if listed else discount_of(catalog, customer)
     return {kind: _discounted(price, discount) for kind, price in prices.items()}
+
+
+def tiers_of(
+    catalog: Catalog, customer: CustomerSnapshot, model: str, *, listed: bool = False
+) -> dict[str, Tiers]:
+    """The graduated tiers of ``model`` for this customer, by unit kind: a contract's tiers
+    replace the catalog's, a contract's flat price removes them; its discount applied
+    (``listed``: before it)."""
+    tiers = dict(catalog.tiers_femtos.get(model, {}))
+    for contract in _contracts(catalog, customer):
+        for kind in contract.prices_femtos.get(model, {}):
+            tiers.pop(kind, None)
+        tiers.update(contract.tiers_femtos.get(model, {}))
+    discount = 0 if listed else discount_of(catalog, customer)
+    return {
+        kind: tuple((up_to, _discounted(price, discount)) for up_to, price in table)
+        for kind, table in tiers.items()
+    }
 
 
 def outcome_price_of(

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import msgspec
 
-from sidecar.catalog.model import Catalog
-from sidecar.engine.customer import CustomerSnapshot
-from sidecar.engine.pricing import split_femtos
+from sidecar.catalog.model import Catalog, Tiers
+from sidecar.engine.customer import CustomerSnapshot, tiers_of
+from sidecar.engine.pricing import hold_nanos, split_femtos
+from sidecar.engine.tiers import MAX_TIERED_NANOS
 from sidecar.engine.usage import Usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.money import MAX_AMOUNT_NANOS, format_credits
 
-__all__ = ["NO_CHARGE", "Charge", "plan_commit"]
+__all__ = ["NO_CHARGE", "Charge", "Tiered", "plan_commit"]
+
+
+class Tiered(msgspec.Struct, frozen=True):
+    """Units of a kind priced by graduated tiers, where the month's counter stands: the
+    commit script prices them (engine/tiers.py)."""
+
+    model: str
+    kind: str
+    units: int
+    tiers: Tiers
+
+    @property
+    def worst_femtos(self) -> int:
+        return self.units * max(price for _, price in self.tiers)
 
 
 class Charge(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +38,19 @@ class Charge(msgspec.Struct, frozen=True, kw_only=True):
     """Units the feature's quota counts (its ``counts`` kinds)."""
     estimated: bool = False
     """The units were counted from what was delivered, not measured: the event says so."""
+    tiered: tuple[Tiered, ...] = ()
+    """Units whose price the store decides, on top of ``whole_nanos``."""
+
+    @property
+    def tiered_nanos(self) -> int:
+        """At most what the tiered units cost (at their highest price), rounded up."""
+        return hold_nanos(sum(part.worst_femtos for part in self.tiered))
+
+    @property
+    def bound_nanos(self) -> int:
+        """At most what this charge costs, in whole nano-credits: what a hold sized for it
+        holds."""
+        return self.whole_nanos + (1 if self.remainder_femtos else 0) + self.tiered_nanos
 
 
 NO_CHARGE = Charge(whole_nanos=0, remainder_femtos=0, units={}, quota_units=0)
@@ -33,15 +61,35 @@ and nothing is charged."""
 def plan_commit(
     catalog: Catalog, customer: CustomerSnapshot, *, model: str | None, feature: str, usage: Usage
 ) -> Charge:
-    """Price the actual usage of a call placed for ``feature`` on ``model``; raise InvalidInput
-    when one call would cost more than any call may."""
-    whole, remainder = split_femtos(price_usage(catalog, customer, model, usage))
-    if whole > MAX_AMOUNT_NANOS:
+    """Price the actual usage of a call placed for ``feature`` on ``model`` (its tiered units
+    are left to the store); raise InvalidInput when one call would cost more than any call
+    may."""
+    worst = split_femtos(price_usage(catalog, customer, model, usage))[0]
+    if worst > MAX_AMOUNT_NANOS:
         raise InvalidInput(
             "units" if usage.amount_nanos is None else "amount",
-            f"this call would cost {format_credits(whole)} credits; one call may cost at "
+            f"this call would cost {format_credits(worst)} credits; one call may cost at "
             f"most {format_credits(MAX_AMOUNT_NANOS)}",
         )
+    tiers = (
+        {}
+        if model is None or usage.amount_nanos is not None
+        else tiers_of(catalog, customer, model)
+    )
+    tiered = tuple(
+        Tiered(model, kind, count, tiers[kind])
+        for kind, count in sorted(usage.units.items())
+        if kind in tiers and model is not None
+    )
+    if hold_nanos(sum(part.worst_femtos for part in tiered)) > MAX_TIERED_NANOS:
+        raise InvalidInput(
+            "units", f"one call may cost at most {format_credits(MAX_TIERED_NANOS)} credits "
+            "in tiered units; send the usage in smaller calls",
+        )  # fmt: skip
+    flat = {kind: count for kind, count in usage.units.items() if kind not in tiers}
+    whole, remainder = split_femtos(
+        price_usage(catalog, customer, model, Usage(units=flat, amount_nanos=usage.amount_nanos))
+    )
     spec = catalog.features.get(feature)
     counts = spec.counts if spec is not None else ()
     return Charge(
@@ -49,4 +97,5 @@ def plan_commit(
         remainder_femtos=remainder,
         units=usage.units,
         quota_units=sum(usage.units.get(kind, 0) for kind in counts),
+        tiered=tiered,
     )

@@ -18,6 +18,7 @@ from sidecar.ledger.state import (
     MoneyRow,
     QuotaRow,
     SessionRow,
+    TierRow,
 )
 from sidecar.store import layout
 from sidecar.times import ms_of, time_of
@@ -69,6 +70,14 @@ SELECT e.feature, e.catalog_version, width_bucket(e.reserved_at, $4::timestamptz
 FROM usage_events e CROSS JOIN LATERAL jsonb_each_text(e.units) AS u
 WHERE e.customer = $1
 GROUP BY 1, 2, 3, 4, 5, 6
+"""
+_TIERS = f"""
+SELECT {_MONTH} AS month, e.model, u.key AS kind, e.catalog_version,
+       width_bucket(e.reserved_at, $3::timestamptz[]) AS segment,
+       sum(u.value::bigint) AS quantity, max(e.reserved_at) AS last
+FROM usage_events e CROSS JOIN LATERAL jsonb_each_text(e.units) AS u
+WHERE e.customer = $1 AND e.model IS NOT NULL AND e.reserved_at >= $2
+GROUP BY 1, 2, 3, 4, 5
 """
 _CARRY = """
 SELECT carry_femtos FROM usage_events WHERE customer = $1 AND carry_femtos IS NOT NULL
@@ -148,6 +157,14 @@ async def load_facts(connection: Connection, customer: str, now_ms: int) -> Ledg
             )
             for r in await connection.fetch(_QUOTAS, customer, month_from, day_from, bounds)
         ]
+        tiers = [
+            TierRow(
+                month=r["month"], model=r["model"], kind=r["kind"],
+                catalog_version=r["catalog_version"], segment=r["segment"],
+                quantity=int(r["quantity"]), last_reserved_ms=ms_of(r["last"]),
+            )
+            for r in await connection.fetch(_TIERS, customer, month_from, bounds)
+        ]  # fmt: skip
         carry = await connection.fetchval(_CARRY, customer)
     return LedgerFacts(
         customer=customer,
@@ -158,4 +175,5 @@ async def load_facts(connection: Connection, customer: str, now_ms: int) -> Ledg
         sessions=tuple(sessions),
         quotas=tuple(quotas),
         carry_femtos=carry,
+        tiers=tuple(tiers),
     )

@@ -21,8 +21,15 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from sidecar.catalog.model import MODEL_UNIT_KINDS, Catalog
-from sidecar.engine.customer import CustomerSnapshot, minimum_of, outcome_price_of, prices_of
+from sidecar.engine.customer import (
+    CustomerSnapshot,
+    minimum_of,
+    outcome_price_of,
+    prices_of,
+    tiers_of,
+)
 from sidecar.engine.periods import month_end_ms, period_start_ms
+from sidecar.engine.tiers import split
 from sidecar.engine.volume import volume_rebates
 from sidecar.ledger.state import CustomerFact, overrides_of
 from sidecar.ledger.wire import (
@@ -83,6 +90,34 @@ def unit_price_femtos(
     return outcome_price_of(catalog, snapshot, kind, listed=listed)
 
 
+def _priced(
+    catalog: Catalog | None,
+    customer: str,
+    change: CustomerFact | None,
+    unit: UnitTotal,
+    counters: dict[tuple[str, str], int],
+) -> list[tuple[int | None, int | None, int]]:
+    """(price, listed price, units) of ``unit``'s quantity: one row, or one per graduated
+    tier it spans, counted on from the units of its model and kind before it (``counters``)."""
+    if catalog is None:
+        return [(None, None, unit.quantity)]
+    if unit.model is not None:
+        snapshot = _snapshot(catalog, customer, change)
+        tiers = tiers_of(catalog, snapshot, unit.model).get(unit.kind)
+        if tiers is not None:
+            listed = tiers_of(catalog, snapshot, unit.model, listed=True)[unit.kind]
+            key = (unit.model, unit.kind)
+            at = counters.get(key, 0)
+            counters[key] = at + unit.quantity
+            return [
+                (tiers[index][1], listed[index][1], count)
+                for index, count in split(tiers, at, unit.quantity)
+            ]
+    price = unit_price_femtos(catalog, customer, change, unit.model, unit.kind)
+    listed_price = unit_price_femtos(catalog, customer, change, unit.model, unit.kind, listed=True)
+    return [(price, listed_price, unit.quantity)]
+
+
 def fee_lines(
     changes: Sequence[CustomerFact], start_ms: int, end_ms: int, catalog: Catalog
 ) -> list[tuple[FeeLine, int]]:
@@ -129,21 +164,15 @@ def invoice_preview(
     the catalog in force, whose fees and commitments settle the period."""
     priced: dict[tuple[str | None, str], dict[tuple[str, int | None], int]] = {}
     discount_femtos = 0
-    for unit in units:
+    counters: dict[tuple[str, str], int] = {}
+    for unit in sorted(units, key=lambda u: (u.model or "", u.kind, u.segment, u.feature)):
         catalog = catalogs.get(unit.catalog_version)
         change = changes[min(unit.segment, len(changes) - 1)] if changes else None
-        price = (
-            unit_price_femtos(catalog, customer, change, unit.model, unit.kind)
-            if catalog is not None
-            else None
-        )
-        if catalog is not None and price is not None:
-            listed = unit_price_femtos(
-                catalog, customer, change, unit.model, unit.kind, listed=True
-            )
-            discount_femtos += ((listed or price) - price) * unit.quantity
         kinds = priced.setdefault((unit.model, unit.feature), {})
-        kinds[(unit.kind, price)] = kinds.get((unit.kind, price), 0) + unit.quantity
+        for price, listed, quantity in _priced(catalog, customer, change, unit, counters):
+            if price is not None:
+                discount_femtos += ((listed or price) - price) * quantity
+            kinds[(unit.kind, price)] = kinds.get((unit.kind, price), 0) + quantity
     out_lines = []
     for line in sorted(lines, key=lambda ln: (ln.model or "", ln.feature)):
         kinds = priced.get((line.model, line.feature), {})

@@ -21,7 +21,7 @@ from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import Catalog, Contract
 from sidecar.catalog.spec import ContractSpec
 from sidecar.engine.burn import burn_key
-from sidecar.engine.customer import CustomerSnapshot, limit_of
+from sidecar.engine.customer import CustomerSnapshot, limit_of, tiers_of
 from sidecar.engine.periods import period_ids
 from sidecar.errors import CreditgateError
 from sidecar.store import layout
@@ -35,6 +35,7 @@ __all__ = [
     "QuotaRow",
     "RedisState",
     "SessionRow",
+    "TierRow",
     "expected_state",
     "overrides_of",
 ]
@@ -97,6 +98,18 @@ class QuotaRow(msgspec.Struct, frozen=True, kw_only=True):
     last_reserved_ms: int
 
 
+class TierRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of a model's kind in a month, by the catalog and contract that priced them."""
+
+    month: str
+    model: str
+    kind: str
+    catalog_version: str
+    segment: int
+    quantity: int
+    last_reserved_ms: int
+
+
 class LedgerFacts(msgspec.Struct, frozen=True, kw_only=True):
     customer: str
     changes: tuple[CustomerFact, ...]
@@ -108,6 +121,7 @@ class LedgerFacts(msgspec.Struct, frozen=True, kw_only=True):
     sessions: tuple[SessionRow, ...]
     quotas: tuple[QuotaRow, ...]
     carry_femtos: int | None
+    tiers: tuple[TierRow, ...] = ()
 
 
 class RedisState(msgspec.Struct, kw_only=True):
@@ -138,21 +152,44 @@ def _quota_period(
     """The counter id a quota row counts in, or None when the call had no quota for it."""
     if not facts.changes:
         return None
-    catalog = catalogs.get(row.catalog_version, fallback)
-    change = facts.changes[min(row.segment, len(facts.changes) - 1)]
+    catalog, snapshot = _in_force(facts, catalogs, fallback, row.catalog_version, row.segment)
     feature = catalog.features.get(row.feature)
-    plan = catalog.plans.get(change.plan)
+    plan = catalog.plans.get(snapshot.plan)
     if feature is None or feature.type != "metered" or row.kind not in feature.counts:
         return None
     if plan is None or row.feature not in plan.features:
         return None
-    snapshot = CustomerSnapshot(
-        id=facts.customer, plan=change.plan, overrides=overrides_of(change.overrides, catalog)
-    )
     if limit_of(catalog, snapshot, row.feature) is None:
         return None
     period = plan.features[row.feature].period
     return {"day": row.day, "month": row.month, "lifetime": "life"}[period]
+
+
+def _tiered(
+    row: TierRow, facts: LedgerFacts, catalogs: Mapping[str, Catalog], fallback: Catalog
+) -> bool:
+    """Whether the row's units were priced by graduated tiers, which count them (the commit
+    script's counter, engine/tiers.py)."""
+    if not facts.changes:
+        return False
+    catalog, snapshot = _in_force(facts, catalogs, fallback, row.catalog_version, row.segment)
+    return row.kind in tiers_of(catalog, snapshot, row.model)
+
+
+def _in_force(
+    facts: LedgerFacts,
+    catalogs: Mapping[str, Catalog],
+    fallback: Catalog,
+    version: str,
+    segment: int,
+) -> tuple[Catalog, CustomerSnapshot]:
+    """The catalog that priced a call and the customer as it was (``segment``: its plan
+    change); ``facts.changes`` is not empty."""
+    catalog = catalogs.get(version, fallback)
+    change = facts.changes[min(segment, len(facts.changes) - 1)]
+    return catalog, CustomerSnapshot(
+        id=facts.customer, plan=change.plan, overrides=overrides_of(change.overrides, catalog)
+    )  # fmt: skip
 
 
 def _ttl(name: str, last_reserved_ms: int, now_ms: int) -> int | None:
@@ -218,6 +255,10 @@ def expected_state(
         if period is not None:
             used = layout.counter_fields(layout.quota_field(quota.feature))[0]
             add(layout.usage_key(period), used, quota.quantity, quota.last_reserved_ms)
+    for tier in facts.tiers:
+        if _tiered(tier, facts, catalogs, fallback):
+            field = layout.tier_field(tier.model, tier.kind)
+            add(layout.usage_key(tier.month), field, tier.quantity, tier.last_reserved_ms)
     for period_key, stamp in last.items():
         left = _ttl(period_key, stamp, now_ms)
         if left is None:

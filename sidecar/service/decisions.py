@@ -238,7 +238,7 @@ class Decisions(Context):
         usage = parse_usage(catalog, units, None)
         try:
             charge = await self._charge(catalog, hold.attribution, usage, now)
-            delta = charge.whole_nanos + (1 if charge.remainder_femtos else 0)
+            delta = charge.bound_nanos
             reply = await self.store.grow(
                 hold.attribution.customer, rid, step=step, delta_nanos=delta,
                 units=charge.quota_units, now_ms=now,

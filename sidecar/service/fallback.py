@@ -102,7 +102,7 @@ class Fallbacks:
             return  # a hold Redis placed: replayed as it is
         overdraft.spooled(rid)
         if isinstance(entry, SpooledCommit):
-            overdraft.commit(rid, entry.charge.whole_nanos)
+            overdraft.commit(rid, entry.charge.whole_nanos + entry.charge.tiered_nanos)
         elif isinstance(entry, SpooledRelease):
             overdraft.release(rid)
 
@@ -171,7 +171,7 @@ class Fallbacks:
             charge=charge, catalog_version=catalog_version,
         )  # fmt: skip
         await self._spool(rid, entry)
-        self.overdraft.commit(rid, charge.whole_nanos)
+        self.overdraft.commit(rid, charge.whole_nanos + charge.tiered_nanos)
         return _committed("committed", call, catalog_version)
 
     async def release(self, rid: str, call: Pending, *, now_ms: int) -> ReleaseResponse:

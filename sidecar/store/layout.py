@@ -303,6 +303,12 @@ def quota_field(feature: str) -> str:
     return f"q:{feature}"
 
 
+def tier_field(model: str, kind: str) -> str:
+    """Field of the month's usage key: units of ``kind`` on ``model`` priced by graduated
+    tiers this month, the counter their tiers are read from (engine/tiers.py)."""
+    return f"tier:{model}{SEP}{kind}"
+
+
 def budget_field(scope: str, period: str) -> str:
     return f"{scope}{SEP}{period}"
 

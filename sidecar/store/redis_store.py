@@ -13,6 +13,7 @@ from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import PeriodIds, minute_id, period_ids
 from sidecar.engine.settle import Charge
+from sidecar.engine.tiers import script_tiers
 from sidecar.errors import StoreError
 from sidecar.reservations import reserved_ms
 from sidecar.store import layout
@@ -147,6 +148,11 @@ class RedisStore(RedisConnection):
         }
         if charge.estimated:
             payload["estimated"] = True
+        if charge.tiered:
+            payload["tiered"] = [
+                [layout.tier_field(part.model, part.kind), part.units, script_tiers(part.tiers)]
+                for part in charge.tiered
+            ]
         answer = await self._run(self.scripts["commit"], customer, payload, durable=True)
         return _committed.decode(answer)
 

@@ -83,6 +83,16 @@ REJECTED = [
     ),
     ("volume_without_rebate_type.yaml", "rebate_credit_type", "no credit type to rebate in"),
     ("rollover_too_long.yaml", "plans.pro.grants[0].rollover.expires_after_months", "36 months"),
+    ("tiers_last_with_end.yaml", "models.gpt-4o.tiers.input_tokens[1].up_to", "has an end"),
+    ("tiers_not_growing.yaml", "models.gpt-4o.tiers.input_tokens[1].up_to", "1000 units"),
+    ("tiers_two_prices.yaml", "models.gpt-4o.tiers.input_tokens[0]", "needs one price"),
+    ("tiers_and_price.yaml", "models.gpt-4o.tiers.input_tokens", "has a price and tiers"),
+    ("tiers_empty.yaml", "models.gpt-4o.tiers.input_tokens", "no tiers"),
+    (
+        "tiers_negative_price.yaml",
+        "models.gpt-4o.tiers.input_tokens[0].price_per_million",
+        "negative price",
+    ),
     ("discount_over_100.yaml", "contracts.acme.discount_percent", "150 is not a percent"),
     ("zero_minimum.yaml", "contracts.acme.minimum", "amount is zero"),
     (

@@ -116,6 +116,25 @@ async def test_sub_nano_prices_are_listed_exactly_and_the_charge_carries(
     assert line.amount == preview.subtotal == "0.000000004"
 
 
+async def test_graduated_tiers_are_listed_tier_by_tier_and_add_up_to_what_was_charged(
+    store: RedisStore, pool: Pool, call: Call, setup_customer: Setup
+) -> None:
+    await setup_customer(grants={"paid": "1"})
+    charged = [await call(units={"input_tokens": 700}, model="graded") for _ in range(2)]
+    await drain(worker(store, pool))
+    start, end = month_range("2026-11")
+    async with pool.acquire() as db:
+        preview = await queries.invoice(db, "acme", start, end, await load_catalogs(db))
+    (line,) = preview.lines
+    # 1400 tokens: the first 1000 at 2 per million, 400 at 1: 0.0024 credits.
+    assert [(u.kind, u.quantity, u.unit_price, u.amount) for u in line.units] == [
+        ("input_tokens", 400, "0.000001000", "0.000400000"),
+        ("input_tokens", 1000, "0.000002000", "0.002000000"),
+    ]
+    assert [c.cost for c in charged] == ["0.001400000", "0.001000000"]
+    assert line.amount == preview.subtotal == "0.002400000"
+
+
 async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
     store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call
 ) -> None:

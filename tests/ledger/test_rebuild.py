@@ -106,3 +106,36 @@ async def test_rebuild_refuses_a_customer_still_in_redis_unless_forced(
     assert (
         await store.client.xlen(store.layout.stream_of("acme")) > 0
     )  # the stream is never touched
+
+
+async def test_a_rebuild_restores_the_month_counter_graduated_tiers_are_read_from(
+    store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call,
+    ledger_catalog: Catalog,
+) -> None:  # fmt: skip
+    await service.upsert_customer("initech", UpsertCustomerRequest(plan="test"))
+    await service.grant(
+        "initech", GrantRequest(credit_type="paid", amount="1", idempotency_key="p")
+    )
+    for _ in range(3):  # 1200 tokens: 1000 at 2 per million, 200 at 1
+        await call("initech", units={"input_tokens": 400}, model="graded")
+    await drain(worker(store, pool))
+    before = await money_state(store, "initech")
+    assert before["u:m202611"]["tier:graded|input_tokens"] == "1200"
+
+    await store.client.flushall()
+    async with pool.acquire() as db:
+        catalogs = await load_catalogs(db)
+        await rebuild_customer(
+            store.client, store.layout, db, "initech", catalogs=catalogs, catalog=ledger_catalog,
+            now_ms=clock.now_ms,
+        )  # fmt: skip
+        await resume_serving(store.client, store.layout, db)
+        report = await reconcile(
+            store.client, store.layout, db, ["initech"], catalogs=catalogs,
+            catalog=ledger_catalog, now_ms=clock.now_ms,
+        )  # fmt: skip
+    service.customers.invalidate("initech")
+    assert await money_state(store, "initech") == before
+    assert report.differences == []
+    after = await call("initech", units={"input_tokens": 100}, model="graded")
+    assert after.cost == "0.000100000"  # past the first tier: 1 per million, not 2

@@ -4,7 +4,8 @@
 --          remembered), whole (nano-credits of the exact cost, string), rem (sub-nano
 --          remainder in femto-credits, 0..999999), units (actual, by kind), quota_units
 --          (actual units counted by the feature's quota), catalog_version, estimated? (the
---          units were counted from what was delivered, not reported: said on the event)
+--          units were counted from what was delivered, not reported: said on the event),
+--          tiered? ([[month counter field, units, tiers]]: units priced here, on top of whole)
 -- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
 -- engine/pricing.py. Cost above the hold is charged and reported as overrun; cost that no
 -- eligible, unexpired bucket covers is uncovered, and counted as this month's overage. A hold
@@ -37,8 +38,33 @@ if rec.s == 'held' then
   unhold(rec)
 end
 
-local charge = N(p.whole)
-local frac = tonumber(redis.call('HGET', K(BALANCE), CARRY) or 0) + p.rem
+local charge, rem = N(p.whole), p.rem
+-- Tiered units (engine/tiers.py): priced across the tiers from where the month's counter
+-- stands, which they advance, so that concurrent commits are priced one after the other.
+-- A tier is {up to (-1: the rest), whole nano-credits per unit, femto-credits beyond};
+-- units * whole stays below 2^53 (engine/tiers.py MAX_TIERED_NANOS), and the femto part is
+-- split so that no product passes it either.
+for _, part in ipairs(p.tiered or {}) do
+  local field, units, tiers = part[1], part[2], part[3]
+  local at = tonumber(redis.call('HGET', rec.month, field) or 0)
+  local stop = at + units
+  for _, tier in ipairs(tiers) do
+    local top = stop
+    if tier[1] >= 0 and tier[1] < stop then top = tier[1] end
+    if top > at then
+      local k = top - at
+      local tail = (k % FEMTOS_PER_NANO) * tier[3]
+      local nanos = k * tier[2] + math.floor(k / FEMTOS_PER_NANO) * tier[3]
+        + math.floor(tail / FEMTOS_PER_NANO)
+      rem = rem + tail % FEMTOS_PER_NANO
+      charge = add(charge, {math.floor(nanos / B), nanos % B})
+      at = top
+    end
+  end
+  redis.call('HINCRBY', rec.month, field, string.format('%d', units))
+end
+charge = add(charge, {0, math.floor(rem / FEMTOS_PER_NANO)})
+local frac = tonumber(redis.call('HGET', K(BALANCE), CARRY) or 0) + rem % FEMTOS_PER_NANO
 if frac >= FEMTOS_PER_NANO then
   frac = frac - FEMTOS_PER_NANO
   charge = add(charge, {0, 1})
