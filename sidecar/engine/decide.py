@@ -16,6 +16,7 @@ import msgspec
 from sidecar.catalog.model import TOKEN_UNIT_KINDS, Catalog, Period
 from sidecar.engine.customer import CustomerSnapshot, limit_of
 from sidecar.engine.pricing import hold_nanos
+from sidecar.engine.settle import Tiered, split_tiered
 from sidecar.engine.usage import Usage, parse_usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.ids import check_id
@@ -77,6 +78,12 @@ class ReservePlan(msgspec.Struct, frozen=True, kw_only=True):
     alert_budgets: str | None = None
     """The plan's default alert thresholds, kept on the hold for its commit (commit.lua)."""
     alert_balance: str | None = None
+    tiered: tuple[Tiered, ...] = ()
+    """Units priced by graduated tiers: the store holds them at the highest price from the
+    tier the month's counter stands in (engine/tiers.py)."""
+    untiered_nanos: int | None = None
+    """With ``tiered``: the hold of the other units; ``hold_nanos`` is the worst case from
+    anywhere in the month (what a hold decided without the store counts)."""
 
 
 class ParsedReserve(msgspec.Struct, frozen=True, kw_only=True):
@@ -197,7 +204,11 @@ def plan_reserve(
             f"the worst case would cost more than {MAX_AMOUNT_NANOS // 10**9} credits, "
             "the most one call may hold",
         )
+    tiered, rest = split_tiered(catalog, customer, request.model, parsed.usage)
+    untiered = hold_nanos(price_usage(catalog, customer, request.model, rest)) if tiered else None
     return ReservePlan(
+        tiered=tiered,
+        untiered_nanos=untiered,
         hold_nanos=hold_nanos(femtos),
         scopes=scopes,
         session=request.session,

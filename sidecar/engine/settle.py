@@ -12,7 +12,7 @@ from sidecar.engine.usage import Usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.money import MAX_AMOUNT_NANOS, format_credits
 
-__all__ = ["NO_CHARGE", "Charge", "Tiered", "plan_commit"]
+__all__ = ["NO_CHARGE", "Charge", "Tiered", "plan_commit", "split_tiered"]
 
 
 class Tiered(msgspec.Struct, frozen=True):
@@ -58,19 +58,12 @@ NO_CHARGE = Charge(whole_nanos=0, remainder_femtos=0, units={}, quota_units=0)
 and nothing is charged."""
 
 
-def plan_commit(
-    catalog: Catalog, customer: CustomerSnapshot, *, model: str | None, feature: str, usage: Usage
-) -> Charge:
-    """Price the actual usage of a call placed for ``feature`` on ``model`` (its tiered units
-    are left to the store); raise InvalidInput when one call would cost more than any call
-    may."""
-    worst = split_femtos(price_usage(catalog, customer, model, usage))[0]
-    if worst > MAX_AMOUNT_NANOS:
-        raise InvalidInput(
-            "units" if usage.amount_nanos is None else "amount",
-            f"this call would cost {format_credits(worst)} credits; one call may cost at "
-            f"most {format_credits(MAX_AMOUNT_NANOS)}",
-        )
+def split_tiered(
+    catalog: Catalog, customer: CustomerSnapshot, model: str | None, usage: Usage
+) -> tuple[tuple[Tiered, ...], Usage]:
+    """The units of ``usage`` that graduated tiers price (the store prices them, where the
+    month stands), and the rest; raise InvalidInput when the tiered ones could cost more than
+    the store prices exactly."""
     tiers = (
         {}
         if model is None or usage.amount_nanos is not None
@@ -86,10 +79,25 @@ def plan_commit(
             "units", f"one call may cost at most {format_credits(MAX_TIERED_NANOS)} credits "
             "in tiered units; send the usage in smaller calls",
         )  # fmt: skip
-    flat = {kind: count for kind, count in usage.units.items() if kind not in tiers}
-    whole, remainder = split_femtos(
-        price_usage(catalog, customer, model, Usage(units=flat, amount_nanos=usage.amount_nanos))
-    )
+    rest = {kind: count for kind, count in usage.units.items() if kind not in tiers}
+    return tiered, Usage(units=rest, amount_nanos=usage.amount_nanos)
+
+
+def plan_commit(
+    catalog: Catalog, customer: CustomerSnapshot, *, model: str | None, feature: str, usage: Usage
+) -> Charge:
+    """Price the actual usage of a call placed for ``feature`` on ``model`` (its tiered units
+    are left to the store); raise InvalidInput when one call would cost more than any call
+    may."""
+    worst = split_femtos(price_usage(catalog, customer, model, usage))[0]
+    if worst > MAX_AMOUNT_NANOS:
+        raise InvalidInput(
+            "units" if usage.amount_nanos is None else "amount",
+            f"this call would cost {format_credits(worst)} credits; one call may cost at "
+            f"most {format_credits(MAX_AMOUNT_NANOS)}",
+        )
+    tiered, flat = split_tiered(catalog, customer, model, usage)
+    whole, remainder = split_femtos(price_usage(catalog, customer, model, flat))
     spec = catalog.features.get(feature)
     counts = spec.counts if spec is not None else ()
     return Charge(

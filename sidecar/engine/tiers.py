@@ -5,7 +5,9 @@ ones at the second's, and so on; the last tier prices the rest. The commit scrip
 (``store/lua/commit.lua``) prices a call's units across the tiers from the month's counter
 and advances the counter in the same step, so concurrent commits are priced as if one ran
 after the other; ``graduated_femtos`` is its reference. A hold counts every unit at the
-highest tier price (``Catalog.prices_femtos``), which covers any place in the month.
+highest price from the tier the month's counter stands in (``script_ceilings``), which
+covers the call wherever later commits move the counter; decided without the store (fallback),
+at the highest price of all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from sidecar.catalog.model import Tiers
 from sidecar.money import FEMTOS_PER_NANO
 
-__all__ = ["MAX_TIERED_NANOS", "graduated_femtos", "script_tiers", "split"]
+__all__ = ["MAX_TIERED_NANOS", "graduated_femtos", "script_ceilings", "script_tiers", "split"]
 
 MAX_TIERED_NANOS = 2**53 - 1
 """The most one call's tiered units may cost at the highest tier price: the commit script's
@@ -43,3 +45,13 @@ def script_tiers(tiers: Tiers) -> list[list[int]]:
     return [
         [-1 if up_to is None else up_to, *divmod(price, FEMTOS_PER_NANO)] for up_to, price in tiers
     ]
+
+
+def script_ceilings(tiers: Tiers) -> list[list[int]]:
+    """``script_tiers`` with each tier's price replaced by the highest price from it on: what
+    a unit may cost at commit when the counter stands in that tier now (it only grows)."""
+    ceilings, highest = [], 0
+    for up_to, price in reversed(tiers):
+        highest = max(highest, price)
+        ceilings.append((up_to, highest))
+    return script_tiers(tuple(reversed(ceilings)))

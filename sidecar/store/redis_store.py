@@ -13,7 +13,7 @@ from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.periods import PeriodIds, minute_id, period_ids
 from sidecar.engine.settle import Charge
-from sidecar.engine.tiers import script_tiers
+from sidecar.engine.tiers import script_ceilings, script_tiers
 from sidecar.errors import StoreError
 from sidecar.reservations import reserved_ms
 from sidecar.store import layout
@@ -82,7 +82,7 @@ class RedisStore(RedisConnection):
             "rid": reservation_id,
             "now": now_ms,
             "exp": plan.expires_at_ms,
-            "hold": str(plan.hold_nanos),
+            "hold": str(plan.hold_nanos if plan.untiered_nanos is None else plan.untiered_nanos),
             "key": idempotency_key,
             "w": window,
             "seen": list(range(window, layout.record_window(now_ms - reach) - 1, -1)),
@@ -116,6 +116,11 @@ class RedisStore(RedisConnection):
             payload["alert_balance"] = plan.alert_balance
         if grow:
             payload["grow"] = True
+        if plan.tiered:
+            payload["tiered"] = [
+                [layout.tier_field(part.model, part.kind), part.units, script_ceilings(part.tiers)]
+                for part in plan.tiered
+            ]
         if plan.session is not None:
             payload["session"] = plan.session
             if plan.session_budget_nanos is not None:

@@ -95,3 +95,27 @@ async def test_500_concurrent_commits_across_two_tier_boundaries_cost_the_sequen
     await setup_customer(grants={"paid": "1"})
     first = await _call(sidecars[0], "next", 100)
     assert Decimal(first["cost"]) == _reference([100])
+
+
+async def test_a_hold_counts_from_the_tier_the_month_stands_in(
+    service: Service, setup_customer: Setup
+) -> None:
+    await setup_customer(grants={"paid": "1"})
+    worst = {"input_tokens": 1000, "output_tokens": 10}
+    keys = iter(range(10))
+
+    async def held() -> Decimal:
+        answer = await service.reserve(
+            ReserveRequest(customer="acme", feature="chat", model="tiered", units=worst,
+                           idempotency_key=f"h{next(keys)}")
+        )  # fmt: skip
+        assert answer.allowed, answer
+        assert answer.held is not None
+        return Decimal(answer.held)
+
+    first, second = Decimal(1000 * 3 + 10 * 2), Decimal(1000) * Decimal("1.5") + 10 * 2
+    assert await held() == first / 10**6
+    await _call(service, "almost", 9_999)  # the counter at 9,999: still in the first tier
+    assert await held() == first / 10**6
+    await _call(service, "past", 1)  # at 10,000: the second tier, and nothing above it after
+    assert await held() == second / 10**6

@@ -73,8 +73,24 @@ if q then
   end
 end
 
--- Budgets: every node of the subject path, every period, plus the session.
+-- Units priced by graduated tiers (engine/tiers.py) are held at the highest price from the
+-- tier the month's counter stands in ({up to, whole nanos, femtos}: a ceiling per tier), on
+-- top of the hold of the rest, rounded up: the counter only grows until the commit.
 local hold = N(p.hold)
+for _, part in ipairs(p.tiered or {}) do
+  local at = tonumber(redis.call('HGET', USAGE(p.month), part[1]) or 0)
+  local units, price = part[2], nil
+  for _, tier in ipairs(part[3]) do
+    if tier[1] < 0 or at < tier[1] then price = tier; break end
+  end
+  local tail = (units % FEMTOS_PER_NANO) * price[3]
+  local nanos = units * price[2] + math.floor(units / FEMTOS_PER_NANO) * price[3]
+    + math.ceil(tail / FEMTOS_PER_NANO)
+  hold = add(hold, {math.floor(nanos / B), nanos % B})
+end
+if p.tiered then p.hold = S(hold) end
+
+-- Budgets: every node of the subject path, every period, plus the session.
 local counters = {} -- {key, field prefix, scope, period} for every money counter
 for _, scope in ipairs(p.scopes) do
   for _, period in ipairs({'day', 'month', 'lifetime'}) do
