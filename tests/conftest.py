@@ -102,6 +102,18 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     await store.close()
 
 
+async def stream_events(
+    store: RedisStore, kind: str, customer: str = "acme"
+) -> list[dict[str, str]]:
+    """The customer's events of ``kind`` in its shard's stream, oldest first, decoded."""
+    entries = await store.client.xrange(store.layout.stream_of(customer))
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()}
+        for _, fields in entries
+        if fields[b"kind"] == kind.encode()
+    ]
+
+
 @pytest.fixture
 def service(store: RedisStore, catalog: Catalog, clock: Clock) -> Service:
     return Service(store, catalog, clock=clock)

@@ -3,8 +3,8 @@
 A stream may hold less than its worst case (the feature's ``stream_hold_tokens``): before a
 batch of chunks is forwarded that would take what was delivered past the output held, the
 hold grows (``Hold.cover``; each step ``Decisions.grow``: one atomic check of every cap,
-idempotent per step). When a
-step is refused, nothing more is forwarded: the client gets a last chunk with
+idempotent per step). When a step is refused, nothing more is forwarded: the client gets a
+last chunk with
 ``finish_reason: "length"`` and ``"creditgate": {"cut_off": <reason>, "scope": ...}``, then
 ``[DONE]``; the upstream request is closed, and what was delivered is committed, flagged
 estimated. Whatever was delivered stays within the hold, so no cap is ever passed.

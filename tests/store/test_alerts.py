@@ -19,7 +19,7 @@ from sidecar.wire import (
     SetAlertsRequest,
     SetBudgetRequest,
 )
-from tests.conftest import Clock, Setup
+from tests.conftest import Clock, Setup, stream_events
 
 pytestmark = pytest.mark.redis
 
@@ -41,15 +41,6 @@ async def _call(service: Service, key: str, team: str = "eng") -> None:
     assert done.result == "committed"
 
 
-async def _alerts(store: RedisStore) -> list[dict[str, str]]:
-    entries = await store.client.xrange(store.layout.stream_of("acme"))
-    return [
-        {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in entries
-        if fields[b"kind"] == b"alert"
-    ]
-
-
 async def test_500_concurrent_commits_fire_each_threshold_once_and_again_next_period(
     sidecars: list[Service], store: RedisStore, setup_customer: Setup, clock: Clock
 ) -> None:
@@ -58,7 +49,7 @@ async def test_500_concurrent_commits_fire_each_threshold_once_and_again_next_pe
     soft = SetBudgetRequest(scope=BudgetScope(team="eng"), period="month", limit="0.3", mode="soft")
     await sidecars[0].set_budget("acme", soft)
     await asyncio.gather(*(_call(sidecars[i % 4], f"k{i}") for i in range(500)))
-    fired = await _alerts(store)
+    fired = await stream_events(store, "alert")
     assert sorted(a["rule"] for a in fired) == ["p100", "p50", "p80"]  # the plan's defaults
     levels = {"p50": 150_000_000, "p80": 240_000_000, "p100": 300_000_000}
     for alert in fired:
@@ -76,7 +67,7 @@ async def test_500_concurrent_commits_fire_each_threshold_once_and_again_next_pe
     clock.advance(31 * DAY_MS)  # the next month: a new period of the budget
     for i in range(201):  # 201 calls cross 50% of 0.3 again, not 80%
         await _call(sidecars[i % 4], f"next-{i}")
-    assert [a["rule"] for a in (await _alerts(store))[3:]] == ["p50"]
+    assert [a["rule"] for a in (await stream_events(store, "alert"))[3:]] == ["p50"]
 
 
 async def test_a_balance_threshold_fires_once_until_a_grant_lifts_the_balance_past_it(
@@ -89,7 +80,7 @@ async def test_a_balance_threshold_fires_once_until_a_grant_lifts_the_balance_pa
     assert (await service.set_alerts("acme", rule)).result == "unchanged"
     for i in range(3):  # 2.6 -> 1.85 -> 1.1 -> 0.35 milli-credits
         await _call(service, f"a{i}")
-    fired = await _alerts(store)
+    fired = await stream_events(store, "alert")
     assert [(a["scope"], a["rule"], a["used"]) for a in fired] == [
         ("balance", "a2000000", "1850000"),
         ("balance", "a500000", "350000"),
@@ -99,7 +90,7 @@ async def test_a_balance_threshold_fires_once_until_a_grant_lifts_the_balance_pa
     )
     await _call(service, "b0")  # 3.35 -> 2.6: above both still
     await _call(service, "b1")  # 2.6 -> 1.85: crosses 2 again, and only 2
-    assert [a["rule"] for a in (await _alerts(store))[2:]] == ["a2000000"]
+    assert [a["rule"] for a in (await stream_events(store, "alert"))[2:]] == ["a2000000"]
 
 
 async def test_the_customers_own_rule_replaces_the_plans_default_on_that_budget(
@@ -116,7 +107,7 @@ async def test_the_customers_own_rule_replaces_the_plans_default_on_that_budget(
     for team in ("eng", "ops"):
         for i in range(2):  # 1.5 of 3 milli-credits: 50% of the budget
             await _call(service, f"{team}{i}", team=team)
-    fired = {(a["scope"], a["rule"]) for a in await _alerts(store)}
+    fired = {(a["scope"], a["rule"]) for a in await stream_events(store, "alert")}
     assert fired == {("team:eng", "p50"), ("team:ops", "p25")}
     rules = (await service.alerts("acme")).rules
     assert [(r.scope, r.period, r.source) for r in rules] == [

@@ -16,7 +16,7 @@ from sidecar.engine.tiers import graduated_femtos
 from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import CommitRequest, ReserveRequest
-from tests.conftest import Clock, Setup
+from tests.conftest import Clock, Setup, stream_events
 
 pytestmark = pytest.mark.redis
 
@@ -52,15 +52,6 @@ async def _call(service: Service, key: str, units: int) -> dict[str, str]:
     return {"held": held.held or "0", "cost": done.cost or "0"}
 
 
-async def _debits(store: RedisStore) -> list[dict[str, str]]:
-    entries = await store.client.xrange(store.layout.stream_of("acme"))
-    return [
-        {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in entries
-        if fields[b"kind"] == b"debit"
-    ]
-
-
 def test_the_script_reference_prices_tier_by_tier(store_catalog: Catalog) -> None:
     tiers = tiers_of(store_catalog, CustomerSnapshot(id="acme", plan="test"), "tiered")
     units = [10_000 - 3, 7, 25_000, 1]
@@ -80,7 +71,7 @@ async def test_500_concurrent_commits_across_two_tier_boundaries_cost_the_sequen
     answers = await asyncio.gather(
         *(_call(sidecars[i % 4], f"k{i}", units) for i, units in enumerate(calls))
     )
-    debits = await _debits(store)
+    debits = await stream_events(store, "debit")
     assert len(debits) == 500
     charged = sum(int(d["cost"]) for d in debits)
     exact = _reference(calls) * 10**9  # nano-credits
