@@ -52,7 +52,8 @@ def require(caller: Caller, customer: str, need: Need, *, team: str | None = Non
         raise PermissionDenied(FIELD, f"{where}; it cannot reach customer {customer!r}")
     if need == "operator":
         raise PermissionDenied(
-            FIELD, f"{where}; grants, plans, prices and tokens need the operator's admin token"
+            FIELD,
+            f"{where}; grants, corrections, plans, prices and tokens need the operator's token",
         )
     if need == "admin" and caller.role == "viewer":
         raise PermissionDenied(FIELD, f"{where} as a viewer, which only reads")

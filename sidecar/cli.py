@@ -27,6 +27,7 @@ PORTS = {
     "ledger_port": 7074,
     "proxy_port": 7075,
     "demo_upstream_port": 7076,
+    "ledger_grpc_port": 7077,
 }
 
 

@@ -89,6 +89,7 @@ Creditgate is up.
   Admin:   {admin}   (token: {token})
   gRPC:    127.0.0.1:{sidecar.grpc_port}   (admin 127.0.0.1:{sidecar.grpc_admin_port}, same token)
   Ledger:  http://127.0.0.1:{ledger.port}   (same token; PostgreSQL {ledger_db})
+           gRPC corrections 127.0.0.1:{ledger.grpc_port} (same token)
   Proxy:   {proxy}   (OpenAI-compatible; proxy key for acme: {proxy_key})
   Console: {ledger_url}/console/login?token={console_token}
            (in a browser; acme's own admin token: usage, budgets, alerts, audit of acme only)
@@ -136,8 +137,8 @@ async def _demo_upstream(port: int, folder: str) -> tuple[web.AppRunner, str]:
 
 async def up(*, redis: str | None, **ports: int) -> None:
     """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port, ledger_port,
-    proxy_port, demo_upstream_port (0: any). The ledger uses DATABASE_URL when set, else an
-    embedded PostgreSQL."""
+    proxy_port, demo_upstream_port, ledger_grpc_port (0: any). The ledger uses DATABASE_URL
+    when set, else an embedded PostgreSQL."""
     server = EmbeddedRedis() if redis is None else None
     note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
     folder = tempfile.mkdtemp(prefix="creditgate-up-")
@@ -153,6 +154,7 @@ async def up(*, redis: str | None, **ports: int) -> None:
                 redis=sidecar.settings.redis,
                 database_url=os.environ.get("DATABASE_URL"),
                 port=ports["ledger_port"],
+                grpc_port=ports["ledger_grpc_port"],
                 token=sidecar.settings.admin_token,
             )
         )

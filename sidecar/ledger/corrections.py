@@ -16,21 +16,24 @@ invoice preview.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from sidecar.access import Caller
+from sidecar.access import Caller, require
 from sidecar.catalog.model import Catalog
 from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import check_idempotency_key
 from sidecar.errors import InvalidInput, NotFound
-from sidecar.ledger.db import Connection
+from sidecar.ids import check_id
+from sidecar.ledger.audit import record_audit
+from sidecar.ledger.db import Connection, Pool
 from sidecar.money import format_credits, parse_signed_credits
 from sidecar.store.redis_store import RedisStore
 from sidecar.times import ms_of
 
-__all__ = ["AdjustRequest", "RefundRequest", "adjust", "refund"]
+__all__ = ["AdjustRequest", "Corrections", "RefundRequest", "adjust", "refund"]
 
 REASON_MAX = 500
 
@@ -189,3 +192,44 @@ async def adjust(
         payload["corrects"] = request.corrects
     answer = await store.correct(customer, request.idempotency_key, payload)
     return _answer(answer, amount=format_credits(amount))
+
+
+class Corrections:
+    """The one entry point of both transports (HTTP and gRPC): a refund or an adjustment on
+    ``pool`` and ``store``, the operator's only, recorded in the customer's audit trail."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        store: RedisStore,
+        catalog: Callable[[], Catalog],
+        clock: Callable[[], int],
+    ) -> None:
+        self._pool = pool
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+
+    async def refund(self, customer: str, request: RefundRequest, caller: Caller) -> dict[str, Any]:
+        return await self._apply(customer, request, caller)
+
+    async def adjust(self, customer: str, request: AdjustRequest, caller: Caller) -> dict[str, Any]:
+        return await self._apply(customer, request, caller)
+
+    async def _apply(
+        self, customer: str, request: RefundRequest | AdjustRequest, caller: Caller
+    ) -> dict[str, Any]:
+        customer = check_id("customer", customer)
+        require(caller, customer, "operator")
+        now = self._clock()
+        async with self._pool.acquire() as connection:
+            if isinstance(request, RefundRequest):
+                action = "refund"
+                answer = await refund(connection, self._store, customer, request, caller, now)
+            else:
+                action = "adjustment"
+                catalog = self._catalog()
+                answer = await adjust(self._store, catalog, customer, request, caller, now)
+            detail = {"id": request.idempotency_key, **answer}
+            await record_audit(connection, customer, caller.actor, action, detail)
+        return answer

@@ -44,11 +44,10 @@ from sidecar.http.errors import Handler, error_middleware
 from sidecar.http.keys import MAX_BODY_BYTES
 from sidecar.ids import check_id
 from sidecar.ledger import corrections, queries, webhooks
-from sidecar.ledger.audit import record_audit
 from sidecar.ledger.console import GROUPS, render_console
 from sidecar.ledger.db import Connection, Pool, load_catalogs
+from sidecar.ledger.settings import LEDGER_MAX_BYTES
 from sidecar.ledger.wire import month_range
-from sidecar.store.redis_store import RedisStore
 from sidecar.times import ms_of, parse_time
 
 __all__ = ["Status", "ledger_app"]
@@ -59,7 +58,7 @@ _TOKEN = web.AppKey("token", bytes)
 _CHECK: web.AppKey[TokenCheck] = web.AppKey("check")
 _CALLER = web.RequestKey("caller", Caller)
 _CATALOG: web.AppKey[Callable[[], Catalog]] = web.AppKey("catalog")
-_STORE = web.AppKey("store", RedisStore)
+_CORRECTIONS = web.AppKey("corrections", corrections.Corrections)
 CONSOLE = "/console"
 CONSOLE_LOGIN = "/console/login"
 COOKIE = "creditgate_token"
@@ -191,26 +190,18 @@ async def _deliveries(request: web.Request) -> web.Response:
     return json_response({"attempts": log})
 
 
-async def _correct(request: web.Request) -> web.Response:
-    """A refund or an adjustment (ledger/corrections.py): the operator's, as grants are."""
-    _operator_only(request, "a refund or an adjustment")
-    customer = check_id("customer", request.match_info["customer"])
-    caller, now, store = request[_CALLER], _now_ms(), request.app[_STORE]
-    refund = request.path.endswith("/refunds")
-    raw = await request.read()
-    async with request.app[_POOL].acquire() as connection:
-        if refund:
-            body = decode(raw, corrections.RefundRequest)
-            answer = await corrections.refund(connection, store, customer, body, caller, now)
-        else:
-            adjust = decode(raw, corrections.AdjustRequest)
-            catalog = request.app[_CATALOG]()
-            answer = await corrections.adjust(store, catalog, customer, adjust, caller, now)
-        detail = {"id": body.idempotency_key if refund else adjust.idempotency_key, **answer}
-        await record_audit(
-            connection, customer, caller.actor, "refund" if refund else "adjustment", detail
-        )
-    return json_response(answer)
+async def _refund(request: web.Request) -> web.Response:
+    body = decode(await request.read(), corrections.RefundRequest)
+    corrector = request.app[_CORRECTIONS]
+    customer = request.match_info["customer"]
+    return json_response(await corrector.refund(customer, body, request[_CALLER]))
+
+
+async def _adjust(request: web.Request) -> web.Response:
+    body = decode(await request.read(), corrections.AdjustRequest)
+    corrector = request.app[_CORRECTIONS]
+    customer = request.match_info["customer"]
+    return json_response(await corrector.adjust(customer, body, request[_CALLER]))
 
 
 async def _invoice(request: web.Request) -> web.Response:
@@ -359,18 +350,20 @@ def ledger_app(
     status: Status,
     check: TokenCheck,
     catalog: Callable[[], Catalog],
-    store: RedisStore,
+    corrector: corrections.Corrections,
 ) -> web.Application:
     """The query API on ``pool``; every route requires ``Authorization: Bearer <token>`` or
     a scoped admin token (``check`` reads it)."""
-    app = web.Application(middlewares=[error_middleware, _authenticate], client_max_size=8192)
+    app = web.Application(
+        middlewares=[error_middleware, _authenticate], client_max_size=LEDGER_MAX_BYTES
+    )
     app[_POOL] = pool
     app[_TOKEN] = token.encode()
     app[_CHECK] = check
     app[_CATALOG] = catalog
-    app[_STORE] = store
+    app[_CORRECTIONS] = corrector
     app[_STATUS] = status
-    app[MAX_BODY_BYTES] = 8192
+    app[MAX_BODY_BYTES] = LEDGER_MAX_BYTES
     base = "/ledger/v1/customers/{customer}"
     app.router.add_get(f"{base}/balance", _balance)
     app.router.add_get(f"{base}/usage", _usage)
@@ -378,8 +371,8 @@ def ledger_app(
     app.router.add_get(f"{base}/audit", _in_range(queries.audit))
     app.router.add_get(f"{base}/alerts", _in_range(queries.alerts))
     app.router.add_get(f"{base}/budgets", _budgets)
-    app.router.add_post(f"{base}/refunds", _correct)
-    app.router.add_post(f"{base}/adjustments", _correct)
+    app.router.add_post(f"{base}/refunds", _refund)
+    app.router.add_post(f"{base}/adjustments", _adjust)
     app.router.add_get(CONSOLE, _console)
     app.router.add_get(CONSOLE_LOGIN, _login)
     for owner in (base, "/ledger/v1"):

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import grpc
 import msgspec
 from aiohttp import web
 from redis.exceptions import RedisClusterException, RedisError
@@ -27,6 +28,7 @@ from sidecar.catalog import Catalog, load_catalog
 from sidecar.engine.periods import period_start_ms
 from sidecar.http.probes import probes_app
 from sidecar.ledger.close import grant_rebates, roll_over
+from sidecar.ledger.corrections import Corrections
 from sidecar.ledger.db import Pool, open_pool, record_catalog
 from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.generation import Epochs, watch_once
@@ -40,6 +42,7 @@ from sidecar.ledger.workers import Membership
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
 from sidecar.reload import CatalogWatcher
+from sidecar.rpc.server import start_ledger
 from sidecar.service.keys import ADMIN_TOKENS, KeyRecord, check_uncached
 from sidecar.settings import SettingsError
 from sidecar.store.layout import Layout
@@ -82,6 +85,8 @@ class Ledger:
             interval_s=settings.catalog_reload_ms / 1000,
         )
         self.port: int | None = None
+        self.grpc_port: int | None = None
+        self._grpc: grpc.aio.Server | None = None
         self.metrics_port: int | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -142,6 +147,7 @@ class Ledger:
         # agreed above: its own agreement would mark a generation the ledger may have fenced.
         self.store = RedisStore(self.settings.redis)
         self.store.layout = layout
+        self.corrections = Corrections(self.pool, self.store, self._catalog, wall_clock_ms)
         self._tasks.append(asyncio.create_task(self._close_months_until_stopped()))
         self.webhooks = Dispatcher(
             self.pool, self.metrics, backoff_base_s=self.settings.webhook_backoff_ms / 1000
@@ -150,9 +156,15 @@ class Ledger:
         if self.settings.token is not None:
             app = ledger_app(
                 self.pool, self.settings.token, self.status, self._scoped_token, self._catalog,
-                self.store,
+                self.corrections,
             )  # fmt: skip
             self.port = await self._listen(app, self.settings.host, self.settings.port)
+        if self.settings.grpc_port is not None:
+            assert self.settings.token is not None  # settings refuse a gRPC port without one
+            self._grpc, self.grpc_port = await start_ledger(
+                self.corrections, self.settings.host, self.settings.grpc_port,
+                token=self.settings.token, check=self._scoped_token, clock=wall_clock_ms,
+            )  # fmt: skip
         if self.settings.metrics_port is not None:
             app = probes_app(self.metrics.registry, self.readiness)
             self.metrics_port = await self._listen(
@@ -305,6 +317,8 @@ class Ledger:
         for task in timers:
             task.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
+        if self._grpc is not None:
+            await self._grpc.stop(SHUTDOWN_TIMEOUT_S)
         for runner in self._runners:
             await runner.cleanup()
         for task in self._tasks:
@@ -333,7 +347,11 @@ async def serve_ledger(
                 "catalog_version": ledger.catalog.version,
                 "database": "embedded" if ledger.postgres else "DATABASE_URL",
                 "config": redacted(msgspec.structs.asdict(settings)),
-                "listening": {"query_api": ledger.port, "metrics": ledger.metrics_port},
+                "listening": {
+                    "query_api": ledger.port,
+                    "grpc": ledger.grpc_port,
+                    "metrics": ledger.metrics_port,
+                },
             },
         )
         if on_ready is not None:

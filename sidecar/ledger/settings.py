@@ -16,7 +16,11 @@ import msgspec
 
 from sidecar.settings import REDIS_HELP, SHARDS_HELP, Source
 
-__all__ = ["LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
+__all__ = ["LEDGER_MAX_BYTES", "LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
+
+
+LEDGER_MAX_BYTES = 8192
+"""The largest request the ledger's APIs (HTTP and gRPC) take."""
 
 
 class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +35,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 7074
     token: str | None = None
     """Bearer token of the query API; it listens only when a token is set."""
+    grpc_port: int | None = None
+    """The gRPC corrections service (CreditgateLedgerService), with the same token; None: none."""
     group: str = "ledger"
     consumer: str | None = None
     """Consumer name in the group; None: <hostname>-<pid>-<worker>."""
@@ -67,6 +73,7 @@ _HELP = {
     "host": "address to bind the query API (default 127.0.0.1)",
     "port": "query API port (default 7074; 0 picks a free one)",
     "token": "bearer token the query API requires (no token: no query API)",
+    "grpc_port": "port of the gRPC corrections service, same token (default: none; 0: free)",
     "group": "Redis consumer group (default ledger)",
     "consumer": "consumer name in the group (default <hostname>-<pid>-<worker>)",
     "workers": "ingest workers in this process (default 1)",
@@ -110,7 +117,7 @@ def ledger_settings_from(
 ) -> LedgerSettings:
     """Merge flags over environment over ``overrides`` over defaults; raise SettingsError."""
     settings = SOURCE.load(flags, environ, required=("catalog", "redis"), **overrides)
-    SOURCE.check_port(settings, "port", "metrics_port")
+    SOURCE.check_port(settings, "port", "grpc_port", "metrics_port")
     if settings.catalog_reload_ms < 0:
         raise SOURCE.fail("catalog_reload_ms", "must be 0 (never) or above")
     SOURCE.check_positive(
@@ -129,4 +136,6 @@ def ledger_settings_from(
     ):
         raise SOURCE.fail("database_url", "not a postgresql:// URL")
     SOURCE.check_token(settings, "token")
+    if settings.grpc_port is not None and settings.token is None:
+        raise SOURCE.fail("grpc_port", "needs a token: set --token (or CREDITGATE_LEDGER_TOKEN)")
     return settings

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
 from sidecar.access import OPERATOR, Caller
-from sidecar.auth import authenticate
+from sidecar.auth import TokenCheck, authenticate
 from sidecar.errors import InternalError, InvalidInput, RequestError
+from sidecar.ledger.corrections import AdjustRequest, Corrections, RefundRequest
 from sidecar.rpc.convert import from_proto, to_proto
 from sidecar.rpc.errors import status_of
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
@@ -34,19 +35,27 @@ from sidecar.wire import (
     UpsertCustomerRequest,
 )
 
-__all__ = ["ADMIN_ROUTES", "PUBLIC_ROUTES", "Servicer"]
+__all__ = [
+    "ADMIN_ROUTES",
+    "LEDGER_ROUTES",
+    "PUBLIC_ROUTES",
+    "Servicer",
+    "bearer",
+    "sidecar_servicer",
+]
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "x-request-id"
 
-Call = Callable[[Service, Any, Caller], Awaitable[Any]]
-"""One route: the service, the proto request, and who calls (the operator on the public
-service, which has no token)."""
+T = TypeVar("T")
+Call = Callable[[T, Any, Caller], Awaitable[Any]]
+"""One route: the target (the sidecar's service, the ledger's corrections), the proto
+request, and who calls."""
 
 
 async def _guarded(
-    call: Call,
-    service: Service,
+    call: Call[T],
+    target: T,
     request: Message,
     caller: Caller,
     context: grpc.aio.ServicerContext,
@@ -54,7 +63,7 @@ async def _guarded(
     """Run one operation; a bug leaves as InternalError, logged here with its trace and the
     caller's ``x-request-id``."""
     try:
-        return await call(service, request, caller)
+        return await call(target, request, caller)
     except RequestError:
         raise
     except Exception as error:
@@ -67,7 +76,7 @@ async def _guarded(
         raise InternalError from error
 
 
-Route = tuple[Call, type[Message]]
+Route = tuple[Call[T], type[Message]]
 _CUSTOMER = ("customer",)
 
 
@@ -76,7 +85,7 @@ def _subject(message: Any) -> dict[str, str]:
             if message.HasField(f)}  # fmt: skip
 
 
-PUBLIC_ROUTES: dict[str, Route] = {
+PUBLIC_ROUTES: dict[str, Route[Service]] = {
     "Check": (lambda s, m, _: s.check(from_proto(m, CheckRequest)), pb.CheckResponse),
     "Reserve": (lambda s, m, _: s.reserve(from_proto(m, ReserveRequest)), pb.ReserveResponse),
     "Commit": (lambda s, m, _: s.commit(from_proto(m, CommitRequest)), pb.CommitResponse),
@@ -89,12 +98,12 @@ PUBLIC_ROUTES: dict[str, Route] = {
 }
 
 
-def _change(operation: Callable[..., Awaitable[Any]], kind: type[Any]) -> Call:
+def _change(operation: Callable[..., Awaitable[Any]], kind: type[Any]) -> Call[Any]:
     """An admin change: the customer, the request without it, and the caller."""
     return lambda s, m, c: operation(s, m.customer, from_proto(m, kind, without=_CUSTOMER), c)
 
 
-ADMIN_ROUTES: dict[str, Route] = {
+ADMIN_ROUTES: dict[str, Route[Service]] = {
     "UpsertCustomer": (
         _change(Service.upsert_customer, UpsertCustomerRequest),
         pb.UpsertCustomerResponse,
@@ -119,38 +128,67 @@ ADMIN_ROUTES: dict[str, Route] = {
 }
 
 
-class Servicer:
-    """A servicer whose methods are the routes; admin servicers also require the token."""
+CallerOf = Callable[[grpc.aio.ServicerContext], Awaitable[Caller]]
+"""Who calls, from the call's metadata (401 when its token is wrong)."""
+
+
+def bearer(token: str, check: TokenCheck, clock: Callable[[], int], *, what: str) -> CallerOf:
+    """The operator with ``token`` (its ``what``), or a scoped admin token ``check`` reads,
+    from the ``authorization`` metadata."""
+    operator = token.encode()
+
+    async def caller(context: grpc.aio.ServicerContext) -> Caller:
+        metadata = dict(context.invocation_metadata() or ())
+        header = str(metadata.get("authorization", ""))
+        return await authenticate(
+            header, operator, check, clock(), field="authorization", what=what
+        )
+
+    return caller
+
+
+async def _operator(context: grpc.aio.ServicerContext) -> Caller:
+    return OPERATOR
+
+
+LEDGER_ROUTES: dict[str, Route[Corrections]] = {
+    "Refund": (
+        lambda k, m, c: k.refund(m.customer, from_proto(m, RefundRequest, without=_CUSTOMER), c),
+        pb.RefundResponse,
+    ),
+    "Adjust": (
+        lambda k, m, c: k.adjust(m.customer, from_proto(m, AdjustRequest, without=_CUSTOMER), c),
+        pb.AdjustResponse,
+    ),
+}
+
+
+class Servicer(Generic[T]):
+    """A servicer whose methods are the routes over ``target``; ``caller`` says who calls
+    (default: the operator, on the public service, which has no token) and ``refused`` counts
+    each error by code."""
 
     def __init__(
         self,
-        service: Service,
-        routes: dict[str, Route],
+        target: T,
+        routes: dict[str, Route[T]],
         *,
         max_message_bytes: int,
-        admin_token: str | None = None,
+        caller: CallerOf = _operator,
+        refused: Callable[[str], None] | None = None,
     ) -> None:
-        self._service = service
+        self._target = target
         self._max_bytes = max_message_bytes
-        self._token = admin_token.encode() if admin_token is not None else None
+        self._caller = caller
+        self._count = refused
         for name, (call, answer) in routes.items():
             setattr(self, name, self._method(call, answer))
 
-    async def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        if self._token is None:
-            return OPERATOR
-        metadata = dict(context.invocation_metadata() or ())
-        header = str(metadata.get("authorization", ""))
-        service = self._service
-        return await authenticate(
-            header, self._token, service.tokens.check, service.clock(),
-            field="authorization", what="admin token",
-        )  # fmt: skip
-
     def _refused(self, code: str) -> None:
-        self._service.metrics.request_errors.labels("grpc", code).inc()
+        if self._count is not None:
+            self._count(code)
 
-    def _method(self, call: Call, answer: type[Message]) -> Any:
+    def _method(self, call: Call[T], answer: type[Message]) -> Any:
         async def method(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
                 caller = await self._caller(context)
@@ -160,10 +198,30 @@ class Servicer:
                 if remaining is not None and remaining <= 0:
                     self._refused("deadline_exceeded")
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired")
-                result = await _guarded(call, self._service, request, caller, context)
+                result = await _guarded(call, self._target, request, caller, context)
             except RequestError as error:
                 self._refused(error.code)
                 await context.abort_with_status(status_of(error))
             return to_proto(result, answer)
 
         return method
+
+
+def sidecar_servicer(
+    service: Service,
+    routes: dict[str, Route[Service]],
+    *,
+    max_message_bytes: int,
+    admin_token: str | None = None,
+) -> Servicer[Service]:
+    """The sidecar's public servicer, or with ``admin_token`` its admin one."""
+    caller: CallerOf = _operator
+    if admin_token is not None:
+        caller = bearer(admin_token, service.tokens.check, service.clock, what="admin token")
+
+    def count(code: str) -> None:
+        service.metrics.request_errors.labels("grpc", code).inc()
+
+    return Servicer(
+        service, routes, max_message_bytes=max_message_bytes, caller=caller, refused=count
+    )

@@ -68,7 +68,7 @@ async def deployment(
     """Two sidecars and a ledger; customers acme and globex on plan pro."""
     settings = LedgerSettings(
         catalog=str(EXAMPLE), redis=redis_server.url, database_url=database, port=0,
-        token=LEDGER_TOKEN, poll_ms=10, webhook_backoff_ms=50,
+        token=LEDGER_TOKEN, grpc_port=0, poll_ms=10, webhook_backoff_ms=50,
     )  # fmt: skip
     ledger = Ledger(settings)
     await ledger.start()

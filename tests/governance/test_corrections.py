@@ -1,6 +1,7 @@
 """Corrections: a refund of a committed call, in parts, and adjustments (a debit and a credit)
 move the live balance in Redis and the ledger alike, are idempotent by key, show on the
-invoice preview, and leave ``creditgate ledger reconcile`` with nothing to report."""
+invoice preview, and leave ``creditgate ledger reconcile`` with nothing to report; over HTTP
+and over the ledger's gRPC service alike."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ import sys
 from decimal import Decimal
 from typing import Any
 
+import grpc
 import pytest
 
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from tests.conftest import EXAMPLE
 from tests.governance.conftest import LEDGER_TOKEN, Deployment
 from tests.governance.test_alerts_webhooks import UNITS
+from tests.rpc.test_bad_input import bad_request_field
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 COST = Decimal("0.00075")  # UNITS of gpt-4o-mini
 
 
-async def _balance(deployment: Deployment) -> Decimal:
-    url = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1/balance?customer=acme"
+async def _balance(deployment: Deployment, customer: str = "acme") -> Decimal:
+    url = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1/balance?customer={customer}"
     async with deployment.http.get(url) as response:
         return Decimal((await response.json())["balance"])
 
@@ -31,18 +36,34 @@ async def _ledger(deployment: Deployment, path: str, body: Any = None) -> tuple[
     return await deployment.call(method, deployment.ledger_url(path), LEDGER_TOKEN, body)
 
 
-async def _ingested(deployment: Deployment, corrections: int, credits: int = 0) -> None:
-    """Wait until the ledger holds the call, ``corrections`` and ``credits`` credit
+async def _committed(deployment: Deployment, customer: str = "acme") -> str:
+    """One committed call of ``customer``; its event id."""
+    base = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1"
+    reserve = {"customer": customer, "feature": "chat", "model": "gpt-4o-mini", "units": UNITS,
+               "idempotency_key": f"call-{customer}"}  # fmt: skip
+    async with deployment.http.post(f"{base}/reserve", json=reserve) as response:
+        rid = str((await response.json())["reservation_id"])
+    async with deployment.http.post(
+        f"{base}/commit", json={"reservation_id": rid, "units": UNITS}
+    ) as response:
+        assert (await response.json())["result"] == "committed"
+    return rid
+
+
+async def _ingested(
+    deployment: Deployment, corrections: int, credits: int = 0, calls: int = 1
+) -> None:
+    """Wait until the ledger holds ``calls`` calls, ``corrections`` and ``credits`` credit
     adjustments."""
     async with asyncio.timeout(30):
         while True:
             async with deployment.ledger.pool.acquire() as db:  # type: ignore[union-attr]
                 found = await db.fetchval("SELECT count(*) FROM corrections")
-                calls = await db.fetchval("SELECT count(*) FROM usage_events")
+                stored = await db.fetchval("SELECT count(*) FROM usage_events")
                 granted = await db.fetchval(
                     "SELECT count(*) FROM credit_grants WHERE reason = 'adjustment'"
                 )
-            if found >= corrections and calls >= 1 and granted >= credits:
+            if found >= corrections and stored >= calls and granted >= credits:
                 return
             await asyncio.sleep(0.05)
 
@@ -50,15 +71,7 @@ async def _ingested(deployment: Deployment, corrections: int, credits: int = 0) 
 async def test_refunds_and_adjustments_move_redis_and_the_ledger_alike_once(
     deployment: Deployment, redis_server: Any
 ) -> None:
-    base = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1"
-    reserve = {"customer": "acme", "feature": "chat", "model": "gpt-4o-mini", "units": UNITS,
-               "idempotency_key": "call-1"}  # fmt: skip
-    async with deployment.http.post(f"{base}/reserve", json=reserve) as response:
-        rid = (await response.json())["reservation_id"]
-    async with deployment.http.post(
-        f"{base}/commit", json={"reservation_id": rid, "units": UNITS}
-    ) as response:
-        assert (await response.json())["result"] == "committed"
+    rid = await _committed(deployment)
     await _ingested(deployment, 0)
     start = await _balance(deployment)
     path = "/customers/acme/refunds"
@@ -127,3 +140,92 @@ async def test_refunds_and_adjustments_move_redis_and_the_ledger_alike_once(
     )  # fmt: skip
     out, err = await reconcile.communicate()
     assert reconcile.returncode == 0, (out.decode(), err.decode())
+
+
+async def test_corrections_over_grpc_move_money_as_over_http(deployment: Deployment) -> None:
+    """The same refund and adjustments, for acme over HTTP and for globex over the ledger's
+    gRPC service, leave both with the same balance and the same invoice corrections; gRPC
+    refuses bad input, unknown calls, wrong tokens and scoped tokens as HTTP does."""
+    calls = {c: await _committed(deployment, c) for c in ("acme", "globex")}
+    await _ingested(deployment, 0, calls=2)
+    start = {c: await _balance(deployment, c) for c in calls}
+    assert start["acme"] == start["globex"]
+    scoped = await deployment.token("globex", "admin")
+    for path, body in (
+        ("refunds", {"idempotency_key": "r1", "event_id": calls["acme"], "amount": "0.0005",
+                     "reason": "bad answer"}),
+        ("adjustments", {"idempotency_key": "a1", "amount": "-0.3", "credit_type": "included",
+                         "reason": "billing fix"}),
+        ("adjustments", {"idempotency_key": "a2", "amount": "2", "credit_type": "paid",
+                         "reason": "goodwill"}),
+    ):  # fmt: skip
+        status, answer = await _ledger(deployment, f"/customers/acme/{path}", body)
+        assert status == 200, answer
+    metadata = (("authorization", f"Bearer {LEDGER_TOKEN}"),)
+    refund = pb.RefundRequest(customer="globex", idempotency_key="r1", event_id=calls["globex"],
+                              amount_nanos=500_000, reason="bad answer")  # fmt: skip
+    debit = pb.AdjustRequest(customer="globex", idempotency_key="a1", amount_nanos=-3 * 10**8,
+                             credit_type="included", reason="billing fix")  # fmt: skip
+    credit = pb.AdjustRequest(customer="globex", idempotency_key="a2", amount_nanos=2 * 10**9,
+                              credit_type="paid", reason="goodwill")  # fmt: skip
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{deployment.ledger.grpc_port}") as channel:
+        stub = pb_grpc.CreditgateLedgerServiceStub(channel)  # type: ignore[no-untyped-call]
+        answer = await stub.Refund(refund, metadata=metadata)
+        assert answer.result == pb.CORRECTION_RESULT_REFUNDED
+        assert (answer.amount_nanos, answer.event_id) == (500_000, calls["globex"])
+        assert [m.amount_nanos for m in answer.moves] == [500_000]
+        again = await stub.Refund(refund, metadata=metadata)  # a retry: nothing moves
+        assert again.result == pb.CORRECTION_RESULT_ALREADY_DONE
+        for request in (debit, credit):
+            answer = await stub.Adjust(request, metadata=metadata)
+            assert answer.result == pb.CORRECTION_RESULT_ADJUSTED, answer
+        assert (await stub.Adjust(debit, metadata=metadata)).result == (
+            pb.CORRECTION_RESULT_ALREADY_DONE
+        )
+        moved = await _balance(deployment, "globex")
+
+        refusals = [
+            (stub.Refund, pb.RefundRequest(customer="globex", idempotency_key="r2",
+                                           event_id=calls["globex"], amount_nanos=10**9,
+                                           reason="too much"), metadata,
+             grpc.StatusCode.INVALID_ARGUMENT, "amount_nanos"),
+            (stub.Refund, pb.RefundRequest(customer="globex", idempotency_key="r3",
+                                           event_id="r_nope", reason="x"), metadata,
+             grpc.StatusCode.NOT_FOUND, "event_id"),
+            (stub.Adjust, pb.AdjustRequest(customer="globex", idempotency_key="a3",
+                                           amount_nanos=-1, credit_type="gold", reason="x"),
+             metadata, grpc.StatusCode.INVALID_ARGUMENT, "credit_type"),
+            (stub.Adjust, pb.AdjustRequest(customer="globex", idempotency_key="a4",
+                                           amount_nanos=-1, credit_type="paid"),
+             metadata, grpc.StatusCode.INVALID_ARGUMENT, "reason"),
+            (stub.Adjust, credit, (("authorization", f"Bearer {scoped}"),),
+             grpc.StatusCode.PERMISSION_DENIED, "Authorization"),
+            (stub.Adjust, credit, (("authorization", "Bearer wrong"),),
+             grpc.StatusCode.PERMISSION_DENIED, "authorization"),
+            (stub.Adjust, credit, (), grpc.StatusCode.UNAUTHENTICATED, "authorization"),
+        ]  # fmt: skip
+        for method, request, auth, code, field in refusals:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await method(request, metadata=auth)
+            assert refused.value.code() == code, refused.value.details()
+            assert bad_request_field(refused.value)[0] == field
+    assert moved == start["globex"] + Decimal("0.0005") - Decimal("0.3") + 2
+    assert await _balance(deployment, "globex") == moved  # the refusals moved nothing
+    assert await _balance(deployment, "acme") == moved
+
+    await _ingested(deployment, 4, credits=2, calls=2)
+    window = "from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z"
+    bills = {}
+    for customer in calls:
+        status, bill = await _ledger(deployment, f"/customers/{customer}/invoice?{window}")
+        assert status == 200, bill
+        bills[customer] = [(c["kind"], c["amount"]) for c in bill["corrections"]]
+    assert (
+        bills["globex"]
+        == bills["acme"]
+        == [
+            ("refund", "0.000500000"),
+            ("adjustment", "-0.300000000"),
+            ("adjustment", "2.000000000"),
+        ]
+    )

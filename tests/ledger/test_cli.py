@@ -96,3 +96,13 @@ async def test_serve_without_a_database_or_embedded_binaries_names_the_setting(
     message = err.decode()
     assert "--database-url (or DATABASE_URL) is unset" in message
     assert "Traceback" not in message
+
+
+async def test_serve_with_a_grpc_port_but_no_token_names_both_settings(redis_url: str) -> None:
+    """The gRPC corrections service needs the ledger token: exit 2 before anything starts."""
+    code, _, err = await creditgate(
+        "ledger", "serve", "--catalog", str(CATALOG), "--redis", redis_url, "--grpc-port", "0"
+    )
+    assert code == 2, err
+    assert "--grpc-port" in err and "--token" in err
+    assert "Traceback" not in err

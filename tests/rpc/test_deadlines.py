@@ -19,7 +19,7 @@ import pytest
 
 from sidecar.client import GrpcClient
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
-from sidecar.rpc.servicer import ADMIN_ROUTES, PUBLIC_ROUTES, Servicer
+from sidecar.rpc.servicer import ADMIN_ROUTES, PUBLIC_ROUTES, sidecar_servicer
 from sidecar.server import Sidecar
 from sidecar.store.redis_store import RedisStore
 from tests.rpc.conftest import ADMIN_TOKEN, Stubs, cost, events_key, nanos, seed, snapshot
@@ -158,8 +158,8 @@ async def test_the_servicer_refuses_work_whose_deadline_passed_before_it_started
     """The server-side guard itself, deterministically: a request that arrives with no time
     left is aborted with DEADLINE_EXCEEDED before the service runs."""
     await seed(grpc_client, grants={"paid": "5"})
-    public = Servicer(sidecar.service, PUBLIC_ROUTES, max_message_bytes=65_536)
-    admin = Servicer(
+    public = sidecar_servicer(sidecar.service, PUBLIC_ROUTES, max_message_bytes=65_536)
+    admin = sidecar_servicer(
         sidecar.service, ADMIN_ROUTES, max_message_bytes=65_536, admin_token=ADMIN_TOKEN
     )
     auth = (("authorization", f"Bearer {ADMIN_TOKEN}"),)

@@ -122,6 +122,13 @@ class SetAlertsResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SET_ALERTS_RESULT_SET: _ClassVar[SetAlertsResult]
     SET_ALERTS_RESULT_REMOVED: _ClassVar[SetAlertsResult]
     SET_ALERTS_RESULT_UNCHANGED: _ClassVar[SetAlertsResult]
+
+class CorrectionResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CORRECTION_RESULT_UNSPECIFIED: _ClassVar[CorrectionResult]
+    CORRECTION_RESULT_REFUNDED: _ClassVar[CorrectionResult]
+    CORRECTION_RESULT_ADJUSTED: _ClassVar[CorrectionResult]
+    CORRECTION_RESULT_ALREADY_DONE: _ClassVar[CorrectionResult]
 DECIDED_BY_UNSPECIFIED: DecidedBy
 DECIDED_BY_STORE: DecidedBy
 DECIDED_BY_FALLBACK: DecidedBy
@@ -187,6 +194,10 @@ SET_ALERTS_RESULT_UNSPECIFIED: SetAlertsResult
 SET_ALERTS_RESULT_SET: SetAlertsResult
 SET_ALERTS_RESULT_REMOVED: SetAlertsResult
 SET_ALERTS_RESULT_UNCHANGED: SetAlertsResult
+CORRECTION_RESULT_UNSPECIFIED: CorrectionResult
+CORRECTION_RESULT_REFUNDED: CorrectionResult
+CORRECTION_RESULT_ADJUSTED: CorrectionResult
+CORRECTION_RESULT_ALREADY_DONE: CorrectionResult
 
 class CheckRequest(_message.Message):
     __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
@@ -786,3 +797,65 @@ class ListAlertsResponse(_message.Message):
     RULES_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[AlertRule]
     def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ...) -> None: ...
+
+class RefundRequest(_message.Message):
+    __slots__ = ("customer", "idempotency_key", "event_id", "reason", "amount_nanos")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    idempotency_key: str
+    event_id: str
+    reason: str
+    amount_nanos: int
+    def __init__(self, customer: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_id: _Optional[str] = ..., reason: _Optional[str] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
+
+class AdjustRequest(_message.Message):
+    __slots__ = ("customer", "idempotency_key", "amount_nanos", "credit_type", "reason", "corrects")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CORRECTS_FIELD_NUMBER: _ClassVar[int]
+    customer: str
+    idempotency_key: str
+    amount_nanos: int
+    credit_type: str
+    reason: str
+    corrects: str
+    def __init__(self, customer: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., credit_type: _Optional[str] = ..., reason: _Optional[str] = ..., corrects: _Optional[str] = ...) -> None: ...
+
+class CorrectionMove(_message.Message):
+    __slots__ = ("grant_id", "credit_type", "amount_nanos")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    credit_type: str
+    amount_nanos: int
+    def __init__(self, grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
+
+class RefundResponse(_message.Message):
+    __slots__ = ("result", "amount_nanos", "event_id", "moves")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    result: CorrectionResult
+    amount_nanos: int
+    event_id: str
+    moves: _containers.RepeatedCompositeFieldContainer[CorrectionMove]
+    def __init__(self, result: _Optional[_Union[CorrectionResult, str]] = ..., amount_nanos: _Optional[int] = ..., event_id: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[CorrectionMove, _Mapping]]] = ...) -> None: ...
+
+class AdjustResponse(_message.Message):
+    __slots__ = ("result", "amount_nanos", "moves")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    result: CorrectionResult
+    amount_nanos: int
+    moves: _containers.RepeatedCompositeFieldContainer[CorrectionMove]
+    def __init__(self, result: _Optional[_Union[CorrectionResult, str]] = ..., amount_nanos: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[CorrectionMove, _Mapping]]] = ...) -> None: ...

@@ -882,3 +882,126 @@ class CreditgateAdminService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CreditgateLedgerServiceStub:
+    """The ledger's corrections; served by the ledger service on its own port, the operator's
+    ledger token required (metadata authorization: Bearer <token>).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Refund = channel.unary_unary(
+                '/creditgate.v1.CreditgateLedgerService/Refund',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.RefundRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RefundResponse.FromString,
+                _registered_method=True)
+        self.Adjust = channel.unary_unary(
+                '/creditgate.v1.CreditgateLedgerService/Adjust',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.AdjustRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.AdjustResponse.FromString,
+                _registered_method=True)
+
+
+class CreditgateLedgerServiceServicer:
+    """The ledger's corrections; served by the ledger service on its own port, the operator's
+    ledger token required (metadata authorization: Bearer <token>).
+    """
+
+    def Refund(self, request, context):
+        """Refund a committed call in whole or in part; idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Adjust(self, request, context):
+        """Post a debit or credit adjustment; idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CreditgateLedgerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Refund': grpc.unary_unary_rpc_method_handler(
+                    servicer.Refund,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RefundRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.RefundResponse.SerializeToString,
+            ),
+            'Adjust': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adjust,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.AdjustRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.AdjustResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'creditgate.v1.CreditgateLedgerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('creditgate.v1.CreditgateLedgerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CreditgateLedgerService:
+    """The ledger's corrections; served by the ledger service on its own port, the operator's
+    ledger token required (metadata authorization: Bearer <token>).
+    """
+
+    @staticmethod
+    def Refund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateLedgerService/Refund',
+            creditgate_dot_v1_dot_creditgate__pb2.RefundRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.RefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adjust(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgateLedgerService/Adjust',
+            creditgate_dot_v1_dot_creditgate__pb2.AdjustRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.AdjustResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
