@@ -104,5 +104,6 @@ async def test_serve_with_a_grpc_port_but_no_token_names_both_settings(redis_url
         "ledger", "serve", "--catalog", str(CATALOG), "--redis", redis_url, "--grpc-port", "0"
     )
     assert code == 2, err
-    assert "--grpc-port" in err and "--token" in err
+    assert "--grpc-port" in err
+    assert "--token" in err
     assert "Traceback" not in err
