@@ -187,6 +187,14 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         )
         for model, model_spec in spec.models.items()
     }
+    costs = {
+        model: listed
+        for model, model_spec in spec.models.items()
+        if (listed := check.prices(
+            (f"models.{model}.costs_per_million", model_spec.costs_per_million),
+            (f"models.{model}.costs", model_spec.costs),
+        ))
+    }  # fmt: skip
     graduated = {
         model: table
         for model, model_spec in spec.models.items()
@@ -298,6 +306,7 @@ def compile_catalog(spec: CatalogSpec, *, file: str, version: str) -> Catalog:
         credit_types=credit_types,
         prices_femtos=prices,
         outcome_prices_femtos=outcome_prices,
+        costs_femtos=costs,
         max_output_tokens=max_output,
         volume_femtos=volume,
         tiers_femtos=graduated,

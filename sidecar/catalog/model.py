@@ -119,6 +119,9 @@ class Catalog(_Model, frozen=True):
     """Model -> unit kind -> femto-credits per unit; for a tiered kind its highest tier's
     price, which holds count on."""
     outcome_prices_femtos: dict[str, int]
+    costs_femtos: dict[str, dict[str, int]]
+    """Model -> unit kind -> femto-credits the provider charges per unit (the cost of
+    serve); models and kinds without one cost nothing to serve as far as we know."""
     max_output_tokens: dict[str, int]
     """Model -> the most output tokens one call can produce (models that say)."""
     features: dict[str, Feature]

@@ -69,6 +69,11 @@ class ModelSpec(_Spec, frozen=True):
     """Volume pricing by unit kind, settled when the month closes (ledger/close.py)."""
     tiers: dict[str, list[TierSpec]] = {}
     """Graduated prices by unit kind, over the customer's month, priced at commit."""
+    costs_per_million: dict[str, str] = {}
+    """The cost of serve (what the provider charges us, in credits) per million units, by
+    unit kind: recorded on every event beside what the customer pays."""
+    costs: dict[str, str] = {}
+    """The cost of serve per single unit, by unit kind."""
     description: str = ""
 
 

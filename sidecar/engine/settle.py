@@ -12,7 +12,7 @@ from sidecar.engine.usage import Usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.money import MAX_AMOUNT_NANOS, format_credits
 
-__all__ = ["NO_CHARGE", "Charge", "Tiered", "plan_commit", "split_tiered"]
+__all__ = ["NO_CHARGE", "Charge", "Tiered", "plan_commit", "serve_femtos", "split_tiered"]
 
 
 class Tiered(msgspec.Struct, frozen=True):
@@ -40,6 +40,8 @@ class Charge(msgspec.Struct, frozen=True, kw_only=True):
     """The units were counted from what was delivered, not measured: the event says so."""
     tiered: tuple[Tiered, ...] = ()
     """Units whose price the store decides, on top of ``whole_nanos``."""
+    serve_femtos: int = 0
+    """What serving the call cost us (the catalog's ``costs``), exact: the event records it."""
 
     @property
     def tiered_nanos(self) -> int:
@@ -106,4 +108,12 @@ def plan_commit(
         units=usage.units,
         quota_units=sum(usage.units.get(kind, 0) for kind in counts),
         tiered=tiered,
+        serve_femtos=serve_femtos(catalog, model, usage.units),
     )
+
+
+def serve_femtos(catalog: Catalog, model: str | None, units: dict[str, int]) -> int:
+    """The cost of serve of ``units`` on ``model``, in femto-credits: the catalog's cost per
+    unit kind times the units (kinds without a cost cost nothing)."""
+    costs = catalog.costs_femtos.get(model or "", {})
+    return sum(count * costs.get(kind, 0) for kind, count in units.items())

@@ -84,6 +84,8 @@ class Debit(msgspec.Struct, frozen=True, kw_only=True):
     released_nanos: int | None = None
     """What the hold had left over, for the answer a retried commit gets after a rebuild;
     None for entries appended before 0.3."""
+    serve_femtos: int = 0
+    """What serving the call cost us, in femto-credits (the catalog's model costs)."""
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True):
@@ -266,6 +268,7 @@ def _debit(stream: StreamId, f: Fields) -> Debit:
         decided_by=_decided_by(f.get(b"decided_by", "store")),
         estimated=f.get(b"estimated") == "1",
         released_nanos=_amount(f, b"released") if b"released" in f else None,
+        serve_femtos=_amount(f, b"serve_femtos") if b"serve_femtos" in f else 0,
     )
 
 

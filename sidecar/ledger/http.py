@@ -118,7 +118,7 @@ async def _usage(request: web.Request) -> web.Response:
     team = request[_CALLER].team
     async with request.app[_POOL].acquire() as connection:
         answer = await queries.usage(connection, customer, start, end, group_by, bucket, team)
-    return json_response(answer)
+    return json_response(_seen_by(request[_CALLER], answer))
 
 
 def _in_range(query: Callable[[Connection, str, int, int, str | None], Awaitable[Any]]) -> Any:
@@ -214,12 +214,30 @@ async def _invoice(request: web.Request) -> web.Response:
         catalogs = await load_catalogs(connection)
         current = request.app[_CATALOG]()
         answer = await queries.invoice(connection, customer, start, end, catalogs, current)
-        return json_response(answer)
+        return json_response(_seen_by(request[_CALLER], answer))
 
 
-def _csv(rows: list[dict[str, Any]], header: bool) -> bytes:
+OPERATOR_FIELDS = frozenset({"serve_cost", "margin"})
+"""What only the operator sees: what serving the calls cost us, and the margin on them."""
+
+
+def _hidden(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _hidden(v) for k, v in value.items() if k not in OPERATOR_FIELDS}
+    if isinstance(value, list):
+        return [_hidden(v) for v in value]
+    return value
+
+
+def _seen_by(caller: Caller, answer: Any) -> Any:
+    """``answer`` as ``caller`` may read it: a scoped token's holder (the end customer's
+    admin) never sees the cost of serve or the margin."""
+    return answer if caller.customer is None else _hidden(msgspec.to_builtins(answer))
+
+
+def _csv(rows: list[dict[str, Any]], header: bool, columns: list[str]) -> bytes:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=queries.EXPORT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     if header:
         writer.writeheader()
     writer.writerows(rows)
@@ -254,16 +272,18 @@ async def _export(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     chunk: list[dict[str, Any]] = []
     header = True
+    private = caller.customer is None
+    columns = [c for c in queries.EXPORT_COLUMNS if private or c not in OPERATOR_FIELDS]
 
     async def flush() -> None:
         nonlocal header
-        await response.write(_csv(chunk, header) if kind == "csv" else _jsonl(chunk))
+        await response.write(_csv(chunk, header, columns) if kind == "csv" else _jsonl(chunk))
         header = False
         chunk.clear()
 
     async with request.app[_POOL].acquire() as connection:
         async for row in queries.export_rows(connection, start, end, customer):
-            chunk.append(row)
+            chunk.append(_seen_by(caller, row))
             if len(chunk) >= EXPORT_CHUNK_ROWS:
                 await flush()
     if chunk or (kind == "csv" and header):

@@ -39,6 +39,7 @@ from sidecar.ledger.wire import (
     InvoicePreview,
     UnitLine,
     format_femtos,
+    margin_of,
 )
 from sidecar.money import FEMTOS_PER_NANO, format_credits
 from sidecar.times import format_time
@@ -61,6 +62,7 @@ class LineTotal(msgspec.Struct, frozen=True, kw_only=True):
     feature: str
     events: int
     cost_nanos: int
+    serve_femtos: int = 0
 
 
 def _snapshot(catalog: Catalog, customer: str, change: CustomerFact | None) -> CustomerSnapshot:
@@ -193,9 +195,12 @@ def invoice_preview(
                     )
                 ],
                 amount=format_credits(line.cost_nanos),
+                serve_cost=format_femtos(line.serve_femtos),
+                margin=margin_of(line.cost_nanos, line.serve_femtos),
             )
         )
     subtotal = sum(line.cost_nanos for line in lines)
+    serve = sum(line.serve_femtos for line in lines)
     fees = fee_lines(changes, start_ms, end_ms, current) if current is not None else []
     true_up = 0
     whole_month = (
@@ -237,4 +242,6 @@ def invoice_preview(
         true_up=format_credits(true_up),
         amount_due=format_credits(fee_total + overage_nanos + true_up),
         rebate=format_credits(rebate),
+        serve_cost=format_femtos(serve),
+        margin=margin_of(subtotal, serve),
     )

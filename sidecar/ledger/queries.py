@@ -32,6 +32,8 @@ from sidecar.ledger.wire import (
     InvoicePreview,
     UsageAnswer,
     UsageRow,
+    format_femtos,
+    margin_of,
 )
 from sidecar.money import format_credits
 from sidecar.times import format_time, ms_of, time_of
@@ -90,7 +92,7 @@ _CHANGES = (
     "ORDER BY ts, stream_ms, stream_seq"
 )
 _INVOICE_LINES = """
-SELECT model, feature, count(*) AS events, sum(cost_nanos) AS cost
+SELECT model, feature, count(*) AS events, sum(cost_nanos) AS cost, sum(serve_femtos) AS serve
 FROM usage_events WHERE customer = $1 AND ts >= $2 AND ts < $3
 GROUP BY model, feature
 """
@@ -109,12 +111,12 @@ GROUP BY credit_type
 EXPORT_COLUMNS = (
     "event_id", "customer", "team", "user", "agent", "session", "feature", "model", "units",
     "cost", "uncovered", "burned", "catalog_version", "request_id", "tags", "reserved_at", "ts",
-    "decided_by", "estimated",
+    "decided_by", "estimated", "serve_cost",
 )  # fmt: skip
 _EXPORT = """
 SELECT event_id, customer, team, user_id, agent, session, feature, model, units::text AS units,
        cost_nanos, uncovered_nanos, burned::text AS burned, catalog_version, request_id,
-       tags::text AS tags, reserved_at, ts, decided_by, estimated
+       tags::text AS tags, reserved_at, ts, decided_by, estimated, serve_femtos
 FROM usage_events WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR customer = $3)
 ORDER BY ts, customer, stream_ms, stream_seq
 """
@@ -192,7 +194,8 @@ def usage_sql(group_by: Sequence[str], bucket: Bucket | None) -> tuple[str, str]
     )
     totals = (
         f"SELECT {select}count(*) AS events, sum(e.cost_nanos) AS cost, "
-        f"sum(e.uncovered_nanos) AS uncovered FROM usage_events e {where}"
+        f"sum(e.uncovered_nanos) AS uncovered, sum(e.serve_femtos) AS serve "
+        f"FROM usage_events e {where}"
         + (f" GROUP BY {group} ORDER BY {group}" if keys else "")
         + f" LIMIT {USAGE_ROWS_MAX + 1}"
     )
@@ -242,8 +245,12 @@ async def usage(
                 cost=format_credits(int(row["cost"])),
                 overage=format_credits(int(row["uncovered"])),
                 units=dict(sorted(units.get(key, {}).items())),
+                serve_cost=format_femtos(int(row["serve"])),
+                margin=margin_of(int(row["cost"]), int(row["serve"])),
             )
         )
+    revenue = sum(int(r["cost"]) for r in totals)
+    serve = sum(int(r["serve"]) for r in totals)
     return UsageAnswer(
         customer=customer,
         team=team,
@@ -253,7 +260,9 @@ async def usage(
         bucket=bucket,
         rows=rows,
         events=sum(r["events"] for r in totals),
-        cost=format_credits(sum(int(r["cost"]) for r in totals)),
+        cost=format_credits(revenue),
+        serve_cost=format_femtos(serve),
+        margin=margin_of(revenue, serve),
     )
 
 
@@ -278,6 +287,7 @@ async def invoice(
                 feature=r["feature"],
                 events=r["events"],
                 cost_nanos=int(r["cost"]),
+                serve_femtos=int(r["serve"]),
             )
             for r in await connection.fetch(_INVOICE_LINES, *args)
         ]
@@ -378,6 +388,7 @@ async def export_rows(
                 "ts": format_time(ms_of(r["ts"])),
                 "decided_by": r["decided_by"],
                 "estimated": r["estimated"],
+                "serve_cost": format_femtos(int(r["serve_femtos"])),
             }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from sidecar.errors import InvalidInput
+from sidecar.money import FEMTOS_PER_NANO
 from sidecar.times import ms_of
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "UsageAnswer",
     "UsageRow",
     "format_femtos",
+    "margin_of",
     "month_range",
 ]
 
@@ -47,6 +49,11 @@ def month_range(text: str) -> tuple[int, int]:
         raise InvalidInput("month", f"must be YYYY-MM, got {text!r}") from None
     year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
     return ms_of(start), ms_of(start.replace(year=year, month=month))
+
+
+def margin_of(revenue_nanos: int, serve_femtos: int) -> str:
+    """Revenue minus the cost of serve, exact, as credits."""
+    return format_femtos(revenue_nanos * FEMTOS_PER_NANO - serve_femtos)
 
 
 def format_femtos(femtos: int) -> str:
@@ -91,6 +98,10 @@ class UsageRow(_Answer, frozen=True):
     overage: str
     """The part of ``cost`` no credits covered."""
     units: dict[str, int]
+    serve_cost: str = "0.000000000"
+    """What serving these calls cost us (the catalog's model costs), exact to the femto."""
+    margin: str = "0.000000000"
+    """``cost`` (the revenue) minus ``serve_cost``."""
 
 
 class UsageAnswer(_Answer, frozen=True):
@@ -104,6 +115,8 @@ class UsageAnswer(_Answer, frozen=True):
     cost: str
     team: str | None = None
     """Only this team's calls (a team-scoped token's view)."""
+    serve_cost: str = "0.000000000"
+    margin: str = "0.000000000"
 
 
 class UnitLine(_Answer, frozen=True):
@@ -123,6 +136,10 @@ class InvoiceLine(_Answer, frozen=True):
     amount: str
     """What these calls were charged: the exact price of their units, rounded down once per
     customer by the carry rule (or the amount the caller priced them at)."""
+    serve_cost: str = "0.000000000"
+    """What serving them cost us (the catalog's model costs), exact to the femto."""
+    margin: str = "0.000000000"
+    """``amount`` minus ``serve_cost``."""
 
 
 class CreditsApplied(_Answer, frozen=True):
@@ -175,6 +192,10 @@ class InvoicePreview(_Answer, frozen=True):
     rebate: str = "0.000000000"
     """For a calendar month: the volume rebate its close grants back as credits (ledger/
     close.py), from the tier each model's month of units reached."""
+    serve_cost: str = "0.000000000"
+    """What serving the period's calls cost us."""
+    margin: str = "0.000000000"
+    """``subtotal`` (usage revenue, before fees and corrections) minus ``serve_cost``."""
 
 
 class AuditEntry(_Answer, frozen=True):

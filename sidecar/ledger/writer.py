@@ -66,6 +66,7 @@ _USAGE = _Table(
         ("reserved_at", "int8", _MS), ("ts", "int8", _MS),
         ("stream_ms", "int8", "{}"), ("stream_seq", "int8", "{}"), ("decided_by", "text", "{}"),
         ("released_nanos", "int8", "{}"), ("estimated", "bool", "{}"),
+        ("serve_femtos", "numeric", "{}"),
     ],
     "(event_id)",
 )  # fmt: skip
@@ -173,7 +174,8 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
                 (e.event_id, e.customer, e.team, e.user, e.agent, e.session, e.feature, e.model,
                  e.units, e.cost_nanos, e.overrun_nanos, e.uncovered_nanos, e.burned_json,
                  e.carry_femtos, e.catalog_version, e.request_id, e.tags, e.reserved_ms,
-                 e.ts_ms, e.stream[0], e.stream[1], e.decided_by, e.released_nanos, e.estimated)
+                 e.ts_ms, e.stream[0], e.stream[1], e.decided_by, e.released_nanos, e.estimated,
+                 e.serve_femtos)
             )  # fmt: skip
         elif isinstance(e, Grant):
             out["credit_grants"].append(

@@ -153,6 +153,8 @@ class RedisStore(RedisConnection):
         }
         if charge.estimated:
             payload["estimated"] = True
+        if charge.serve_femtos:
+            payload["serve"] = str(charge.serve_femtos)
         if charge.tiered:
             payload["tiered"] = [
                 [layout.tier_field(part.model, part.kind), part.units, script_tiers(part.tiers)]

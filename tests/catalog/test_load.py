@@ -88,6 +88,13 @@ REJECTED = [
     ("tiers_two_prices.yaml", "models.gpt-4o.tiers.input_tokens[0]", "needs one price"),
     ("tiers_and_price.yaml", "models.gpt-4o.tiers.input_tokens", "has a price and tiers"),
     ("tiers_empty.yaml", "models.gpt-4o.tiers.input_tokens", "no tiers"),
+    ("costs_negative.yaml", "models.gpt-4o.costs_per_million.input_tokens", "negative"),
+    ("costs_twice.yaml", "models.gpt-4o.costs.input_tokens", "both per unit and per million"),
+    (
+        "costs_unknown_kind.yaml",
+        "models.gpt-4o.costs_per_million.image_tokens",
+        "unknown unit kind 'image_tokens'",
+    ),
     (
         "tiers_negative_price.yaml",
         "models.gpt-4o.tiers.input_tokens[0].price_per_million",

@@ -59,19 +59,21 @@ async def test_invoice_preview_matches_hand_computed_line_items(
             {"model": None, "feature": "tickets", "events": 1, "amount": "1.500000000", "units": [
                 {"kind": "tickets_resolved", "quantity": 3, "unit_price": "0.500000000",
                  "amount": "1.500000000"},
-            ]},
+            ], "serve_cost": "0.000000000", "margin": "1.500000000"},
             {"model": "big", "feature": "chat", "events": 1, "amount": "0.004000000", "units": [
                 {"kind": "input_tokens", "quantity": 100, "unit_price": "0.000010000",
                  "amount": "0.001000000"},
                 {"kind": "output_tokens", "quantity": 100, "unit_price": "0.000030000",
                  "amount": "0.003000000"},
-            ]},
+            # served at 100 * 6.25 + 100 * 24.999999999 per million
+            ], "serve_cost": "0.0031249999999", "margin": "0.0008750000001"},
             {"model": "small", "feature": "chat", "events": 2, "amount": "0.005000000", "units": [
                 {"kind": "input_tokens", "quantity": 3000, "unit_price": "0.000001000",
                  "amount": "0.003000000"},
                 {"kind": "output_tokens", "quantity": 500, "unit_price": "0.000004000",
                  "amount": "0.002000000"},
-            ]},
+            # served at 3000 * 0.0004 + 500 * 0.0017 per million
+            ], "serve_cost": "0.000002050", "margin": "0.004997950"},
         ],
         "subtotal": "1.509000000",
         # promo (priority 1) first: 0.009 for the chats, then 0.991 of the tickets; paid 0.509.
@@ -85,6 +87,7 @@ async def test_invoice_preview_matches_hand_computed_line_items(
         "corrected": "0.000000000",
         "fees": [], "discount": "0.000000000", "true_up": "0.000000000",
         "amount_due": "0.000000000", "rebate": "0.000000000",
+        "serve_cost": "0.0031270499999", "margin": "1.5058729500001",
     }  # fmt: skip
     assert msgspec.to_builtins(globex)["lines"] == [
         {"model": "small", "feature": "chat", "events": 1, "amount": "0.003000000", "units": [
@@ -92,7 +95,7 @@ async def test_invoice_preview_matches_hand_computed_line_items(
              "amount": "0.001000000"},
             {"kind": "output_tokens", "quantity": 1000, "unit_price": "0.000002000",
              "amount": "0.002000000"},
-        ]},
+        ], "serve_cost": "0.000002100", "margin": "0.002997900"},
     ]  # fmt: skip
     assert (globex.subtotal, globex.credits_applied, globex.overage) == (
         "0.003000000", [], "0.003000000"

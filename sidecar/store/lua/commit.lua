@@ -5,7 +5,8 @@
 --          remainder in femto-credits, 0..999999), units (actual, by kind), quota_units
 --          (actual units counted by the feature's quota), catalog_version, estimated? (the
 --          units were counted from what was delivered, not reported: said on the event),
---          tiered? ([[month counter field, units, tiers]]: units priced here, on top of whole)
+--          tiered? ([[month counter field, units, tiers]]: units priced here, on top of whole),
+--          serve? (the cost of serve in femto-credits, a string: recorded on the event)
 -- The customer's carried remainder (balance.frac) turns rem into whole nano-credits; see
 -- engine/pricing.py. Cost above the hold is charged and reported as overrun; cost that no
 -- eligible, unexpired bucket covers is uncovered, and counted as this month's overage. A hold
@@ -121,6 +122,7 @@ local debit = {'kind', 'debit', 'event_id', p.rid, 'customer', ev.customer,
 -- Only a call decided in fallback says so: the rest stay as small as they were.
 if ev.decided_by then debit[#debit + 1] = 'decided_by'; debit[#debit + 1] = ev.decided_by end
 if p.estimated then debit[#debit + 1] = 'estimated'; debit[#debit + 1] = '1' end
+if p.serve then debit[#debit + 1] = 'serve_femtos'; debit[#debit + 1] = p.serve end
 append_event(debit)
 
 -- ceil(limit * pct / 100), exact on {hi, lo} pairs; an amount threshold is its own level.
