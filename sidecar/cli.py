@@ -1,4 +1,4 @@
-"""The ``creditgate`` command: ``serve``, ``up``, ``health``, ``policy validate``,
+"""The ``creditgate`` command: ``serve``, ``up``, ``health``, ``policy`` (catalog/commands.py),
 ``store migrate`` and ``ledger``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import uvloop
 
-from sidecar.catalog import load_catalog
+from sidecar.catalog.commands import add_policy_commands
 from sidecar.errors import CatalogError
 from sidecar.logs import configure_logging
 from sidecar.settings import SettingsError, add_flags, settings_from
@@ -29,23 +29,6 @@ PORTS = {
     "demo_upstream_port": 7076,
     "ledger_grpc_port": 7077,
 }
-
-
-def _validate(args: argparse.Namespace) -> int:
-    failed = 0
-    for file in args.files:
-        try:
-            catalog = load_catalog(file)
-        except CatalogError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        print(
-            f"ok: {file}: catalog {catalog.name or '(unnamed)'} version {catalog.version}: "
-            f"{len(catalog.plans)} plans, {len(catalog.features)} features, "
-            f"{len(catalog.prices_femtos)} models"
-        )
-    return 1 if failed else 0
 
 
 def health_url(environ: Mapping[str, str]) -> str:
@@ -149,11 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     health.set_defaults(run=_health)
 
-    policy = commands.add_parser("policy", help="work with catalog files")
-    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
-    validate = policy_commands.add_parser("validate", help="check catalog files; exit 1 on error")
-    validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.set_defaults(run=_validate)
+    add_policy_commands(commands)
 
     store = commands.add_parser("store", help="work with the Redis layout")
     store_commands = store.add_subparsers(dest="store_command", required=True)

@@ -16,11 +16,13 @@ import re
 from sidecar.errors import InvalidInput
 
 __all__ = [
+    "FEMTOS_PER_CREDIT",
     "FEMTOS_PER_NANO",
     "MAX_AMOUNT_NANOS",
     "MAX_INT64",
     "NANOS_PER_CREDIT",
     "format_credits",
+    "format_femtos",
     "parse_credits",
     "parse_price",
     "parse_signed_credits",
@@ -28,6 +30,7 @@ __all__ = [
 
 NANOS_PER_CREDIT = 10**9
 FEMTOS_PER_NANO = 10**6
+FEMTOS_PER_CREDIT = NANOS_PER_CREDIT * FEMTOS_PER_NANO
 # One amount on the wire is at most 10^9 credits; balances and counters hold far more.
 MAX_AMOUNT_NANOS = 10**9 * NANOS_PER_CREDIT
 
@@ -85,3 +88,11 @@ def format_credits(nanos: int) -> str:
     sign = "-" if nanos < 0 else ""
     whole, fraction = divmod(abs(nanos), NANOS_PER_CREDIT)
     return f"{sign}{whole}.{fraction:09d}"
+
+
+def format_femtos(femtos: int) -> str:
+    """Femto-credits as credits: every significant digit, and at least 9 fractional digits."""
+    sign = "-" if femtos < 0 else ""
+    whole, fraction = divmod(abs(femtos), FEMTOS_PER_CREDIT)
+    digits = f"{fraction:015d}".rstrip("0").ljust(9, "0")
+    return f"{sign}{whole}.{digits}"

@@ -38,10 +38,9 @@ from sidecar.ledger.wire import (
     InvoiceLine,
     InvoicePreview,
     UnitLine,
-    format_femtos,
     margin_of,
 )
-from sidecar.money import FEMTOS_PER_NANO, format_credits
+from sidecar.money import FEMTOS_PER_NANO, format_credits, format_femtos
 from sidecar.times import format_time
 
 __all__ = ["LineTotal", "UnitTotal", "invoice_preview", "unit_price_femtos"]

@@ -32,10 +32,9 @@ from sidecar.ledger.wire import (
     InvoicePreview,
     UsageAnswer,
     UsageRow,
-    format_femtos,
     margin_of,
 )
-from sidecar.money import format_credits
+from sidecar.money import format_credits, format_femtos
 from sidecar.times import format_time, ms_of, time_of
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from sidecar.errors import InvalidInput
-from sidecar.money import FEMTOS_PER_NANO
+from sidecar.money import FEMTOS_PER_NANO, format_femtos
 from sidecar.times import ms_of
 
 __all__ = [
@@ -33,12 +33,9 @@ __all__ = [
     "UnitLine",
     "UsageAnswer",
     "UsageRow",
-    "format_femtos",
     "margin_of",
     "month_range",
 ]
-
-FEMTOS_PER_CREDIT = 10**15
 
 
 def month_range(text: str) -> tuple[int, int]:
@@ -54,14 +51,6 @@ def month_range(text: str) -> tuple[int, int]:
 def margin_of(revenue_nanos: int, serve_femtos: int) -> str:
     """Revenue minus the cost of serve, exact, as credits."""
     return format_femtos(revenue_nanos * FEMTOS_PER_NANO - serve_femtos)
-
-
-def format_femtos(femtos: int) -> str:
-    """Femto-credits as credits: every significant digit, and at least 9 fractional digits."""
-    sign = "-" if femtos < 0 else ""
-    whole, fraction = divmod(abs(femtos), FEMTOS_PER_CREDIT)
-    digits = f"{fraction:015d}".rstrip("0").ljust(9, "0")
-    return f"{sign}{whole}.{digits}"
 
 
 class _Answer(msgspec.Struct, frozen=True, kw_only=True):
