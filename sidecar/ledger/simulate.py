@@ -26,18 +26,25 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from sidecar.catalog.model import Catalog
-from sidecar.engine.customer import CustomerSnapshot, limit_of, tiers_of
-from sidecar.engine.periods import period_ids, period_start_ms
+from sidecar.catalog.model import Catalog, Period, Tiers
+from sidecar.engine.customer import (
+    CustomerSnapshot,
+    limit_of,
+    outcome_price_of,
+    prices_of,
+    tiers_of,
+)
+from sidecar.engine.periods import period_start_ms
 from sidecar.engine.pricing import carry
 from sidecar.engine.settle import serve_femtos
 from sidecar.engine.tiers import graduated_femtos
-from sidecar.engine.usage import Usage, price_usage
 from sidecar.errors import InvalidInput
 from sidecar.ledger.db import Connection, load_catalogs
 from sidecar.ledger.state import CustomerFact, overrides_of
@@ -146,6 +153,30 @@ class _Sums:
         )
 
 
+class _Unpriced(Exception):
+    """A unit of the call has no price under the catalog."""
+
+
+DAY_MS = 86_400_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_of_day(day: int) -> int:
+    moment = datetime.fromtimestamp(day * 86_400, UTC)
+    return moment.year * 12 + moment.month - 1
+
+
+def _month(ms: int) -> int:
+    return _month_of_day(ms // DAY_MS)
+
+
+def _period(period: Period, ms: int) -> int:
+    """The period of ``ms`` as a number: its day, its month, or 0 (lifetime); UTC."""
+    if period == "day":
+        return ms // DAY_MS
+    return _month(ms) if period == "month" else 0
+
+
 class Replay:
     """The pure core: feed it the calls in the order they ran (``history`` first, then the
     window's), then read ``report()``."""
@@ -161,11 +192,13 @@ class Replay:
         self._changes = changes
         self._change_ts = {c: [f.ts_ms for f in facts] for c, facts in changes.items()}
         self._snapshots: dict[tuple[int, str, int], CustomerSnapshot] = {}
-        self._tiered: dict[tuple[str, str, str, str], int] = {}
+        self._prices: dict[tuple[int, int, str | None], tuple[dict[str, int], dict[str, Tiers]]]
+        self._prices = {}
+        self._tiered: dict[tuple[str, int, str, str], int] = {}
         """(customer, month, model, kind) -> units so far, under the proposal."""
-        self._was_tiered: dict[tuple[str, str, str, str], int] = {}
+        self._was_tiered: dict[tuple[str, int, str, str], int] = {}
         """The same under the catalogs that priced the calls."""
-        self._used: dict[tuple[str, str, str], int] = {}
+        self._used: dict[tuple[str, str, int], int] = {}
         """(customer, feature, period id) -> units counted toward the proposal's limit."""
         self._carry_after: dict[str, int] = {}
         self._carry_before: dict[str, int] = {}
@@ -195,26 +228,49 @@ class Replay:
             self._snapshots[key] = snapshot
         return snapshot
 
+    def _tables(
+        self, catalog: Catalog, snapshot: CustomerSnapshot, model: str | None
+    ) -> tuple[dict[str, int], dict[str, Tiers]]:
+        """The customer's flat prices (model kinds and outcomes) and graduated tiers of
+        ``model`` under ``catalog``, computed once per customer state."""
+        key = (id(catalog), id(snapshot), model)
+        tables = self._prices.get(key)
+        if tables is None:
+            flat: dict[str, int] = {}
+            for outcome in catalog.outcome_prices_femtos:
+                price = outcome_price_of(catalog, snapshot, outcome)
+                if price is not None:
+                    flat[outcome] = price
+            tiers: dict[str, Tiers] = {}
+            if model is not None and model in catalog.prices_femtos:
+                tiers = tiers_of(catalog, snapshot, model)
+                flat.update(
+                    (k, v) for k, v in prices_of(catalog, snapshot, model).items() if k not in tiers
+                )
+            tables = self._prices[key] = (flat, tiers)
+        return tables
+
     def _femtos(
         self,
         catalog: Catalog,
         snapshot: CustomerSnapshot,
         call: Call,
-        counters: dict[tuple[str, str, str, str], int],
+        counters: dict[tuple[str, int, str, str], int],
     ) -> int:
-        """The exact price of the call's units, advancing the tier counters; InvalidInput
-        when a unit has no price."""
-        model = call.model
-        if model is not None and model not in catalog.prices_femtos:
-            raise InvalidInput("model", f"{model} has no prices")
-        tiers = tiers_of(catalog, snapshot, model) if model is not None else {}
-        flat = {k: n for k, n in call.units.items() if k not in tiers}
-        total = price_usage(catalog, snapshot, model, Usage(units=flat, amount_nanos=None))
-        month = period_ids(call.ts_ms).month
-        for kind, table in tiers.items():
-            count = call.units.get(kind, 0)
-            if count:
-                key = (call.customer, month, model or "", kind)
+        """The exact price of the call's units as commit.lua prices them (tiers counted on
+        from the customer's month), advancing the tier counters; _Unpriced when a unit has no
+        price."""
+        flat, tiers = self._tables(catalog, snapshot, call.model)
+        total = 0
+        for kind, count in call.units.items():
+            table = tiers.get(kind)
+            if table is None:
+                price = flat.get(kind)
+                if price is None:
+                    raise _Unpriced(kind)
+                total += price * count
+            else:
+                key = (call.customer, _month(call.ts_ms), call.model or "", kind)
                 at = counters.get(key, 0)
                 total += graduated_femtos(table, at, count)
                 counters[key] = at + count
@@ -235,7 +291,7 @@ class Replay:
         limit = limit_of(self._new, snapshot, call.feature)
         if limit is not None and feature.type == "metered":
             counted = sum(call.units.get(kind, 0) for kind in feature.counts)
-            key = (call.customer, call.feature, period_ids(call.reserved_ms).of(entry.period))
+            key = (call.customer, call.feature, _period(entry.period, call.reserved_ms))
             if self._used.get(key, 0) + counted > limit:
                 return "quota_exceeded"
         return None
@@ -246,7 +302,7 @@ class Replay:
         if plan is None or feature is None or call.feature not in plan.features:
             return
         period = plan.features[call.feature].period
-        key = (call.customer, call.feature, period_ids(call.reserved_ms).of(period))
+        key = (call.customer, call.feature, _period(period, call.reserved_ms))
         counted = sum(call.units.get(kind, 0) for kind in feature.counts)
         self._used[key] = self._used.get(key, 0) + counted
 
@@ -261,7 +317,7 @@ class Replay:
                 femtos = self._femtos(
                     catalog, self._snapshot(catalog, call, fact), call, self._was_tiered
                 )
-            except (InvalidInput, KeyError):
+            except (_Unpriced, KeyError):
                 femtos = None
         if femtos is not None:
             charged, _ = carry(self._carry_before.get(call.customer, 0), femtos)
@@ -277,7 +333,7 @@ class Replay:
         fact = self._fact(call)
         self._before_femtos(call, fact)
         snapshot = self._snapshot(self._new, call, fact)
-        with contextlib.suppress(InvalidInput, KeyError):  # unpriced now: it ran all the same
+        with contextlib.suppress(_Unpriced, KeyError):  # unpriced now: it ran all the same
             self._femtos(self._new, snapshot, call, self._tiered)
         self._count(snapshot, call)
         if call.carry_femtos is not None:
@@ -297,7 +353,7 @@ class Replay:
             else:
                 try:
                     after_exact = self._femtos(self._new, snapshot, call, self._tiered)
-                except (InvalidInput, KeyError):
+                except (_Unpriced, KeyError):
                     reason = "unpriced_units"
         if reason is not None:
             after_nanos, serve_after = 0, 0
