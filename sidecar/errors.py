@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CatalogError",
+    "Conflict",
     "CreditgateError",
     "InvalidInput",
     "NotFound",
@@ -62,6 +63,13 @@ class PermissionDenied(RequestError):
     """Credentials were sent and are wrong."""
 
     code = "permission_denied"
+
+
+class Conflict(RequestError):
+    """The request was valid when it was made and the state it counted on has changed since
+    (a proposal diffed against a catalog no longer in force); nothing was moved."""
+
+    code = "conflict"
 
 
 class InternalError(RequestError):

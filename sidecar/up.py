@@ -143,6 +143,9 @@ async def up(*, redis: str | None, **ports: int) -> None:
     note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
     folder = tempfile.mkdtemp(prefix="creditgate-up-")
     demo, upstreams = await _demo_upstream(ports["demo_upstream_port"], folder)
+    # A copy: an approved catalog proposal is written over it (ledger/proposals.py).
+    catalog = Path(folder) / "catalog.yaml"
+    catalog.write_text(EXAMPLE_CATALOG.read_text(encoding="utf-8"), encoding="utf-8")
 
     ledger: Ledger | None = None
 
@@ -150,7 +153,7 @@ async def up(*, redis: str | None, **ports: int) -> None:
         nonlocal ledger
         ledger = Ledger(
             LedgerSettings(
-                catalog=str(EXAMPLE_CATALOG),
+                catalog=str(catalog),
                 redis=sidecar.settings.redis,
                 database_url=os.environ.get("DATABASE_URL"),
                 port=ports["ledger_port"],
@@ -175,7 +178,7 @@ async def up(*, redis: str | None, **ports: int) -> None:
 
     try:
         settings = Settings(
-            catalog=str(EXAMPLE_CATALOG),
+            catalog=str(catalog),
             redis=server.url if server is not None else str(redis),
             port=ports["port"],
             admin_port=ports["admin_port"],

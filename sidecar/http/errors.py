@@ -18,6 +18,7 @@ STATUS = {
     "unauthenticated": 401,
     "permission_denied": 403,
     "not_found": 404,
+    "conflict": 409,
     "store_unavailable": 503,
     "outcome_unknown": 503,
     "internal": 500,

@@ -13,6 +13,7 @@
 ``POST /ledger/v1/customers/{customer}/refunds`` and ``.../adjustments``: corrections
 (ledger/corrections.py), the operator's.
 ``GET /ledger/v1/status``: ingest counters and the stream lag.
+``/ledger/v1/pricing/...``: catalog proposals and their approval (ledger/pricing_http.py).
 ``GET /console?customer=[&group_by=]``: the usage console (ledger/console.py), in a browser;
 ``GET /console/login?token=`` keeps the token in a cookie and opens it.
 Times are RFC 3339 with a zone; ranges are ``[from, to)``. Errors are those of the sidecar.
@@ -46,6 +47,7 @@ from sidecar.ids import check_id
 from sidecar.ledger import corrections, queries, webhooks
 from sidecar.ledger.console import GROUPS, render_console
 from sidecar.ledger.db import Connection, Pool, load_catalogs
+from sidecar.ledger.pricing_http import PRICING, pricing_app
 from sidecar.ledger.settings import LEDGER_MAX_BYTES
 from sidecar.ledger.wire import month_range
 from sidecar.times import ms_of, parse_time
@@ -74,6 +76,8 @@ _encoder = msgspec.json.Encoder()
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == CONSOLE_LOGIN:
         return await handler(request)  # it checks the token it is given
+    if request.path.startswith(PRICING + "/"):
+        return await handler(request)  # its own tokens (ledger/pricing_http.py)
     header = request.headers.get("Authorization", "")
     if not header and request.path == CONSOLE and COOKIE in request.cookies:
         header = f"Bearer {request.cookies[COOKIE]}"  # the console's page, in a browser
@@ -371,6 +375,7 @@ def ledger_app(
     check: TokenCheck,
     catalog: Callable[[], Catalog],
     corrector: corrections.Corrections,
+    catalog_path: str,
 ) -> web.Application:
     """The query API on ``pool``; every route requires ``Authorization: Bearer <token>`` or
     a scoped admin token (``check`` reads it)."""
@@ -402,4 +407,5 @@ def ledger_app(
         app.router.add_get(f"{owner}/webhooks/{{id}}/deliveries", _deliveries)
     app.router.add_get("/ledger/v1/export", _export)
     app.router.add_get("/ledger/v1/status", _status)
+    app.add_subapp(PRICING, pricing_app(pool, token, catalog_path))
     return app

@@ -156,7 +156,7 @@ class Ledger:
         if self.settings.token is not None:
             app = ledger_app(
                 self.pool, self.settings.token, self.status, self._scoped_token, self._catalog,
-                self.corrections,
+                self.corrections, self.settings.catalog,
             )  # fmt: skip
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.grpc_port is not None:

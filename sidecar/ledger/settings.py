@@ -19,8 +19,8 @@ from sidecar.settings import REDIS_HELP, SHARDS_HELP, Source
 __all__ = ["LEDGER_MAX_BYTES", "LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
 
 
-LEDGER_MAX_BYTES = 8192
-"""The largest request the ledger's APIs (HTTP and gRPC) take."""
+LEDGER_MAX_BYTES = 256 * 1024
+"""The largest request the ledger's APIs (HTTP and gRPC) take: a catalog proposal's file."""
 
 
 class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ STATUS = {
     "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "not_found": grpc.StatusCode.NOT_FOUND,
+    "conflict": grpc.StatusCode.FAILED_PRECONDITION,
     "store_unavailable": grpc.StatusCode.UNAVAILABLE,
     # gRPC's own meaning: "the operation may have completed"; the field names the retry key.
     "outcome_unknown": grpc.StatusCode.DEADLINE_EXCEEDED,

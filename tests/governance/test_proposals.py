@@ -1,0 +1,217 @@
+"""Agent-operated pricing through the ledger's HTTP API: an agent proposes a catalog (it is
+validated, diffed and simulated on real usage), only another person's approver token puts it
+in force, a proposal diffed against a catalog no longer in force cannot go live, approval
+reaches every sidecar within the reload interval, and a rollback restores the old version."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from sidecar.catalog import load_catalog
+from sidecar.embedded import EmbeddedRedis
+from sidecar.ledger.proposals import ACTIONS
+from sidecar.ledger.server import Ledger
+from sidecar.ledger.settings import LedgerSettings
+from sidecar.server import Sidecar
+from tests.conftest import EXAMPLE, sidecars
+from tests.governance.conftest import ADMIN_TOKEN, LEDGER_TOKEN
+from tests.ledger.conftest import database, postgres  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+RELOAD_MS = 100
+
+
+class Pricing:
+    def __init__(self, ledger: Ledger, sidecars: list[Sidecar], http: aiohttp.ClientSession,
+                 file: Path) -> None:  # fmt: skip
+        self.ledger, self.sidecars, self.http, self.file = ledger, sidecars, http, file
+
+    async def call(
+        self, method: str, path: str, token: str = LEDGER_TOKEN, body: Any = None
+    ) -> tuple[int, Any]:
+        url = f"http://127.0.0.1:{self.ledger.port}/ledger/v1/pricing{path}"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with self.http.request(method, url, json=body, headers=headers) as response:
+            return response.status, await response.json()
+
+    async def token(self, name: str, role: str) -> str:
+        body = {"idempotency_key": f"{name}-{role}", "name": name, "role": role}
+        status, answer = await self.call("POST", "/tokens", body=body)
+        assert status == 200, answer
+        return str(answer["secret"])
+
+    async def versions(self) -> set[str]:
+        out = set()
+        for sidecar in self.sidecars:
+            url = f"http://127.0.0.1:{sidecar.port}/v1/check"
+            async with self.http.post(url, json={"customer": "acme", "feature": "sso"}) as r:
+                out.add((await r.json())["catalog_version"])
+        return out
+
+    async def all_on(self, version: str) -> None:
+        """Wait until every sidecar answers with ``version``: at most a few reload intervals."""
+        async with asyncio.timeout(RELOAD_MS * 20 / 1000):
+            while await self.versions() != {version}:
+                await asyncio.sleep(RELOAD_MS / 1000 / 4)
+
+
+@pytest.fixture
+async def pricing(
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+    database: str,  # noqa: F811 - a fixture
+) -> AsyncIterator[Pricing]:
+    file = tmp_path / "catalog.yaml"
+    file.write_text(EXAMPLE.read_text())
+    ledger = Ledger(LedgerSettings(
+        catalog=str(file), redis=redis_server.url, database_url=database, port=0,
+        token=LEDGER_TOKEN, poll_ms=10, catalog_reload_ms=RELOAD_MS,
+    ))  # fmt: skip
+    await ledger.start()
+    try:
+        async with (
+            sidecars(redis_server.url, ADMIN_TOKEN) as start,
+            aiohttp.ClientSession() as http,
+        ):
+            started = [await start(catalog=str(file), catalog_reload_ms=RELOAD_MS)
+                       for _ in range(2)]  # fmt: skip
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            url = f"http://127.0.0.1:{started[0].admin_port}/admin/v1/customers/acme"
+            async with http.put(url, json={"plan": "pro"}, headers=headers) as response:
+                assert response.status == 200
+            yield Pricing(ledger, started, http, file)
+    finally:
+        await ledger.stop()
+
+
+def _raised_gpt4o() -> str:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["models"]["gpt-4o"]["prices_per_million"]["input_tokens"] = "3.00"
+    return yaml.safe_dump(data)
+
+
+async def test_propose_approve_go_live_and_roll_back(pricing: Pricing) -> None:
+    agent = await pricing.token("pricing-agent", "agent")
+    alice = await pricing.token("alice", "approver")
+    old = load_catalog(pricing.file).version
+    await pricing.all_on(old)
+
+    body = {"idempotency_key": "p1", "catalog": _raised_gpt4o(),
+            "rationale": "gpt-4o input below cost after the vendor's increase"}  # fmt: skip
+    status, proposal = await pricing.call("POST", "/proposals", agent, body)
+    assert status == 200, proposal
+    assert (proposal["result"], proposal["status"], proposal["author"]) == (
+        "proposed",
+        "proposed",
+        "pricing-agent",
+    )
+    assert proposal["base_version"] == old
+    assert proposal["diff"] == [
+        {
+            "path": "models.gpt-4o.prices_per_million.input_tokens",
+            "change": "changed",
+            "old": "2.500000000",
+            "new": "3.000000000",
+        }
+    ]
+    assert proposal["simulation"]["totals"]["events"] == 0
+    status, again = await pricing.call("POST", "/proposals", agent, body)  # a retry
+    assert (status, again["result"], again["id"]) == (200, "already_proposed", proposal["id"])
+    assert load_catalog(pricing.file).version == old  # nothing changed yet
+
+    path = f"/proposals/{proposal['id']}/approve"
+    status, refused = await pricing.call("POST", path, agent)  # an agent never approves
+    assert (status, refused["error"]["code"]) == (403, "permission_denied")
+    assert "approve needs approver or operator" in refused["error"]["message"]
+    author_approver = await pricing.token("pricing-agent", "approver")  # same name, other role
+    status, refused = await pricing.call("POST", path, author_approver)
+    assert status == 403
+    assert "another approver must approve it" in refused["error"]["message"]
+
+    status, approved = await pricing.call("POST", path, alice)
+    assert status == 200, approved
+    assert (approved["result"], approved["from_version"]) == ("approved", old)
+    new = approved["version"]
+    assert load_catalog(pricing.file).version == new != old
+    await pricing.all_on(new)  # every sidecar, within the reload interval
+    status, retried = await pricing.call("POST", path, alice)
+    assert (status, retried["result"]) == (200, "already_done")
+    status, shown = await pricing.call("GET", f"/proposals/{proposal['id']}", agent)
+    assert (shown["status"], shown["approver"]) == ("approved", "alice")
+
+    status, back = await pricing.call("POST", "/rollback", alice, {"idempotency_key": "rb-1"})
+    assert (status, back["result"], back["version"]) == (200, "rolled_back", old), back
+    await pricing.all_on(old)
+    status, again = await pricing.call("POST", "/rollback", alice, {"idempotency_key": "rb-1"})
+    assert (status, again["result"]) == (200, "already_done")
+    assert load_catalog(pricing.file).version == old
+    async with pricing.ledger.pool.acquire() as db:  # type: ignore[union-attr]
+        decisions = await db.fetch(
+            "SELECT action, actor, from_version, to_version FROM catalog_decisions ORDER BY ts"
+        )
+    assert [tuple(r) for r in decisions] == [
+        ("approved", "alice", old, new),
+        ("rolled_back", "alice", new, old),
+    ]
+
+
+async def test_a_stale_proposal_cannot_go_live(pricing: Pricing) -> None:
+    agent = await pricing.token("agent", "agent")
+    bob = await pricing.token("bob", "approver")
+    first = {"idempotency_key": "a", "catalog": _raised_gpt4o(), "rationale": "raise gpt-4o"}
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["plans"]["pro"]["fee"] = "59"
+    second = {"idempotency_key": "b", "catalog": yaml.safe_dump(data), "rationale": "pro fee"}
+    ids = []
+    for body in (first, second):
+        status, proposal = await pricing.call("POST", "/proposals", agent, body)
+        assert status == 200, proposal
+        ids.append(proposal["id"])
+    status, _ = await pricing.call("POST", f"/proposals/{ids[0]}/approve", bob)
+    assert status == 200
+    in_force = load_catalog(pricing.file).version
+    status, refused = await pricing.call("POST", f"/proposals/{ids[1]}/approve", bob)
+    assert (status, refused["error"]["code"], refused["error"]["field"]) == (
+        409,
+        "conflict",
+        "proposal",
+    )
+    assert "submit the proposal again" in refused["error"]["message"]
+    assert load_catalog(pricing.file).version == in_force  # nothing moved
+
+
+async def test_bad_proposals_and_tokens_are_refused_naming_the_field(pricing: Pricing) -> None:
+    agent = await pricing.token("agent", "agent")
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["plans"]["pro"]["features"]["chat"]["limit"] = -5
+    cases = [
+        ({"idempotency_key": "x", "catalog": yaml.safe_dump(data), "rationale": "r"},
+         "catalog", "plans.pro.features.chat.limit"),
+        ({"idempotency_key": "y", "catalog": EXAMPLE.read_text(), "rationale": " "},
+         "rationale", "say why"),
+        ({"idempotency_key": "z", "catalog": "", "rationale": "r"}, "catalog", "is required"),
+    ]  # fmt: skip
+    for body, field, text in cases:
+        status, refused = await pricing.call("POST", "/proposals", agent, body)
+        assert (status, refused["error"]["field"]) == (400, field), refused
+        assert text in refused["error"]["message"]
+    status, refused = await pricing.call("POST", "/tokens", agent, {
+        "idempotency_key": "t", "name": "mallory", "role": "approver"})  # fmt: skip
+    assert status == 403  # an agent cannot mint an approver
+    status, refused = await pricing.call("GET", "/proposals", "pt_nope.secret")
+    assert status == 403
+    status, listed = await pricing.call("GET", "/proposals", agent)
+    assert (status, listed["proposals"]) == (200, [])  # nothing was stored
+    status, actions = await pricing.call("GET", "/actions", agent)
+    assert [a["name"] for a in actions["actions"]] == [a.name for a in ACTIONS]
+    agents = {a["name"]: a["needs_approval"] for a in actions["actions"] if "agent" in a["roles"]}
+    assert "approve" not in agents
+    assert agents["propose"] is True
