@@ -70,6 +70,13 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    from sidecar.ledger.mcp_server import run  # noqa: PLC0415 - the SDK is heavy
+
+    run()
+    return 0
+
+
 def _migrate(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
@@ -133,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     health.set_defaults(run=_health)
 
     add_policy_commands(commands)
+    tools = commands.add_parser(
+        "mcp",
+        help="serve the pricing primitives as MCP tools over stdio "
+        "[env CREDITGATE_LEDGER_URL, CREDITGATE_PRICING_TOKEN]",
+    )
+    tools.set_defaults(run=_mcp)
 
     store = commands.add_parser("store", help="work with the Redis layout")
     store_commands = store.add_subparsers(dest="store_command", required=True)

@@ -6,6 +6,7 @@ reaches every sidecar within the reload interval, and a rollback restores the ol
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from mcp import Client, StdioServerParameters
 
 from sidecar.catalog import load_catalog
 from sidecar.embedded import EmbeddedRedis
+from sidecar.ledger.mcp_server import TOOLS
 from sidecar.ledger.proposals import ACTIONS
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
@@ -27,6 +30,7 @@ from tests.ledger.conftest import database, postgres  # noqa: F401 - fixtures
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 RELOAD_MS = 100
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Pricing:
@@ -215,3 +219,37 @@ async def test_bad_proposals_and_tokens_are_refused_naming_the_field(pricing: Pr
     agents = {a["name"]: a["needs_approval"] for a in actions["actions"] if "agent" in a["roles"]}
     assert "approve" not in agents
     assert agents["propose"] is True
+
+
+async def test_the_mcp_server_simulates_and_proposes_and_has_no_approve_tool(
+    pricing: Pricing,
+) -> None:
+    """``creditgate mcp`` as an agent runs it, through the SDK's own client over stdio."""
+    agent = await pricing.token("mcp-agent", "agent")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "sidecar.cli", "mcp"], cwd=str(ROOT),
+        env={"CREDITGATE_LEDGER_URL": f"http://127.0.0.1:{pricing.ledger.port}",
+             "CREDITGATE_PRICING_TOKEN": agent},
+    )  # fmt: skip
+    before = load_catalog(pricing.file).version
+    async with Client(params) as client:
+        listed = await client.list_tools()
+        names = {tool.name for tool in listed.tools}
+        assert names == set(TOOLS)
+        assert not [n for n in names if "approve" in n or "rollback" in n]
+        simulated = await client.call_tool("simulate", {"catalog": _raised_gpt4o()})
+        assert not simulated.is_error, simulated.content
+        report = simulated.structured_content or {}
+        assert report["totals"]["events"] == 0
+        bad = await client.call_tool("diff_catalog", {"catalog": "models: ["})
+        assert bad.is_error
+        assert "400 invalid_request: catalog" in str(bad.content)
+        proposed = await client.call_tool("propose", {
+            "catalog": _raised_gpt4o(), "rationale": "gpt-4o input below cost",
+            "idempotency_key": "mcp-1"})  # fmt: skip
+        assert not proposed.is_error, proposed.content
+        proposal = proposed.structured_content or {}
+        assert (proposal["author"], proposal["status"]) == ("mcp-agent", "proposed")
+    assert load_catalog(pricing.file).version == before  # proposing changes nothing
+    status, shown = await pricing.call("GET", f"/proposals/{proposal['id']}")
+    assert (status, shown["author"]) == (200, "mcp-agent")
