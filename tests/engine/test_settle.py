@@ -28,16 +28,19 @@ FINE = CustomerSnapshot(
 )
 
 CASES: list[tuple[str, CustomerSnapshot, str | None, str, dict[str, Any], Charge]] = [
-    # 1000 * 0.15/M + 500 * 0.60/M = 0.00015 + 0.0003 = 0.00045 credits = 450,000 nanos.
+    # 1000 * 0.15/M + 500 * 0.60/M = 0.00015 + 0.0003 = 0.00045 credits = 450,000 nanos;
+    # served at 1000 * 0.12/M + 500 * 0.48/M = 0.00036 credits = 3.6e11 femtos.
     ("tokens", PRO, "gpt-4o-mini", "chat",
      {"units": {"input_tokens": 1000, "output_tokens": 500}},
      Charge(whole_nanos=450_000, remainder_femtos=0,
-            units={"input_tokens": 1000, "output_tokens": 500}, quota_units=1500)),
+            units={"input_tokens": 1000, "output_tokens": 500}, quota_units=1500,
+            serve_femtos=360_000_000_000)),
     # 1,000,001 tokens at 1.5e-12 credits (1,500 femto-credits) each:
     # 1,500,001,500 femtos = 1,500 whole nanos and 1,500 femtos carried.
     ("below a nano", FINE, "gpt-4o-mini", "chat", {"units": {"input_tokens": 1_000_001}},
      Charge(whole_nanos=1_500, remainder_femtos=1_500, units={"input_tokens": 1_000_001},
-            quota_units=1_000_001)),
+            quota_units=1_000_001,
+            serve_femtos=1_000_001 * 120_000_000)),  # a contract price leaves the cost
     # Zero counts are dropped; the call costs nothing and counts nothing.
     ("nothing used", PRO, "gpt-4o-mini", "chat", {"units": {"input_tokens": 0}},
      Charge(whole_nanos=0, remainder_femtos=0, units={}, quota_units=0)),
@@ -52,7 +55,7 @@ CASES: list[tuple[str, CustomerSnapshot, str | None, str, dict[str, Any], Charge
     # Units a feature does not count are charged but not counted.
     ("uncounted kind", PRO, "gpt-4o-mini", "support_agent", {"units": {"input_tokens": 1000}},
      Charge(whole_nanos=150_000, remainder_femtos=0, units={"input_tokens": 1000},
-            quota_units=0)),
+            quota_units=0, serve_femtos=1000 * 120_000_000)),
 ]  # fmt: skip
 
 
