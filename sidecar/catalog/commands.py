@@ -1,12 +1,15 @@
-"""``creditgate policy validate | diff | simulate``: what a catalog file is, what it changes,
-and what it would have done to real usage. Heavy imports wait for the command that needs
-them."""
+"""``creditgate policy validate | diff | simulate | propose | approve | rollback``: what a
+catalog file is, what it changes, what it would have done to real usage, and putting it in
+force through the ledger's pricing API (ledger/proposals.py). Heavy imports wait for the
+command that needs them."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -84,6 +87,52 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pricing(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    """One call of the ledger's pricing API; the answer as JSON, exit 1 on an error answer."""
+    import asyncio  # noqa: PLC0415
+
+    from sidecar.ledger.pricing_client import PricingClient, PricingError  # noqa: PLC0415
+
+    url = args.ledger_url or os.environ.get("CREDITGATE_LEDGER_URL")
+    token = args.token or os.environ.get("CREDITGATE_PRICING_TOKEN")
+    if not url or not token:
+        raise SettingsError(
+            "--ledger-url (or CREDITGATE_LEDGER_URL) and --token (or CREDITGATE_PRICING_TOKEN) "
+            "are required: the ledger's query API and your pricing token"
+        )
+    try:
+        answer = asyncio.run(PricingClient(url, token).call(method, path, body))
+    except PricingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(msgspec.json.encode(answer).decode())
+    return 0
+
+
+def _propose(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"{args.file}: cannot read it: {error.strerror}") from None
+    body = {"catalog": text, "rationale": args.rationale,
+            "idempotency_key": args.idempotency_key or hashlib.sha256(text.encode()).hexdigest(),
+            "from": args.start, "to": args.end}  # fmt: skip
+    return _pricing(args, "POST", "/proposals", {k: v for k, v in body.items() if v})
+
+
+def _approve(args: argparse.Namespace) -> int:
+    return _pricing(args, "POST", f"/proposals/{args.id}/approve")
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    return _pricing(args, "POST", "/rollback", {"idempotency_key": args.idempotency_key})
+
+
+def _ledger_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger-url", help="the ledger's query API [env CREDITGATE_LEDGER_URL]")
+    parser.add_argument("--token", help="your pricing token [env CREDITGATE_PRICING_TOKEN]")
+
+
 def add_policy_commands(commands: Any) -> None:
     """Add ``policy`` and its subcommands to the ``creditgate`` parser's subcommands."""
     policy = commands.add_parser("policy", help="work with catalog files")
@@ -109,3 +158,21 @@ def add_policy_commands(commands: Any) -> None:
     replay.add_argument("--database-url", help="the ledger's PostgreSQL URL [env DATABASE_URL]")
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.set_defaults(run=_simulate)
+    submit = sub.add_parser(
+        "propose", help="submit FILE as a catalog proposal: validated, diffed, simulated, stored"
+    )
+    submit.add_argument("file", metavar="FILE")
+    submit.add_argument("--rationale", required=True, help="why, for the approver")
+    submit.add_argument("--idempotency-key", help="default: the file's SHA-256")
+    submit.add_argument("--from", dest="start", help="simulation window start (default: 30 days)")
+    submit.add_argument("--to", dest="end", help="simulation window end (default: now)")
+    _ledger_flags(submit)
+    submit.set_defaults(run=_propose)
+    yes = sub.add_parser("approve", help="put another's proposal in force (approver token)")
+    yes.add_argument("id", metavar="PROPOSAL_ID")
+    _ledger_flags(yes)
+    yes.set_defaults(run=_approve)
+    back = sub.add_parser("rollback", help="restore the catalog the last decision replaced")
+    back.add_argument("--idempotency-key", required=True, help="a retry with it changes nothing")
+    _ledger_flags(back)
+    back.set_defaults(run=_rollback)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import aiohttp
-import msgspec
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from sidecar.ledger.pricing_client import PricingClient, PricingError
 from sidecar.settings import SettingsError
 
 __all__ = ["TOOLS", "pricing_server", "run"]
@@ -25,32 +24,20 @@ TOOLS = (
     "read_catalog", "diff_catalog", "simulate", "read_margin", "propose", "list_proposals",
     "get_proposal", "list_actions",
 )  # fmt: skip
-TIMEOUT_S = 120.0
 
 
 class _Ledger:
-    """The pricing API at ``url`` with ``token``; an error answer raises ToolError with its
-    status, code, field and message, which the agent reads as the tool's error."""
+    """The pricing client, its errors raised as the tool's error (status, code, field and
+    message), which the agent reads."""
 
     def __init__(self, url: str, token: str) -> None:
-        self._base = url.rstrip("/") + "/ledger/v1/pricing"
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._client = PricingClient(url, token)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
-        timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            http.request(method, self._base + path, json=body, headers=self._headers) as reply,
-        ):
-            answer = msgspec.json.decode(await reply.read())
-        if reply.status != 200:
-            error = answer.get("error", {}) if isinstance(answer, dict) else {}
-            field = error.get("field")
-            raise ToolError(
-                f"{reply.status} {error.get('code')}: "
-                + (f"{field}: " if field else "") + str(error.get("message", answer))
-            )  # fmt: skip
-        return answer
+        try:
+            return await self._client.call(method, path, body)
+        except PricingError as error:
+            raise ToolError(str(error)) from None
 
 
 def pricing_server(url: str, token: str) -> MCPServer:

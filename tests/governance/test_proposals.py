@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import yaml
 from mcp import Client, StdioServerParameters
@@ -26,6 +27,7 @@ from sidecar.server import Sidecar
 from tests.conftest import EXAMPLE, sidecars
 from tests.governance.conftest import ADMIN_TOKEN, LEDGER_TOKEN
 from tests.ledger.conftest import database, postgres  # noqa: F401 - fixtures
+from tests.ledger.test_cli import creditgate
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -253,3 +255,34 @@ async def test_the_mcp_server_simulates_and_proposes_and_has_no_approve_tool(
     assert load_catalog(pricing.file).version == before  # proposing changes nothing
     status, shown = await pricing.call("GET", f"/proposals/{proposal['id']}")
     assert (status, shown["author"]) == (200, "mcp-agent")
+
+
+async def test_the_cli_proposes_approves_and_rolls_back(pricing: Pricing, tmp_path: Path) -> None:
+    agent = await pricing.token("cli-agent", "agent")
+    carol = await pricing.token("carol", "approver")
+    file = tmp_path / "proposal.yaml"
+    file.write_text(_raised_gpt4o())
+    ledger = ("--ledger-url", f"http://127.0.0.1:{pricing.ledger.port}")
+    old = load_catalog(pricing.file).version
+    code, out, err = await creditgate(
+        "policy", "propose", str(file), "--rationale", "raise gpt-4o", *ledger, "--token", agent
+    )
+    assert code == 0, err
+    proposal = msgspec.json.decode(out)
+    assert (proposal["result"], proposal["author"]) == ("proposed", "cli-agent")
+    code, _, err = await creditgate("policy", "approve", proposal["id"], *ledger, "--token", agent)
+    assert code == 1
+    assert "403 permission_denied: Authorization" in err
+    code, out, err = await creditgate(
+        "policy", "approve", proposal["id"], *ledger, "--token", carol
+    )
+    assert code == 0, err
+    assert msgspec.json.decode(out)["from_version"] == old
+    code, out, err = await creditgate(
+        "policy", "rollback", "--idempotency-key", "cli-rb", *ledger, "--token", carol
+    )
+    assert code == 0, err
+    assert msgspec.json.decode(out)["version"] == old == load_catalog(pricing.file).version
+    code, _, err = await creditgate("policy", "approve", proposal["id"])
+    assert code == 2
+    assert "--ledger-url (or CREDITGATE_LEDGER_URL)" in err
