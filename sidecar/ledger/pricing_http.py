@@ -13,7 +13,6 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from sidecar.auth import authorize
 from sidecar.catalog import load_catalog
 from sidecar.catalog.diff import diff
 from sidecar.errors import PermissionDenied
@@ -38,13 +37,9 @@ _CALLER = web.RequestKey("pricer", proposals.Pricer)
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.startswith(proposals.PREFIX):
-        async with request.app[_POOL].acquire() as connection:
-            request[_CALLER] = await proposals.authenticate_pricer(connection, token)
-    else:
-        authorize(header, request.app[_TOKEN], field="Authorization", what="ledger token")
-        request[_CALLER] = proposals.OPERATOR
+    request[_CALLER] = await proposals.pricer_of(
+        request.app[_POOL], header, request.app[_TOKEN], field="Authorization"
+    )
     return await handler(request)
 
 

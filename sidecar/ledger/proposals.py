@@ -27,16 +27,18 @@ import hmac
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from sidecar.auth import authorize
 from sidecar.catalog import Catalog, load_catalog, parse_catalog
 from sidecar.catalog.diff import diff
 from sidecar.engine.decide import check_idempotency_key
 from sidecar.errors import CatalogError, Conflict, InvalidInput, NotFound, PermissionDenied
-from sidecar.ledger.db import Connection
+from sidecar.ledger.db import Connection, Pool
 from sidecar.ledger.simulate import SimulationReport, simulate
 from sidecar.times import format_time, ms_of, parse_time
 
@@ -47,6 +49,7 @@ __all__ = [
     "Action",
     "IssueRequest",
     "Pricer",
+    "PricingDesk",
     "ProposeRequest",
     "RollbackRequest",
     "allow",
@@ -54,6 +57,7 @@ __all__ = [
     "authenticate_pricer",
     "issue_token",
     "parse_proposed",
+    "pricer_of",
     "proposal",
     "proposals",
     "propose",
@@ -160,6 +164,17 @@ async def issue_token(connection: Connection, request: IssueRequest) -> dict[str
     if inserted is None:
         return {**answer, "result": "already_issued"}
     return {**answer, "result": "issued", "secret": token}
+
+
+async def pricer_of(pool: Pool, header: str, operator: bytes, *, field: str) -> Pricer:
+    """Who sends ``header`` (``Bearer <token>``): a pricing token's holder, or the operator
+    with the ledger token ``operator`` (401 without a token, 403 with a wrong one)."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.startswith(PREFIX):
+        async with pool.acquire() as connection:
+            return await authenticate_pricer(connection, token)
+    authorize(header, operator, field=field, what="ledger token or pricing token")
+    return OPERATOR
 
 
 async def authenticate_pricer(connection: Connection, token: str) -> Pricer:
@@ -388,3 +403,19 @@ async def rollback(
         actor=caller.name, path=catalog_path, expected=last["to_version"],
         document=last["previous_document"],
     )  # fmt: skip
+
+
+class PricingDesk:
+    """Submission for the gRPC transport: the pool, the catalog file, the clock."""
+
+    def __init__(self, pool: Pool, catalog_path: str, clock: Callable[[], int]) -> None:
+        self._pool, self._path, self._clock = pool, catalog_path, clock
+
+    async def pricer(self, header: str, operator: bytes) -> Pricer:
+        return await pricer_of(self._pool, header, operator, field="authorization")
+
+    async def submit(self, request: ProposeRequest, caller: Pricer) -> dict[str, Any]:
+        async with self._pool.acquire() as connection:
+            answer = await propose(connection, caller, self._path, request, self._clock())
+        result = answer.pop("result")
+        return {"result": result, "proposal": answer}

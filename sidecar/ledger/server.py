@@ -35,6 +35,7 @@ from sidecar.ledger.generation import Epochs, watch_once
 from sidecar.ledger.http import ledger_app
 from sidecar.ledger.ingest import Ingestor
 from sidecar.ledger.metrics import LedgerMetrics
+from sidecar.ledger.proposals import PricingDesk
 from sidecar.ledger.settings import LedgerSettings
 from sidecar.ledger.streams import StreamReader
 from sidecar.ledger.webhooks import Dispatcher
@@ -161,8 +162,9 @@ class Ledger:
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.grpc_port is not None:
             assert self.settings.token is not None  # settings refuse a gRPC port without one
+            desk = PricingDesk(self.pool, self.settings.catalog, wall_clock_ms)
             self._grpc, self.grpc_port = await start_ledger(
-                self.corrections, self.settings.host, self.settings.grpc_port,
+                self.corrections, desk, self.settings.host, self.settings.grpc_port,
                 token=self.settings.token, check=self._scoped_token, clock=wall_clock_ms,
             )  # fmt: skip
         if self.settings.metrics_port is not None:

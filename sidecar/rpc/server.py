@@ -11,12 +11,14 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar.auth import TokenCheck
 from sidecar.ledger.corrections import Corrections
+from sidecar.ledger.proposals import Pricer, PricingDesk
 from sidecar.ledger.settings import LEDGER_MAX_BYTES
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.rpc.servicer import (
     ADMIN_ROUTES,
     LEDGER_ROUTES,
+    PRICING_ROUTES,
     PUBLIC_ROUTES,
     Servicer,
     bearer,
@@ -78,6 +80,7 @@ async def start_admin(
 
 async def start_ledger(
     corrections: Corrections,
+    desk: PricingDesk,
     host: str,
     port: int,
     *,
@@ -85,15 +88,25 @@ async def start_ledger(
     check: TokenCheck,
     clock: Callable[[], int],
 ) -> tuple[grpc.aio.Server, int]:
-    """The ledger's corrections; ``token`` is the ledger token, ``check`` reads scoped ones."""
+    """The ledger's corrections (``token`` is the ledger token, ``check`` reads scoped ones)
+    and its pricing service (pricing tokens, or the ledger token), on one port."""
     server = grpc.aio.server(options=_OPTIONS)
     caller = bearer(token, check, clock, what="ledger token")
     servicer = Servicer(
         corrections, LEDGER_ROUTES, max_message_bytes=LEDGER_MAX_BYTES, caller=caller
     )
     pb_grpc.add_CreditgateLedgerServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    operator = token.encode()
+
+    async def pricer(context: grpc.aio.ServicerContext) -> Pricer:
+        header = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
+        return await desk.pricer(header, operator)
+
+    pricing = Servicer(desk, PRICING_ROUTES, max_message_bytes=LEDGER_MAX_BYTES, caller=pricer)
+    pb_grpc.add_CreditgatePricingServiceServicer_to_server(pricing, server)  # type: ignore[no-untyped-call]
     names = (
         pb.DESCRIPTOR.services_by_name["CreditgateLedgerService"].full_name,
+        pb.DESCRIPTOR.services_by_name["CreditgatePricingService"].full_name,
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(names, server)

@@ -18,6 +18,7 @@ from sidecar.access import OPERATOR, Caller
 from sidecar.auth import TokenCheck, authenticate
 from sidecar.errors import InternalError, InvalidInput, RequestError
 from sidecar.ledger.corrections import AdjustRequest, Corrections, RefundRequest
+from sidecar.ledger.proposals import PricingDesk, ProposeRequest
 from sidecar.rpc.convert import from_proto, to_proto
 from sidecar.rpc.errors import status_of
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
@@ -38,6 +39,7 @@ from sidecar.wire import (
 __all__ = [
     "ADMIN_ROUTES",
     "LEDGER_ROUTES",
+    "PRICING_ROUTES",
     "PUBLIC_ROUTES",
     "Servicer",
     "bearer",
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "x-request-id"
 
 T = TypeVar("T")
-Call = Callable[[T, Any, Caller], Awaitable[Any]]
+Call = Callable[[T, Any, Any], Awaitable[Any]]
 """One route: the target (the sidecar's service, the ledger's corrections), the proto
 request, and who calls."""
 
@@ -128,8 +130,9 @@ ADMIN_ROUTES: dict[str, Route[Service]] = {
 }
 
 
-CallerOf = Callable[[grpc.aio.ServicerContext], Awaitable[Caller]]
-"""Who calls, from the call's metadata (401 when its token is wrong)."""
+CallerOf = Callable[[grpc.aio.ServicerContext], Awaitable[Any]]
+"""Who calls, from the call's metadata (a Caller, or the pricing API's Pricer); 401 or 403
+when its token is missing or wrong."""
 
 
 def bearer(token: str, check: TokenCheck, clock: Callable[[], int], *, what: str) -> CallerOf:
@@ -159,6 +162,14 @@ LEDGER_ROUTES: dict[str, Route[Corrections]] = {
     "Adjust": (
         lambda k, m, c: k.adjust(m.customer, from_proto(m, AdjustRequest, without=_CUSTOMER), c),
         pb.AdjustResponse,
+    ),
+}
+
+
+PRICING_ROUTES: dict[str, Route[PricingDesk]] = {
+    "SubmitProposal": (
+        lambda d, m, c: d.submit(from_proto(m, ProposeRequest), c),
+        pb.SubmitProposalResponse,
     ),
 }
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import msgspec
 import pytest
 import yaml
@@ -23,11 +24,14 @@ from sidecar.ledger.mcp_server import TOOLS
 from sidecar.ledger.proposals import ACTIONS
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
+from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
 from sidecar.server import Sidecar
 from tests.conftest import EXAMPLE, sidecars
 from tests.governance.conftest import ADMIN_TOKEN, LEDGER_TOKEN
 from tests.ledger.conftest import database, postgres  # noqa: F401 - fixtures
 from tests.ledger.test_cli import creditgate
+from tests.rpc.test_bad_input import bad_request_field
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -79,7 +83,7 @@ async def pricing(
     file.write_text(EXAMPLE.read_text())
     ledger = Ledger(LedgerSettings(
         catalog=str(file), redis=redis_server.url, database_url=database, port=0,
-        token=LEDGER_TOKEN, poll_ms=10, catalog_reload_ms=RELOAD_MS,
+        token=LEDGER_TOKEN, grpc_port=0, poll_ms=10, catalog_reload_ms=RELOAD_MS,
     ))  # fmt: skip
     await ledger.start()
     try:
@@ -286,3 +290,37 @@ async def test_the_cli_proposes_approves_and_rolls_back(pricing: Pricing, tmp_pa
     code, _, err = await creditgate("policy", "approve", proposal["id"])
     assert code == 2
     assert "--ledger-url (or CREDITGATE_LEDGER_URL)" in err
+
+
+async def test_a_proposal_submitted_over_grpc_is_the_one_http_shows(pricing: Pricing) -> None:
+    agent = await pricing.token("grpc-agent", "agent")
+    metadata = (("authorization", f"Bearer {agent}"),)
+    request = pb.SubmitProposalRequest(
+        catalog=_raised_gpt4o(), rationale="raise gpt-4o", idempotency_key="g1"
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{pricing.ledger.grpc_port}") as channel:
+        stub = pb_grpc.CreditgatePricingServiceStub(channel)  # type: ignore[no-untyped-call]
+        answer = await stub.SubmitProposal(request, metadata=metadata)
+        again = await stub.SubmitProposal(request, metadata=metadata)
+        bad = pb.SubmitProposalRequest(catalog="models: [", rationale="x", idempotency_key="g2")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.SubmitProposal(bad, metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_field(refused.value)[0] == "catalog"
+        with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+            await stub.SubmitProposal(request)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert answer.result == pb.SUBMIT_PROPOSAL_RESULT_PROPOSED
+    assert again.result == pb.SUBMIT_PROPOSAL_RESULT_ALREADY_PROPOSED
+    assert again.proposal.id == answer.proposal.id
+    proposal = answer.proposal
+    assert (proposal.author, proposal.status) == ("grpc-agent", "proposed")
+    assert [(c.path, c.old, c.new) for c in proposal.diff] == [
+        ("models.gpt-4o.prices_per_million.input_tokens", "2.500000000", "3.000000000")
+    ]
+    status, shown = await pricing.call("GET", f"/proposals/{proposal.id}", agent)
+    assert status == 200
+    assert shown["simulation"]["totals"]["events"] == proposal.simulation.totals.events
+    assert shown["version"] == proposal.version
+    status, listed = await pricing.call("GET", "/proposals", agent)
+    assert [p["id"] for p in listed["proposals"]] == [proposal.id]  # the bad one stored nothing

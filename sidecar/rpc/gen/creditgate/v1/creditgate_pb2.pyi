@@ -129,6 +129,12 @@ class CorrectionResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CORRECTION_RESULT_REFUNDED: _ClassVar[CorrectionResult]
     CORRECTION_RESULT_ADJUSTED: _ClassVar[CorrectionResult]
     CORRECTION_RESULT_ALREADY_DONE: _ClassVar[CorrectionResult]
+
+class SubmitProposalResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUBMIT_PROPOSAL_RESULT_UNSPECIFIED: _ClassVar[SubmitProposalResult]
+    SUBMIT_PROPOSAL_RESULT_PROPOSED: _ClassVar[SubmitProposalResult]
+    SUBMIT_PROPOSAL_RESULT_ALREADY_PROPOSED: _ClassVar[SubmitProposalResult]
 DECIDED_BY_UNSPECIFIED: DecidedBy
 DECIDED_BY_STORE: DecidedBy
 DECIDED_BY_FALLBACK: DecidedBy
@@ -198,6 +204,9 @@ CORRECTION_RESULT_UNSPECIFIED: CorrectionResult
 CORRECTION_RESULT_REFUNDED: CorrectionResult
 CORRECTION_RESULT_ADJUSTED: CorrectionResult
 CORRECTION_RESULT_ALREADY_DONE: CorrectionResult
+SUBMIT_PROPOSAL_RESULT_UNSPECIFIED: SubmitProposalResult
+SUBMIT_PROPOSAL_RESULT_PROPOSED: SubmitProposalResult
+SUBMIT_PROPOSAL_RESULT_ALREADY_PROPOSED: SubmitProposalResult
 
 class CheckRequest(_message.Message):
     __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
@@ -859,3 +868,81 @@ class AdjustResponse(_message.Message):
     amount_nanos: int
     moves: _containers.RepeatedCompositeFieldContainer[CorrectionMove]
     def __init__(self, result: _Optional[_Union[CorrectionResult, str]] = ..., amount_nanos: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[CorrectionMove, _Mapping]]] = ...) -> None: ...
+
+class SubmitProposalRequest(_message.Message):
+    __slots__ = ("catalog", "rationale", "idempotency_key")
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
+    RATIONALE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    catalog: str
+    rationale: str
+    idempotency_key: str
+    def __init__(self, catalog: _Optional[str] = ..., rationale: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class CatalogChange(_message.Message):
+    __slots__ = ("path", "change", "old", "new")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    OLD_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    change: str
+    old: str
+    new: str
+    def __init__(self, path: _Optional[str] = ..., change: _Optional[str] = ..., old: _Optional[str] = ..., new: _Optional[str] = ...) -> None: ...
+
+class SimulationTotals(_message.Message):
+    __slots__ = ("events", "denied", "revenue_before", "revenue_after", "serve_cost_before", "serve_cost_after", "margin_before", "margin_after")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DENIED_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SERVE_COST_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SERVE_COST_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_AFTER_FIELD_NUMBER: _ClassVar[int]
+    events: int
+    denied: int
+    revenue_before: str
+    revenue_after: str
+    serve_cost_before: str
+    serve_cost_after: str
+    margin_before: str
+    margin_after: str
+    def __init__(self, events: _Optional[int] = ..., denied: _Optional[int] = ..., revenue_before: _Optional[str] = ..., revenue_after: _Optional[str] = ..., serve_cost_before: _Optional[str] = ..., serve_cost_after: _Optional[str] = ..., margin_before: _Optional[str] = ..., margin_after: _Optional[str] = ...) -> None: ...
+
+class SimulationSummary(_message.Message):
+    __slots__ = ("totals",)
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    totals: SimulationTotals
+    def __init__(self, totals: _Optional[_Union[SimulationTotals, _Mapping]] = ...) -> None: ...
+
+class Proposal(_message.Message):
+    __slots__ = ("id", "author", "rationale", "version", "base_version", "status", "approver", "diff", "simulation")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    RATIONALE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    DIFF_FIELD_NUMBER: _ClassVar[int]
+    SIMULATION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    author: str
+    rationale: str
+    version: str
+    base_version: str
+    status: str
+    approver: str
+    diff: _containers.RepeatedCompositeFieldContainer[CatalogChange]
+    simulation: SimulationSummary
+    def __init__(self, id: _Optional[str] = ..., author: _Optional[str] = ..., rationale: _Optional[str] = ..., version: _Optional[str] = ..., base_version: _Optional[str] = ..., status: _Optional[str] = ..., approver: _Optional[str] = ..., diff: _Optional[_Iterable[_Union[CatalogChange, _Mapping]]] = ..., simulation: _Optional[_Union[SimulationSummary, _Mapping]] = ...) -> None: ...
+
+class SubmitProposalResponse(_message.Message):
+    __slots__ = ("result", "proposal")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_FIELD_NUMBER: _ClassVar[int]
+    result: SubmitProposalResult
+    proposal: Proposal
+    def __init__(self, result: _Optional[_Union[SubmitProposalResult, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ...) -> None: ...

@@ -1005,3 +1005,82 @@ class CreditgateLedgerService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CreditgatePricingServiceStub:
+    """Agent-operated pricing: served by the ledger service beside CreditgateLedgerService; a
+    pricing token (agent or approver) or the ledger token (metadata authorization: Bearer <token>).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SubmitProposal = channel.unary_unary(
+                '/creditgate.v1.CreditgatePricingService/SubmitProposal',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalResponse.FromString,
+                _registered_method=True)
+
+
+class CreditgatePricingServiceServicer:
+    """Agent-operated pricing: served by the ledger service beside CreditgateLedgerService; a
+    pricing token (agent or approver) or the ledger token (metadata authorization: Bearer <token>).
+    """
+
+    def SubmitProposal(self, request, context):
+        """Submit a catalog proposal; idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CreditgatePricingServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SubmitProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitProposal,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'creditgate.v1.CreditgatePricingService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('creditgate.v1.CreditgatePricingService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CreditgatePricingService:
+    """Agent-operated pricing: served by the ledger service beside CreditgateLedgerService; a
+    pricing token (agent or approver) or the ledger token (metadata authorization: Bearer <token>).
+    """
+
+    @staticmethod
+    def SubmitProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgatePricingService/SubmitProposal',
+            creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
