@@ -441,6 +441,16 @@ def _plan(
                 fix = _ALERT_FIXES[name]
                 raise check.fail(error.field, error.message, fix) from None
     fee = 0 if plan.fee is None else check.credits(f"{path}.fee", plan.fee, positive=False)
+    floor = None
+    if plan.alerts.margin is not None:
+        text = plan.alerts.margin
+        digits = text[:-1]
+        if not (text.endswith("%") and digits.isdigit() and 0 <= int(digits) <= 100):
+            raise check.fail(
+                f"{path}.alerts.margin", f"{text!r} is not a percent from 0% to 100%",
+                'write the margin floor as a whole percent of revenue, like "20%"',
+            )  # fmt: skip
+        floor = int(digits)
     return Plan(
         id=plan_id,
         features=plan_features,
@@ -452,6 +462,7 @@ def _plan(
         alert_budgets=alert_rules["budgets"],
         alert_balance=alert_rules["balance"],
         fee_nanos=fee,
+        margin_floor_percent=floor,
     )
 
 

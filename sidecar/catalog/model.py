@@ -93,6 +93,8 @@ class Plan(_Model, frozen=True):
     """Default thresholds on the credit balance, compiled."""
     fee_nanos: int = 0
     """Per calendar month, prorated by the time the plan is in force."""
+    margin_floor_percent: int | None = None
+    """The operator's margin alert: below this percent of revenue (ledger/margins.py)."""
 
 
 Tiers = tuple[tuple[int | None, int], ...]

@@ -149,6 +149,10 @@ class AlertsSpec(_Spec, frozen=True):
     """On every budget of the customer: ``"80%"`` of its limit, or credits used."""
     balance: list[str] = []
     """On the credit balance: credits left, ``"10"``."""
+    margin: str | None = None
+    """The operator's floor on the margin of the month so far, ``"20%"`` of revenue: a customer
+    on the plan, or the plan as a whole, below it raises an alert to the operator's webhooks
+    (ledger/margins.py)."""
 
 
 class PlanSpec(_Spec, frozen=True):

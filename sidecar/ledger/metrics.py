@@ -64,6 +64,12 @@ class LedgerMetrics:
             "`creditgate ledger rebuild --all`), else 0.",
             registry=registry,
         )
+        self.margin_alerts = Counter(
+            "creditgate_ledger_margin_alerts",
+            "Customers and plans found below their plan's margin floor in a month "
+            "(ledger/margins.py); each once per month.",
+            registry=registry,
+        )
         self.lag_refresh_errors = Counter(
             "creditgate_ledger_lag_refresh_errors",
             "Scrapes whose stream and lag figures could not be read from Redis (last kept).",

@@ -430,6 +430,7 @@ async def alerts(
     rows = await connection.fetch(
         "SELECT * FROM alerts WHERE customer = $1 AND ts >= $2 AND ts < $3 "
         "AND ($4::text IS NULL OR scope = 'team:' || $4) "
+        "AND left(rule, 1) <> 'm' "  # margin alerts are the operator's (ledger/margins.py)
         f"ORDER BY ts, stream_ms, stream_seq LIMIT {AUDIT_ROWS_MAX}",
         customer, time_of(start_ms), time_of(end_ms), team,
     )  # fmt: skip

@@ -34,6 +34,7 @@ from sidecar.ledger.embedded_pg import EmbeddedPostgres
 from sidecar.ledger.generation import Epochs, watch_once
 from sidecar.ledger.http import ledger_app
 from sidecar.ledger.ingest import Ingestor
+from sidecar.ledger.margins import check_margins
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.proposals import PricingDesk
 from sidecar.ledger.settings import LedgerSettings
@@ -57,7 +58,8 @@ log = logging.getLogger(__name__)
 RESTART_DELAY_MAX_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
 CLOSE_EVERY_S = 60.0
-"""How often the service checks whether a month has ended to close (ledger/close.py)."""
+"""How often the service checks whether a month has ended to close (ledger/close.py), and
+margins (ledger/margins.py)."""
 PROBE_TIMEOUT_S = 2.0
 LAG_TIMEOUT_S = 30.0
 
@@ -203,9 +205,18 @@ class Ledger:
             )  # fmt: skip
         self._closed = end
 
+    async def check_margins(self, now_ms: int) -> int:
+        """Margin alerts of the month of ``now_ms`` (ledger/margins.py); how many are new."""
+        assert self.pool is not None
+        async with self.pool.acquire() as connection:
+            alerted = await check_margins(connection, self.catalog, now_ms)
+        self.metrics.margin_alerts.inc(alerted)
+        return alerted
+
     async def _close_months_until_stopped(self) -> None:
         while not self._stop.is_set():
             try:
+                await self.check_margins(wall_clock_ms())
                 await self.close_month(wall_clock_ms())
             except (RedisError, RedisClusterException, OSError, asyncpg.PostgresError) as error:
                 log.warning("closing the month failed (%s); trying again soon", error)

@@ -30,6 +30,7 @@ from sidecar.engine.alerts import describe
 from sidecar.errors import InvalidInput, NotFound
 from sidecar.ledger.audit import record_audit
 from sidecar.ledger.db import Connection, Pool
+from sidecar.ledger.margins import MARGIN_EVENT, margin_data
 from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.money import format_credits
 from sidecar.times import format_time, ms_of
@@ -96,7 +97,11 @@ def check_endpoint(url: str, secret: str | None) -> str:
 
 def alert_payload(row: Any, now_ms: int) -> bytes:
     """The body of an alert's webhook: ``{type, timestamp, data}``, as the specification's
-    examples are shaped; amounts in credits, exact."""
+    examples are shaped; amounts in credits, exact. A margin alert (ledger/margins.py) is
+    ``alert.margin_below``."""
+    if row["rule"].startswith("m"):
+        margin = {"type": MARGIN_EVENT, "timestamp": format_time(now_ms), "data": margin_data(row)}
+        return msgspec.json.encode(margin)
     limit = row["limit_nanos"]
     data = {
         "alert_id": row["event_id"],

@@ -88,6 +88,7 @@ REJECTED = [
     ("tiers_two_prices.yaml", "models.gpt-4o.tiers.input_tokens[0]", "needs one price"),
     ("tiers_and_price.yaml", "models.gpt-4o.tiers.input_tokens", "has a price and tiers"),
     ("tiers_empty.yaml", "models.gpt-4o.tiers.input_tokens", "no tiers"),
+    ("alert_margin_not_percent.yaml", "plans.pro.alerts.margin", "not a percent from 0% to 100%"),
     ("costs_negative.yaml", "models.gpt-4o.costs_per_million.input_tokens", "negative"),
     ("costs_twice.yaml", "models.gpt-4o.costs.input_tokens", "both per unit and per million"),
     (

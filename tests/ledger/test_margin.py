@@ -1,9 +1,11 @@
 """Cost of serve and margin: every call records what serving it cost us (the catalog's model
 costs), and the ledger's usage, invoice and export report cost of serve, revenue and margin
-exactly, against a Decimal reference computed from the catalog's own strings."""
+exactly, against a Decimal reference computed from the catalog's own strings; a margin under
+the plan's floor alerts the operator."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -11,11 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.ledger import queries
+from sidecar.ledger import queries, webhooks
 from sidecar.ledger.db import Pool, load_catalogs
+from sidecar.ledger.margins import check_margins
+from sidecar.ledger.metrics import LedgerMetrics
 from sidecar.ledger.wire import month_range
+from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
-from tests.conftest import Setup
+from tests.conftest import Clock, Setup
+from tests.governance.test_alerts_webhooks import _receiver
 from tests.ledger.conftest import CATALOG, Call, drain, worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
@@ -91,3 +97,55 @@ async def test_a_model_without_costs_costs_nothing_to_serve(
         usage = await queries.usage(db, "acme", start, end, [], None)
     (row,) = usage.rows
     assert (row.cost, row.serve_cost, row.margin) == ("1.000000000", "0.000000000", "1.000000000")
+
+
+async def test_a_margin_below_the_plans_floor_alerts_the_operator_once_a_month(
+    store: RedisStore, pool: Pool, call: Call, setup_customer: Setup, service: Service,
+    clock: Clock,
+) -> None:  # fmt: skip
+    """Plan ``test`` has a 50% floor. acme serves small (a 99.96% margin), globex serves big
+    (under 50%), and the plan as a whole is under it too: two alerts, to the operator's
+    endpoint only, each once, with exact figures."""
+    await setup_customer(grants={"paid": "50"})
+    await setup_customer("globex", grants={"paid": "50"})
+    await call(units={"input_tokens": 1000})  # acme: 0.001 revenue, 0.0000004 cost
+    for _ in range(3):
+        await call("globex", units={"input_tokens": 2000, "output_tokens": 100}, model="big")
+    await drain(worker(store, pool))
+    async for receiver in _receiver(failures=0):
+        async with pool.acquire() as db:
+            operator = await webhooks.register(db, None, receiver.url, None, "operator")
+            await webhooks.register(db, "globex", receiver.url, None, "operator")
+            receiver.secret = operator.secret or ""
+            assert await check_margins(db, service.catalog, clock()) == 2
+            assert await check_margins(db, service.catalog, clock()) == 0  # once a month
+        stop = asyncio.Event()
+        dispatcher = webhooks.Dispatcher(pool, LedgerMetrics(), poll_s=0.01)
+        task = asyncio.create_task(dispatcher.run(stop))
+        async with asyncio.timeout(30):
+            while len(receiver.verified) < 2:
+                await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        assert sum(receiver.tries.values()) == 2  # none to globex's own endpoint
+        got = {m["data"]["customer"] or m["data"]["plan"]: m for m in receiver.verified.values()}
+
+    revenue = {"globex": 3 * (2000 * Decimal(10) + 100 * Decimal(30)) / 10**6}
+    serve = {"globex": 3 * (2000 * Decimal("6.25") + 100 * Decimal("24.999999999")) / 10**6}
+    revenue["test"] = revenue["globex"] + Decimal("0.001")
+    serve["test"] = serve["globex"] + 1000 * Decimal("0.0004") / 10**6
+    nano = Decimal("0.000000001")
+    for subject in ("globex", "test"):
+        message = got[subject]
+        assert message["type"] == "alert.margin_below"
+        data = message["data"]
+        margin = (revenue[subject] - serve[subject]).quantize(nano, rounding="ROUND_FLOOR")
+        assert Decimal(data["revenue"]) == revenue[subject]
+        assert Decimal(data["margin"]) == margin
+        assert Decimal(data["threshold"]) == (revenue[subject] / 2).quantize(nano)
+        assert data["floor"] == "50%"
+        assert margin < revenue[subject] / 2
+    start, end = month_range("2026-11")
+    async with pool.acquire() as db:
+        seen = await queries.alerts(db, "globex", start, end)
+    assert seen.alerts == []  # the customer's own view never shows margin alerts
