@@ -145,10 +145,17 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
         assert (data["used"], data["threshold"]) == (alert["used"], alert["threshold"])
         assert flaky.tries[alert["id"]] == 3  # two refused, then delivered
     log_url = deployment.ledger_url(f"/customers/acme/webhooks/{registered['id']}/deliveries")
-    _, log = await deployment.call("GET", log_url, admin)
-    by_alert: dict[str, list[int | None]] = defaultdict(list)
-    for attempt in log["attempts"]:
-        by_alert[attempt["alert_id"]].append(attempt["status"])
+
+    async def logged() -> dict[str, list[int | None]] | None:
+        """The attempt is logged after the receiver answers: wait until all three are."""
+        _, log = await deployment.call("GET", log_url, admin)
+        by_alert: dict[str, list[int | None]] = defaultdict(list)
+        for attempt in log["attempts"]:
+            by_alert[attempt["alert_id"]].append(attempt["status"])
+        return by_alert if sum(map(len, by_alert.values())) >= 9 else None
+
+    by_alert = await _until(logged, "every attempt logged")
+    assert set(by_alert) == {a["id"] for a in alerts}
     assert all(statuses == [500, 500, 204] for statuses in by_alert.values()), by_alert
 
     # The operator's endpoint failed every attempt: disabled, and reported.
