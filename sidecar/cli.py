@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import uvloop
 
 from sidecar.catalog.commands import add_policy_commands
+from sidecar.environment import LIVE, add_environment_flag, check_environment, environment_of
 from sidecar.errors import CatalogError
 from sidecar.logs import configure_logging
 from sidecar.settings import SettingsError, add_flags, settings_from
@@ -29,6 +30,7 @@ PORTS = {
     "demo_upstream_port": 7076,
     "ledger_grpc_port": 7077,
 }
+SANDBOX_PORT_SHIFT = 100
 
 
 def health_url(environ: Mapping[str, str]) -> str:
@@ -65,8 +67,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from sidecar.up import up  # noqa: PLC0415 - keeps `policy validate` light
 
-    ports = {name: getattr(args, name) for name in PORTS}
-    uvloop.run(up(redis=args.redis, **ports))
+    environment = environment_of(args, os.environ)
+    # Beside a live `up`, another environment's defaults are 100 above, so both can run.
+    shift = 0 if environment == LIVE else SANDBOX_PORT_SHIFT
+    ports = {
+        name: default + shift if getattr(args, name) is None else getattr(args, name)
+        for name, default in PORTS.items()
+    }
+    uvloop.run(up(redis=args.redis, environment=environment, **ports))
     return 0
 
 
@@ -110,6 +118,39 @@ def _migrate(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _copy(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from sidecar.catalog import load_catalog  # noqa: PLC0415
+    from sidecar.errors import RequestError  # noqa: PLC0415
+    from sidecar.sandbox import copy_catalog, copy_environment  # noqa: PLC0415
+
+    url = args.redis or os.environ.get("CREDITGATE_REDIS")
+    catalog_file = args.catalog or os.environ.get("CREDITGATE_CATALOG")
+    if not url or not catalog_file:
+        raise SettingsError(
+            "--redis (or CREDITGATE_REDIS) and --catalog (or CREDITGATE_CATALOG) are required: "
+            "the Redis both environments use, and the source's catalog file"
+        )
+    source = check_environment(args.source, "--from")
+    target = check_environment(args.target, "--to")
+    if args.catalog_to:
+        catalog = copy_catalog(catalog_file, args.catalog_to)
+        print(f"catalog {catalog.version} written to {args.catalog_to}")
+    else:
+        catalog = load_catalog(catalog_file)
+    try:
+        copied = asyncio.run(copy_environment(url, source, target, catalog, balances=args.balances))
+    except RequestError as error:  # the target refused a customer (an unknown plan, say)
+        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        return 1
+    print(
+        f"copied {copied.customers} customers, {copied.budgets} budgets and {copied.grants} "
+        f"balance grants from {source} to {target}"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creditgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,9 +165,13 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("CREDITGATE_REDIS"),
         help="use this Redis instead of starting one [env CREDITGATE_REDIS]",
     )
+    add_environment_flag(up)
     for name, default in PORTS.items():
         flag = "--" + name.replace("_", "-")
-        up.add_argument(flag, default=default, type=int, help=f"(default {default}; 0: any free)")
+        up.add_argument(
+            flag, type=int, help=f"(default {default}, {default + SANDBOX_PORT_SHIFT} outside "
+            f"{LIVE}; 0: any free)",
+        )  # fmt: skip
     up.set_defaults(run=_up)
 
     health = commands.add_parser(
@@ -157,6 +202,23 @@ def _parser() -> argparse.ArgumentParser:
     move.add_argument("--shards", help="shards to lay out (default 256) [env CREDITGATE_SHARDS]")
     move.add_argument("--group", default="ledger", help="the ledger's consumer group")
     move.set_defaults(run=_migrate)
+
+    environments = commands.add_parser("environment", help="environments: live, sandboxes")
+    environment_commands = environments.add_subparsers(dest="environment_command", required=True)
+    copy = environment_commands.add_parser(
+        "copy",
+        help="copy the catalog and customers (plan, contract, budgets) of one environment into "
+        "another on the same Redis; balances only with --balances",
+    )
+    copy.add_argument("--to", dest="target", required=True, help="the environment to seed")
+    copy.add_argument("--from", dest="source", default=LIVE, help=f"default {LIVE}")
+    copy.add_argument("--redis", help="Redis URL [env CREDITGATE_REDIS]")
+    copy.add_argument("--catalog", help="the source's catalog file [env CREDITGATE_CATALOG]")
+    copy.add_argument("--catalog-to", help="write that catalog here, for the target's sidecars")
+    copy.add_argument(
+        "--balances", action="store_true", help="grant each unexpired bucket in the target too"
+    )
+    copy.set_defaults(run=_copy)
 
     from sidecar.ledger.commands import add_ledger_commands  # noqa: PLC0415 - flags only
 

@@ -22,7 +22,6 @@ from sidecar.engine.customer import CustomerSnapshot
 from sidecar.engine.periods import month_end_ms, period_ids, period_start_ms
 from sidecar.errors import CreditgateError, StoreError
 from sidecar.settings import FALLBACK_CUSTOMER_TTL_S
-from sidecar.store import layout
 from sidecar.store.redis_store import RedisStore, StoredCustomer
 
 __all__ = ["CustomerDirectory"]
@@ -89,7 +88,7 @@ class CustomerDirectory:
     async def changed(self, customer: str) -> None:
         """Forget ``customer`` here and tell every other sidecar on this Redis to forget it."""
         self.invalidate(customer)
-        await self.store.publish(layout.CHANGES_CHANNEL, customer)
+        await self.store.publish(self.store.layout.changes_channel, customer)
 
     async def follow_changes(self, subscribed: asyncio.Event | None = None) -> None:
         """Drop snapshots as changes are published, until cancelled; resubscribes on failure."""
@@ -97,7 +96,7 @@ class CustomerDirectory:
             client = self.store.subscriber()
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(layout.CHANGES_CHANNEL)
+                    await pubsub.subscribe(self.store.layout.changes_channel)
                     self._forget_all()
                     self._trusted = True
                     if subscribed is not None:

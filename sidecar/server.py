@@ -20,6 +20,7 @@ from sidecar.customers import CustomerDirectory
 from sidecar.errors import StoreError
 from sidecar.http import admin_app, api_app
 from sidecar.http.api import readiness
+from sidecar.http.environment import name_environment
 from sidecar.http.probes import probes_app
 from sidecar.lifecycle import stop_on_signals
 from sidecar.logs import redacted
@@ -65,6 +66,7 @@ class Sidecar:
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
             idempotency_window_ms=settings.idempotency_window_ms,
+            environment=settings.environment,
         )
         self.customers = CustomerDirectory(
             self.store,
@@ -98,6 +100,7 @@ class Sidecar:
         self.grpc_admin_port: int | None = None
 
     async def _listen(self, app: web.Application, port: int, host: str | None = None) -> int:
+        name_environment(app, self.settings.environment)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)

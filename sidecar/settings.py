@@ -8,13 +8,14 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from sidecar.environment import LIVE, check_environment
 from sidecar.errors import SettingsError
 from sidecar.store.layout import IDEMPOTENCY_WINDOW_MS, SHARDS_MAX
 from sidecar.store.topology import CLUSTER_SCHEMES, NODE_SCHEMES
 
 __all__ = [
-    "REDIS_HELP", "SHARDS_HELP", "Settings", "SettingsError", "Source", "add_flags",
-    "settings_from",
+    "ENVIRONMENT_HELP", "REDIS_HELP", "SHARDS_HELP", "Settings", "SettingsError", "Source",
+    "add_flags", "settings_from",
 ]  # fmt: skip
 
 
@@ -32,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Catalog file (YAML)."""
     redis: str
     """Redis URL: redis://host:port/db for one node, redis+cluster://host:port for a cluster."""
+    environment: str = LIVE
+    """Namespaces every Redis key (sidecar/environment.py): a sandbox beside live."""
     host: str = "127.0.0.1"
     port: int = 7070
     admin_port: int = 7071
@@ -89,9 +92,14 @@ SHARDS_HELP = (
     f"shards of a new deployment, 1 to {SHARDS_MAX}, chosen once (default: as recorded in "
     "Redis, else 256)"
 )
+ENVIRONMENT_HELP = (
+    "the environment, namespacing every Redis key and the ledger's schema: live, or a "
+    "sandbox beside it on the same servers, e.g. sandbox (default live)"
+)
 _HELP = {
     "catalog": "catalog file (YAML)",
     "redis": REDIS_HELP,
+    "environment": ENVIRONMENT_HELP,
     "host": "address to bind (default 127.0.0.1)",
     "port": "public API port (default 7070; 0 picks a free one)",
     "admin_port": "admin API port (default 7071; runs only with an admin token)",
@@ -227,6 +235,8 @@ class Source(Generic[T]):
         shards = getattr(settings, "shards", None)
         if shards is not None and not 1 <= shards <= SHARDS_MAX:
             raise self.fail("shards", f"must be 1 to {SHARDS_MAX}, got {shards}")
+        if (environment := getattr(settings, "environment", None)) is not None:
+            check_environment(environment, self.name("environment"))
 
     def check_token(self, settings: T, field: str) -> None:
         token = getattr(settings, field)
@@ -235,7 +245,8 @@ class Source(Generic[T]):
 
 
 SOURCE = Source(Settings, _HELP, lambda field: "CREDITGATE_" + field.upper())
-"""``CREDITGATE_REDIS`` and ``CREDITGATE_SHARDS`` are the ledger's too (ledger/settings.py)."""
+"""``CREDITGATE_REDIS``, ``CREDITGATE_SHARDS`` and ``CREDITGATE_ENVIRONMENT`` are the
+ledger's too (ledger/settings.py)."""
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

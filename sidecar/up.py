@@ -21,8 +21,10 @@ import yaml
 from aiohttp import web
 
 from sidecar.embedded import EmbeddedRedis
+from sidecar.environment import LIVE
 from sidecar.ledger.server import Ledger
 from sidecar.ledger.settings import LedgerSettings
+from sidecar.logs import safe_url
 from sidecar.proxy.demo import DemoUpstream
 from sidecar.server import Sidecar, serve
 from sidecar.service import Service
@@ -80,11 +82,15 @@ def banner(
     grant = _json(credit_type="promo", amount="5", idempotency_key="tour-1")
     auth = f"-H 'Authorization: Bearer {token}'"
     ledger_url = f"http://127.0.0.1:{ledger.port}"
-    ledger_db = "embedded, deleted on exit" if ledger.postgres is not None else "DATABASE_URL"
+    if ledger.postgres is not None:  # local and throwaway: in full, for a sandbox beside it
+        ledger_db = f"{ledger.postgres.url}, embedded, deleted on exit"
+    else:
+        ledger_db = f"{safe_url(ledger.database_url or '')}, DATABASE_URL"
+    environment = sidecar.settings.environment
     month = time.strftime("%Y-%m", time.gmtime())
     proxy = f"http://127.0.0.1:{sidecar.proxy_port}/v1"
     return f"""
-Creditgate is up.
+Creditgate is up, in environment {environment}.
   API:     {api}
   Admin:   {admin}   (token: {token})
   gRPC:    127.0.0.1:{sidecar.grpc_port}   (admin 127.0.0.1:{sidecar.grpc_admin_port}, same token)
@@ -135,10 +141,11 @@ async def _demo_upstream(port: int, folder: str) -> tuple[web.AppRunner, str]:
     return runner, str(path)
 
 
-async def up(*, redis: str | None, **ports: int) -> None:
+async def up(*, redis: str | None, environment: str = LIVE, **ports: int) -> None:
     """Run until Ctrl-C; ``ports``: port, admin_port, grpc_port, grpc_admin_port, ledger_port,
     proxy_port, demo_upstream_port, ledger_grpc_port (0: any). The ledger uses DATABASE_URL
-    when set, else an embedded PostgreSQL."""
+    when set, else an embedded PostgreSQL. Everything runs in ``environment``: beside a live
+    ``up``, give its Redis and DATABASE_URL to run a sandbox on the same servers."""
     server = EmbeddedRedis() if redis is None else None
     note = f"(embedded, stopped on exit: {server.folder})" if server is not None else ""
     folder = tempfile.mkdtemp(prefix="creditgate-up-")
@@ -155,6 +162,7 @@ async def up(*, redis: str | None, **ports: int) -> None:
             LedgerSettings(
                 catalog=str(catalog),
                 redis=sidecar.settings.redis,
+                environment=environment,
                 database_url=os.environ.get("DATABASE_URL"),
                 port=ports["ledger_port"],
                 grpc_port=ports["ledger_grpc_port"],
@@ -180,6 +188,7 @@ async def up(*, redis: str | None, **ports: int) -> None:
         settings = Settings(
             catalog=str(catalog),
             redis=server.url if server is not None else str(redis),
+            environment=environment,
             port=ports["port"],
             admin_port=ports["admin_port"],
             grpc_port=ports["grpc_port"],

@@ -16,6 +16,7 @@ import msgspec
 
 from sidecar.catalog import load_catalog
 from sidecar.catalog.diff import diff
+from sidecar.environment import add_environment_flag, environment_of
 from sidecar.errors import CatalogError, InvalidInput
 from sidecar.settings import SettingsError
 from sidecar.times import parse_time
@@ -70,8 +71,10 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"error: --{error.field}: {error.message}", file=sys.stderr)
         return 2
 
+    environment = environment_of(args, os.environ)
+
     async def run() -> Any:
-        pool = await open_pool(database_url, max_size=1)
+        pool = await open_pool(database_url, max_size=1, environment=environment)
         try:
             async with pool.acquire() as connection:
                 return await simulate(connection, proposal, start, end)
@@ -157,6 +160,7 @@ def add_policy_commands(commands: Any) -> None:
     replay.add_argument("--to", dest="end", required=True, help="RFC 3339 time, exclusive")
     replay.add_argument("--database-url", help="the ledger's PostgreSQL URL [env DATABASE_URL]")
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_environment_flag(replay)
     replay.set_defaults(run=_simulate)
     submit = sub.add_parser(
         "propose", help="submit FILE as a catalog proposal: validated, diffed, simulated, stored"

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from sidecar.environment import add_environment_flag, environment_of
 from sidecar.ledger.settings import add_ledger_flags
 from sidecar.store.layout import IDEMPOTENCY_WINDOW_MS
 from sidecar.times import wall_clock_ms
@@ -54,11 +55,12 @@ async def _operate(args: argparse.Namespace) -> int:
     catalog_file = required("--catalog", args.catalog, "CREDITGATE_CATALOG")
     catalog = load_catalog(catalog_file)
     now_ms = wall_clock_ms()
+    environment = environment_of(args, os.environ)
     client = make_client(redis_url)
-    pool = await open_pool(database_url, max_size=2)
+    pool = await open_pool(database_url, max_size=2, environment=environment)
     try:
         shards = args.shards or os.environ.get("CREDITGATE_SHARDS")
-        keys = await agree_layout(client, int(shards) if shards else None)
+        keys = await agree_layout(client, int(shards) if shards else None, environment)
         async with pool.acquire() as connection:
             catalogs = await load_catalogs(connection)
             customers = args.customer or await ledger_customers(connection)
@@ -132,6 +134,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--customer", action="append", help="only this customer (repeatable; default: all)"
     )
+    add_environment_flag(parser)
 
 
 async def _replay(args: argparse.Namespace) -> int:
@@ -143,7 +146,7 @@ async def _replay(args: argparse.Namespace) -> int:
     database_url = args.database_url or os.environ.get("DATABASE_URL")
     if not database_url:
         raise SettingsError("--database-url (or DATABASE_URL) is required")
-    pool = await open_pool(database_url, max_size=1)
+    pool = await open_pool(database_url, max_size=1, environment=environment_of(args, os.environ))
     try:
         async with pool.acquire() as connection:
             due = await replay(connection, args.endpoint, args.alert)
@@ -198,4 +201,5 @@ def add_ledger_commands(commands: Any) -> None:
     again.add_argument("--endpoint", required=True, help="the endpoint id (wh_...)")
     again.add_argument("--alert", help="send this alert again, delivered or not")
     again.add_argument("--database-url", help="the ledger's database (or DATABASE_URL)")
+    add_environment_flag(again)
     again.set_defaults(run=_run_replay)

@@ -1,4 +1,8 @@
-"""PostgreSQL access: the pool, exact time conversions, and the recorded catalogs.
+"""PostgreSQL access: the pool, the environment's schema, and the recorded catalogs.
+
+Each environment (sidecar/environment.py) has a schema of its own: ``public`` for live, as
+before environments, ``creditgate_<name>`` for any other; every connection's ``search_path``
+is that one schema, so no query of a sandbox ledger can name a live table.
 
 Times are ``TIMESTAMPTZ`` in the database and integer ms (UTC) in Python; both conversions are
 exact integer arithmetic (no float seconds).
@@ -13,6 +17,7 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from sidecar.catalog.model import Catalog
+from sidecar.environment import LIVE
 from sidecar.ledger.migrate import apply_migrations
 
 __all__ = [
@@ -21,6 +26,7 @@ __all__ = [
     "load_catalogs",
     "open_pool",
     "record_catalog",
+    "schema",
 ]
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -32,14 +38,24 @@ async def _setup(connection: Any) -> None:
     await connection.execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")
 
 
-async def open_pool(url: str, *, max_size: int = 8) -> Pool:
-    """A connection pool on ``url``, with every migration applied."""
-    connection = await asyncpg.connect(url)
+def schema(environment: str) -> str:
+    """The PostgreSQL schema of ``environment``'s ledger."""
+    return "public" if environment == LIVE else f"creditgate_{environment}"
+
+
+async def open_pool(url: str, *, max_size: int = 8, environment: str = LIVE) -> Pool:
+    """A connection pool on ``url`` in ``environment``'s schema, with every migration
+    applied there (the schema created first)."""
+    settings = {"search_path": schema(environment)}
+    connection = await asyncpg.connect(url, server_settings=settings)
     try:
+        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema(environment)}"')
         await apply_migrations(connection)
     finally:
         await connection.close()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_setup)
+    pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=max_size, init=_setup, server_settings=settings
+    )
     assert pool is not None
     return pool
 

@@ -27,7 +27,8 @@ from typing import Any, Literal
 import msgspec
 
 from sidecar.ledger.db import Connection
-from sidecar.store.layout import EPOCH, GENERATION, LAYOUT_KEY, LAYOUT_LOST, LAYOUT_MARKED, Layout
+from sidecar.ledger.locks import xact_lock
+from sidecar.store.layout import EPOCH, GENERATION, LAYOUT_LOST, LAYOUT_MARKED, Layout
 from sidecar.store.topology import Client, mark_generation, new_generation, write_markers
 
 __all__ = [
@@ -54,7 +55,7 @@ so that a check never judges a Redis half-way through a rebuild's renewal."""
 
 async def _exclusive(connection: Connection) -> None:
     """Within a transaction: wait for the generation lock (released at its end)."""
-    await connection.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
+    await xact_lock(connection, LOCK)
 
 
 State = Literal["seen", "lost", "rebuilt"]
@@ -146,7 +147,7 @@ def judge(recorded: Recorded | None, found: Found) -> Verdict:
 async def read_redis(client: Client, layout: Layout, epochs: Epochs | None = None) -> Found:
     """The generation, the fence and each shard's marker: one pipelined round; with
     ``epochs``, each shard's epoch incremented in the same round."""
-    answer: Any = await client.hmget(LAYOUT_KEY, "generation", LAYOUT_LOST)
+    answer: Any = await client.hmget(layout.layout_key, "generation", LAYOUT_LOST)
     generation, lost = answer
     shards = range(layout.shards)
     async with client.pipeline(transaction=False) as pipe:
@@ -209,8 +210,8 @@ async def last_event(connection: Connection) -> str:
 async def _fence(client: Client, layout: Layout, detail: str) -> None:
     """Stop every script on this Redis until a rebuild: the fence first (no process marks a
     fenced Redis), then every marker."""
-    await client.hset(LAYOUT_KEY, mapping={"shards": layout.shards, LAYOUT_LOST: detail})
-    await client.hdel(LAYOUT_KEY, "generation", LAYOUT_MARKED)
+    await client.hset(layout.layout_key, mapping={"shards": layout.shards, LAYOUT_LOST: detail})
+    await client.hdel(layout.layout_key, "generation", LAYOUT_MARKED)
     async with client.pipeline(transaction=False) as pipe:
         for shard in range(layout.shards):
             pipe.delete(layout.shard_key(shard, GENERATION))
@@ -272,9 +273,9 @@ async def renew(client: Client, layout: Layout, connection: Connection, why: str
         await _exclusive(connection)
         await write_markers(client, layout, generation, range(layout.shards))
         await client.hset(
-            LAYOUT_KEY,
+            layout.layout_key,
             mapping={"shards": layout.shards, "generation": generation, LAYOUT_MARKED: 1},
         )
-        await client.hdel(LAYOUT_KEY, LAYOUT_LOST)
+        await client.hdel(layout.layout_key, LAYOUT_LOST)
         await record(connection, generation, "rebuilt", layout.shards, why)
     return generation

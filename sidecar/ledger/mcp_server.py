@@ -1,6 +1,7 @@
 """``creditgate mcp``: the pricing primitives as MCP tools for agents (the ``mcp`` SDK, over
 stdio), each a call of the ledger's pricing API (ledger/pricing_http.py) with the agent's own
-pricing token.
+pricing token; and ``sandbox_call``, a model call reserved and committed in a sandbox
+sidecar (``CREDITGATE_SANDBOX_URL``), which refuses a sidecar that answers as live.
 
 There is no tool that approves or rolls back: an agent proposes, a person approves
 (``ACTIONS`` in ledger/proposals.py). The token is the agent's, so the ledger refuses an
@@ -12,9 +13,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import aiohttp
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from sidecar.environment import HEADER, LIVE
 from sidecar.ledger.pricing_client import PricingClient, PricingError
 from sidecar.settings import SettingsError
 
@@ -22,8 +25,9 @@ __all__ = ["TOOLS", "pricing_server", "run"]
 
 TOOLS = (
     "read_catalog", "diff_catalog", "simulate", "read_margin", "propose", "list_proposals",
-    "get_proposal", "list_actions",
+    "get_proposal", "list_actions", "sandbox_call",
 )  # fmt: skip
+SANDBOX_TIMEOUT_S = 10.0
 
 
 class _Ledger:
@@ -40,9 +44,40 @@ class _Ledger:
             raise ToolError(str(error)) from None
 
 
-def pricing_server(url: str, token: str) -> MCPServer:
-    """The MCP server over the ledger at ``url``, acting with pricing token ``token``."""
+class _Sandbox:
+    """The public API of a sandbox sidecar; every call first makes sure it is not live."""
+
+    def __init__(self, url: str | None) -> None:
+        self._url = None if url is None else url.rstrip("/")
+
+    async def call(self, path: str, body: dict[str, Any]) -> Any:
+        if self._url is None:
+            raise ToolError(
+                "no sandbox: set CREDITGATE_SANDBOX_URL to a sandbox sidecar's API "
+                "(creditgate up --environment sandbox prints it)"
+            )
+        timeout = aiohttp.ClientTimeout(total=SANDBOX_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.get(f"{self._url}/healthz") as probe:
+                environment = probe.headers.get(HEADER)
+            if environment in (None, LIVE):
+                named = environment or "no environment"
+                raise ToolError(
+                    f"CREDITGATE_SANDBOX_URL ({self._url}) answers as {named}, not a "
+                    "sandbox: point it at a sandbox sidecar"
+                )
+            async with http.post(self._url + path, json=body) as reply:
+                answer = await reply.json()
+        if reply.status != 200:
+            raise ToolError(f"{reply.status} {answer.get('error', answer)}")
+        return answer
+
+
+def pricing_server(url: str, token: str, sandbox_url: str | None = None) -> MCPServer:
+    """The MCP server over the ledger at ``url``, acting with pricing token ``token``; calls
+    run in the sandbox sidecar at ``sandbox_url``."""
     ledger = _Ledger(url, token)
+    sandbox = _Sandbox(sandbox_url)
     server = MCPServer(
         "creditgate-pricing",
         instructions="Read, diff and simulate Creditgate catalogs on real usage, and propose "
@@ -119,6 +154,24 @@ def pricing_server(url: str, token: str) -> MCPServer:
         answer: dict[str, Any] = await ledger.call("GET", "/actions")
         return answer
 
+    @server.tool()
+    async def sandbox_call(
+        customer: str,
+        model: str,
+        units: dict[str, int],
+        idempotency_key: str,
+        feature: str = "chat",
+    ) -> dict[str, Any]:
+        """Run one model call in the sandbox (never live): reserve ``units`` for it, then
+        commit them; both answers, with what it cost and what is left on every cap."""
+        reserve = {"customer": customer, "feature": feature, "model": model, "units": units,
+                   "idempotency_key": idempotency_key}  # fmt: skip
+        held: dict[str, Any] = await sandbox.call("/v1/reserve", reserve)
+        if not held.get("allowed"):
+            return {"reserve": held}
+        commit = {"reservation_id": held["reservation_id"], "units": units}
+        return {"reserve": held, "commit": await sandbox.call("/v1/commit", commit)}
+
     return server
 
 
@@ -131,4 +184,4 @@ def run() -> None:
             "CREDITGATE_LEDGER_URL (the ledger's query API) and CREDITGATE_PRICING_TOKEN "
             "(an agent's pricing token) are required"
         )
-    pricing_server(url, token).run("stdio")
+    pricing_server(url, token, os.environ.get("CREDITGATE_SANDBOX_URL")).run("stdio")

@@ -11,6 +11,8 @@ from importlib import resources
 
 import asyncpg
 
+from sidecar.ledger.locks import lock, unlock
+
 __all__ = ["Migration", "apply_migrations", "migrations"]
 
 _LOCK_ID = 0x6C6564676572  # "ledger"
@@ -44,7 +46,7 @@ def migrations() -> list[Migration]:
 async def apply_migrations(connection: asyncpg.Connection[asyncpg.Record]) -> list[int]:
     """Apply every migration not yet applied; returns the versions applied now."""
     applied_now: list[int] = []
-    await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    await lock(connection, _LOCK_ID)
     try:
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -67,5 +69,5 @@ async def apply_migrations(connection: asyncpg.Connection[asyncpg.Record]) -> li
                 )
             applied_now.append(migration.version)
     finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+        await unlock(connection, _LOCK_ID)
     return applied_now

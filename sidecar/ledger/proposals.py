@@ -39,6 +39,7 @@ from sidecar.catalog.diff import diff
 from sidecar.engine.decide import check_idempotency_key
 from sidecar.errors import CatalogError, Conflict, InvalidInput, NotFound, PermissionDenied
 from sidecar.ledger.db import Connection, Pool
+from sidecar.ledger.locks import xact_lock
 from sidecar.ledger.simulate import SimulationReport, simulate
 from sidecar.times import format_time, ms_of, parse_time
 
@@ -328,7 +329,7 @@ async def _decide(
     await transaction.start()
     written: str | None = None
     try:
-        await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await xact_lock(connection, _LOCK)
         done = await connection.fetchrow(
             "SELECT to_version FROM catalog_decisions WHERE id = $1", decision_id
         )

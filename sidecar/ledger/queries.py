@@ -192,8 +192,10 @@ def usage_sql(group_by: Sequence[str], bucket: Bucket | None) -> tuple[str, str]
         "WHERE e.customer = $1 AND e.ts >= $2 AND e.ts < $3 AND ($4::text IS NULL OR e.team = $4)"
     )
     totals = (
-        f"SELECT {select}count(*) AS events, sum(e.cost_nanos) AS cost, "
-        f"sum(e.uncovered_nanos) AS uncovered, sum(e.serve_femtos) AS serve "
+        # coalesce: ungrouped, a window without events is one row of zeros, not NULLs.
+        f"SELECT {select}count(*) AS events, coalesce(sum(e.cost_nanos), 0) AS cost, "
+        f"coalesce(sum(e.uncovered_nanos), 0) AS uncovered, "
+        f"coalesce(sum(e.serve_femtos), 0) AS serve "
         f"FROM usage_events e {where}"
         + (f" GROUP BY {group} ORDER BY {group}" if keys else "")
         + f" LIMIT {USAGE_ROWS_MAX + 1}"

@@ -26,6 +26,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from sidecar.catalog import Catalog, load_catalog
 from sidecar.engine.periods import period_start_ms
+from sidecar.http.environment import name_environment
 from sidecar.http.probes import probes_app
 from sidecar.ledger.close import grant_rebates, roll_over
 from sidecar.ledger.corrections import Corrections
@@ -102,7 +103,7 @@ class Ledger:
 
     async def start(self) -> None:
         try:
-            layout = await agree_layout(self.redis, self.settings.shards)
+            layout = await agree_layout(self.redis, self.settings.shards, self.settings.environment)
         except (RedisError, RedisClusterException, OSError) as error:
             raise SettingsError(f"--redis (or CREDITGATE_REDIS): cannot use it: {error}") from error
         if self.database_url is None:
@@ -113,7 +114,11 @@ class Ledger:
                 raise SettingsError(message) from error
             self.database_url = self.postgres.url
         try:
-            self.pool = await open_pool(self.database_url, max_size=self.settings.pool_max)
+            self.pool = await open_pool(
+                self.database_url,
+                max_size=self.settings.pool_max,
+                environment=self.settings.environment,
+            )
         except (OSError, asyncpg.PostgresError) as error:
             raise SettingsError(
                 f"--database-url (or DATABASE_URL): cannot connect: {error}"
@@ -132,7 +137,9 @@ class Ledger:
                 self.pool,
                 batch_max=self.settings.batch_max,
                 poll_ms=self.settings.poll_ms,
-                membership=Membership(self.redis, reader.group, name, timeout_ms=timeout_ms),
+                membership=Membership(
+                    self.redis, layout, reader.group, name, timeout_ms=timeout_ms
+                ),
                 heartbeat_every_ms=max(100, timeout_ms // 5),
                 claim_every_ms=self.settings.claim_every_ms,
                 claim_min_idle_ms=self.settings.claim_min_idle_ms,
@@ -168,6 +175,7 @@ class Ledger:
             self._grpc, self.grpc_port = await start_ledger(
                 self.corrections, desk, self.settings.host, self.settings.grpc_port,
                 token=self.settings.token, check=self._scoped_token, clock=wall_clock_ms,
+                environment=self.settings.environment,
             )  # fmt: skip
         if self.settings.metrics_port is not None:
             app = probes_app(self.metrics.registry, self.readiness)
@@ -176,6 +184,7 @@ class Ledger:
             )
 
     async def _listen(self, app: web.Application, host: str, port: int) -> int:
+        name_environment(app, self.settings.environment)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
@@ -227,7 +236,8 @@ class Ledger:
         return self.catalog
 
     async def _scoped_token(self, header: str, now_ms: int) -> KeyRecord:
-        return await check_uncached(self.redis, ADMIN_TOKENS, header, now_ms)
+        assert self.layout is not None
+        return await check_uncached(self.redis, self.layout, ADMIN_TOKENS, header, now_ms)
 
     async def _adopt(self, catalog: Catalog) -> None:
         """Record a new catalog version, so the events the sidecars price with it resolve."""

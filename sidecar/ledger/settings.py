@@ -1,7 +1,7 @@
 """The ledger service's settings: one typed struct from flags or environment; fails fast.
 
-Variables: ``CREDITGATE_CATALOG``, ``CREDITGATE_REDIS`` and ``CREDITGATE_SHARDS`` (shared
-with the sidecar),
+Variables: ``CREDITGATE_CATALOG``, ``CREDITGATE_REDIS``, ``CREDITGATE_SHARDS`` and
+``CREDITGATE_ENVIRONMENT`` (shared with the sidecar),
 ``DATABASE_URL`` (none: an embedded PostgreSQL in a temporary folder), and
 ``CREDITGATE_LEDGER_<SETTING>`` for the rest.
 """
@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from sidecar.settings import REDIS_HELP, SHARDS_HELP, Source
+from sidecar.environment import LIVE
+from sidecar.settings import ENVIRONMENT_HELP, REDIS_HELP, SHARDS_HELP, Source
 
 __all__ = ["LEDGER_MAX_BYTES", "LedgerSettings", "add_ledger_flags", "ledger_settings_from"]
 
@@ -27,6 +28,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     catalog: str
     """Catalog file (YAML): the one the sidecars use; recorded under its version."""
     redis: str
+    environment: str = LIVE
+    """The sidecars' environment: its Redis keys, and its own PostgreSQL schema (ledger/db.py)."""
     shards: int | None = None
     """As the sidecar's: chosen once, recorded in Redis."""
     database_url: str | None = None
@@ -68,6 +71,7 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
 _HELP = {
     "catalog": "catalog file (YAML), the sidecars' own",
     "redis": REDIS_HELP,
+    "environment": ENVIRONMENT_HELP,
     "shards": SHARDS_HELP,
     "database_url": "PostgreSQL URL; unset: an embedded PostgreSQL in a temporary folder",
     "host": "address to bind the query API (default 127.0.0.1)",
@@ -96,6 +100,7 @@ _SHARED = {
     "catalog": "CREDITGATE_CATALOG",
     "redis": "CREDITGATE_REDIS",
     "shards": "CREDITGATE_SHARDS",
+    "environment": "CREDITGATE_ENVIRONMENT",
     "database_url": "DATABASE_URL",
 }
 

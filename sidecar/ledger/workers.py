@@ -7,7 +7,7 @@ delivers each entry to one of them, and the ledger's unique event ids absorb a r
 
 from __future__ import annotations
 
-from sidecar.store.layout import workers_key
+from sidecar.store.layout import Layout
 from sidecar.store.topology import Client
 
 __all__ = ["Membership", "shares"]
@@ -21,9 +21,11 @@ def shares(consumer: str, live: list[str], shards: int) -> list[int]:
 class Membership:
     """One worker's place among the live workers of ``group``."""
 
-    def __init__(self, client: Client, group: str, consumer: str, *, timeout_ms: int) -> None:
+    def __init__(
+        self, client: Client, layout: Layout, group: str, consumer: str, *, timeout_ms: int
+    ) -> None:
         self.client = client
-        self.key = workers_key(group)
+        self.key = layout.workers_key(group)
         self.consumer = consumer
         self.timeout_ms = timeout_ms
 

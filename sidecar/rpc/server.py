@@ -87,14 +87,16 @@ async def start_ledger(
     token: str,
     check: TokenCheck,
     clock: Callable[[], int],
+    environment: str,
 ) -> tuple[grpc.aio.Server, int]:
     """The ledger's corrections (``token`` is the ledger token, ``check`` reads scoped ones)
     and its pricing service (pricing tokens, or the ledger token), on one port."""
     server = grpc.aio.server(options=_OPTIONS)
     caller = bearer(token, check, clock, what="ledger token")
     servicer = Servicer(
-        corrections, LEDGER_ROUTES, max_message_bytes=LEDGER_MAX_BYTES, caller=caller
-    )
+        corrections, LEDGER_ROUTES, environment=environment,
+        max_message_bytes=LEDGER_MAX_BYTES, caller=caller,
+    )  # fmt: skip
     pb_grpc.add_CreditgateLedgerServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     operator = token.encode()
 
@@ -102,7 +104,10 @@ async def start_ledger(
         header = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
         return await desk.pricer(header, operator)
 
-    pricing = Servicer(desk, PRICING_ROUTES, max_message_bytes=LEDGER_MAX_BYTES, caller=pricer)
+    pricing = Servicer(
+        desk, PRICING_ROUTES, environment=environment,
+        max_message_bytes=LEDGER_MAX_BYTES, caller=pricer,
+    )  # fmt: skip
     pb_grpc.add_CreditgatePricingServiceServicer_to_server(pricing, server)  # type: ignore[no-untyped-call]
     names = (
         pb.DESCRIPTOR.services_by_name["CreditgateLedgerService"].full_name,

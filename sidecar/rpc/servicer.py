@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from sidecar.access import OPERATOR, Caller
 from sidecar.auth import TokenCheck, authenticate
+from sidecar.environment import METADATA
 from sidecar.errors import InternalError, InvalidInput, RequestError
 from sidecar.ledger.corrections import AdjustRequest, Corrections, RefundRequest
 from sidecar.ledger.proposals import PricingDesk, ProposeRequest
@@ -177,18 +178,20 @@ PRICING_ROUTES: dict[str, Route[PricingDesk]] = {
 class Servicer(Generic[T]):
     """A servicer whose methods are the routes over ``target``; ``caller`` says who calls
     (default: the operator, on the public service, which has no token) and ``refused`` counts
-    each error by code."""
+    each error by code. Every answer names ``environment`` in its trailing metadata."""
 
     def __init__(
         self,
         target: T,
         routes: dict[str, Route[T]],
         *,
+        environment: str,
         max_message_bytes: int,
         caller: CallerOf = _operator,
         refused: Callable[[str], None] | None = None,
     ) -> None:
         self._target = target
+        self._trailer = ((METADATA, environment),)
         self._max_bytes = max_message_bytes
         self._caller = caller
         self._count = refused
@@ -201,6 +204,7 @@ class Servicer(Generic[T]):
 
     def _method(self, call: Call[T], answer: type[Message]) -> Any:
         async def method(request: Message, context: grpc.aio.ServicerContext) -> Message:
+            context.set_trailing_metadata(self._trailer)
             try:
                 caller = await self._caller(context)
                 if request.ByteSize() > self._max_bytes:
@@ -234,5 +238,6 @@ def sidecar_servicer(
         service.metrics.request_errors.labels("grpc", code).inc()
 
     return Servicer(
-        service, routes, max_message_bytes=max_message_bytes, caller=caller, refused=count
-    )
+        service, routes, environment=service.store.layout.environment,
+        max_message_bytes=max_message_bytes, caller=caller, refused=count,
+    )  # fmt: skip

@@ -145,13 +145,15 @@ def token_of(kind: Kind, header: str) -> str:
     return token
 
 
-async def check_uncached(client: Any, kind: Kind, header: str, now_ms: int) -> KeyRecord:
+async def check_uncached(
+    client: Any, keys: layout.Layout, kind: Kind, header: str, now_ms: int
+) -> KeyRecord:
     """``Keyring.check`` for a reader without a cache or a store (the ledger's query API),
     on a plain Redis client: a revocation applies to the next request."""
     token = token_of(kind, header)
     key = token.partition(".")[0]
     raw = (
-        await client.get(layout.credential_key(kind.namespace, key))
+        await client.get(keys.credential_key(kind.namespace, key))
         if key.startswith(kind.prefix)
         else None
     )
@@ -207,7 +209,9 @@ class Keyring:
         revoked = msgspec.structs.replace(record, revoked_ms=now_ms)
         await self.store.replace_credential(self.kind.namespace, record.id, _encode(revoked))
         self._cache.pop(record.id, None)
-        await self.store.publish(layout.CHANGES_CHANNEL, self._changed_prefix + record.id)
+        await self.store.publish(
+            self.store.layout.changes_channel, self._changed_prefix + record.id
+        )
         return revoked, True
 
     async def check(self, header: str, now_ms: int) -> KeyRecord:

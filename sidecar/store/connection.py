@@ -26,6 +26,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from sidecar.environment import LIVE
 from sidecar.errors import StoreError
 from sidecar.logs import safe_url
 from sidecar.metrics import Metrics
@@ -99,6 +100,7 @@ class RedisConnection:
         wait_replicas: int = 0,
         wait_timeout_ms: int = 0,
         metrics: Metrics | None = None,
+        environment: str = LIVE,
     ) -> None:
         self.url = url
         self.metrics = metrics if metrics is not None else Metrics()
@@ -130,7 +132,7 @@ class RedisConnection:
         self.memory_full = False
         """Redis at or past the memory bound (store/memory.py): new reserves are refused."""
         self._probe: asyncio.Task[None] | None = None
-        self.layout = Layout()
+        self.layout = Layout(environment=environment)
         self.scripts = load_scripts()
 
     @contextlib.contextmanager
@@ -161,7 +163,9 @@ class RedisConnection:
     async def agree_layout(self, shards: int | None = None) -> Layout:
         """Adopt the deployment's layout (store/topology.py), and mark its generation if it
         has none yet; SettingsError if it disagrees."""
-        self.layout = await self._call(agree_layout, self.client, shards, name="layout")
+        self.layout = await self._call(
+            agree_layout, self.client, shards, self.layout.environment, name="layout"
+        )
         await self._call(mark_generation, self.client, self.layout, name="layout")
         return self.layout
 

@@ -1,5 +1,8 @@
 """The Redis layout: every key, field and lifetime Creditgate writes, named once.
 
+Every key starts with the environment's head (``Layout.head``): ``cg:`` in ``live``,
+``cg@<environment>:`` in any other (sidecar/environment.py), so that environments share a
+Redis and never a key. Below, ``cg:`` stands for the head.
 Customers map to a fixed number of shards (``Layout.shard``: a stable hash of the id); every
 key of a customer carries its shard's hash tag, ``cg:{s:<shard>}:c:<customer>:<name>``, so one
 script touches one slot, on one node or a Redis Cluster. Each shard has one event stream and
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import zlib
 
+from sidecar.environment import LIVE
 from sidecar.money import FEMTOS_PER_NANO, NANOS_PER_CREDIT
 
 __all__ = [
@@ -28,7 +32,7 @@ __all__ = [
     "BUCKETS",
     "BUDGETS",
     "CARRY",
-    "CHANGES_CHANNEL",
+    "CHANGES",
     "CUSTOMER",
     "CUSTOMERS",
     "DAY_COUNTER_TTL_MS",
@@ -42,10 +46,10 @@ __all__ = [
     "HOLDS",
     "HOLD_EXPIRY",
     "IDEMPOTENCY_WINDOW_MS",
-    "LAYOUT_KEY",
+    "LAYOUT",
     "LAYOUT_LOST",
     "LAYOUT_MARKED",
-    "LEGACY_REGISTRY_KEY",
+    "LEGACY_REGISTRY",
     "MONTH_COUNTER_TTL_MS",
     "OVERRIDES",
     "PLAN",
@@ -69,8 +73,7 @@ __all__ = [
     "budget_value",
     "counter_fields",
     "counter_ttl_ms",
-    "credential_key",
-    "credentials_key",
+    "head",
     "idem_name",
     "lua_prelude",
     "parse_budget_value",
@@ -82,7 +85,6 @@ __all__ = [
     "session_key",
     "shard_of_stream",
     "usage_key",
-    "workers_key",
 ]
 
 DAY_MS = 86_400_000
@@ -172,52 +174,70 @@ reserve's time), which expires as a whole: no per-record index, no sweeper."""
 SHARDS_DEFAULT = 256
 SHARDS_MAX = 16384
 """As many as Redis Cluster has slots: more shards could not spread any further."""
-LAYOUT_KEY = "cg:layout"
-"""Hash: ``shards`` -> the deployment's shard count, written once (store/topology.py);
-``generation`` -> the generation id the shards' markers hold; LAYOUT_MARKED once every marker
-was written; LAYOUT_LOST while the ledger finds Redis without the state it knows of."""
+LAYOUT = "layout"
+"""Hash ``cg:layout``: ``shards`` -> the deployment's shard count, written once
+(store/topology.py); ``generation`` -> the generation id the shards' markers hold;
+LAYOUT_MARKED once every marker was written; LAYOUT_LOST while the ledger finds Redis without
+the state it knows of."""
 LAYOUT_MARKED = "marked"
 LAYOUT_LOST = "lost"
-LEGACY_REGISTRY_KEY = "cg:customers"
-"""Set of every customer id in the layout before shards (``cg:{c:<customer>}:...``, one
-stream per customer); ``creditgate store migrate`` moves such a deployment."""
-CHANGES_CHANNEL = "cg:customers:changed"
-"""Pub/sub channel: a customer id whose plan or overrides changed (customers.py), or
-a credential's namespace, ``:`` and its id, when that credential was revoked."""
+LEGACY_REGISTRY = "customers"
+"""Set ``cg:customers``: every customer id in the layout before shards
+(``cg:{c:<customer>}:...``, one stream per customer); ``creditgate store migrate`` moves such
+a deployment."""
+CHANGES = "customers:changed"
+"""Pub/sub channel ``cg:customers:changed``: a customer id whose plan or overrides changed
+(customers.py), or a credential's namespace, ``:`` and its id, when that credential was
+revoked."""
 PROXY_KEYS = "proxy-key"
 """The namespace of proxy keys (bearer tokens of the proxy listener)."""
 ADMIN_TOKENS = "admin-token"
 """The namespace of scoped admin tokens (an end customer's admins and viewers)."""
 
-
-def credential_key(namespace: str, credential_id: str) -> str:
-    """String: a proxy key's or admin token's record, JSON with the SHA-256 of the whole token
-    (service/keys.py)."""
-    return f"cg:{namespace}:{credential_id}"
+_HEAD, _SHARD, _TAIL, _CUSTOMER_HEAD = "cg:", "{s:", "}", ":c:"
 
 
-def credentials_key(namespace: str, customer: str) -> str:
-    """Set: the ids of a customer's proxy keys or admin tokens, for listing."""
-    return f"cg:{namespace}s:{customer}"
-
-
-def workers_key(group: str) -> str:
-    """Sorted set: the live ledger workers of a consumer group by last heartbeat (ms)."""
-    return f"cg:workers:{group}"
-
-
-_SHARD_HEAD, _TAIL, _CUSTOMER_HEAD = "cg:{s:", "}", ":c:"
+def head(environment: str) -> str:
+    """What every key of ``environment`` starts with: ``cg:`` in live, ``cg@<name>:`` else."""
+    return _HEAD if environment == LIVE else f"cg@{environment}:"
 
 
 class Layout:
-    """Where keys live in a deployment of ``shards`` shards."""
+    """Where keys live in a deployment of ``shards`` shards, in ``environment``."""
 
-    __slots__ = ("shards",)
+    __slots__ = ("environment", "head", "shards")
 
-    def __init__(self, shards: int = SHARDS_DEFAULT) -> None:
+    def __init__(self, shards: int = SHARDS_DEFAULT, environment: str = LIVE) -> None:
         if not 1 <= shards <= SHARDS_MAX:
             raise ValueError(f"shards must be 1 to {SHARDS_MAX}, got {shards}")
         self.shards = shards
+        self.environment = environment
+        self.head = head(environment)
+
+    @property
+    def layout_key(self) -> str:
+        return self.head + LAYOUT
+
+    @property
+    def legacy_registry_key(self) -> str:
+        return self.head + LEGACY_REGISTRY
+
+    @property
+    def changes_channel(self) -> str:
+        return self.head + CHANGES
+
+    def credential_key(self, namespace: str, credential_id: str) -> str:
+        """String: a proxy key's or admin token's record, JSON with the SHA-256 of the whole
+        token (service/keys.py)."""
+        return f"{self.head}{namespace}:{credential_id}"
+
+    def credentials_key(self, namespace: str, customer: str) -> str:
+        """Set: the ids of a customer's proxy keys or admin tokens, for listing."""
+        return f"{self.head}{namespace}s:{customer}"
+
+    def workers_key(self, group: str) -> str:
+        """Sorted set: the live ledger workers of a consumer group by last heartbeat (ms)."""
+        return f"{self.head}workers:{group}"
 
     def shard(self, customer: str) -> int:
         """The customer's shard: CRC-32 of its id, stable across processes and releases."""
@@ -225,7 +245,7 @@ class Layout:
 
     def shard_key(self, shard: int, name: str) -> str:
         """A key of a shard: ``EVENTS`` or ``CUSTOMERS``."""
-        return f"{_SHARD_HEAD}{shard}{_TAIL}:{name}"
+        return f"{self.head}{_SHARD}{shard}{_TAIL}:{name}"
 
     def stream(self, shard: int) -> str:
         return self.shard_key(shard, EVENTS)
@@ -237,7 +257,7 @@ class Layout:
         return self.stream(self.shard(customer))
 
     def prefix(self, customer: str) -> str:
-        return f"{_SHARD_HEAD}{self.shard(customer)}{_TAIL}{_CUSTOMER_HEAD}{customer}"
+        return f"{self.head}{_SHARD}{self.shard(customer)}{_TAIL}{_CUSTOMER_HEAD}{customer}"
 
     def key(self, customer: str, name: str) -> str:
         """The full key of ``name`` (relative, like ``BUCKET`` or ``usage_key(...)``)."""
@@ -252,9 +272,9 @@ class Layout:
 
 
 def shard_of_stream(stream: bytes | str) -> int:
-    """``cg:{s:17}:events`` -> 17."""
+    """``cg:{s:17}:events`` (in any environment) -> 17."""
     text = stream.decode() if isinstance(stream, bytes) else stream
-    return int(text.removeprefix(_SHARD_HEAD).partition(_TAIL)[0])
+    return int(text.partition(_SHARD)[2].partition(_TAIL)[0])
 
 
 def idem_name(operation: str, idempotency_key: str) -> str:

@@ -117,10 +117,10 @@ async def migrate(client: Client, keys: Layout, *, group: str = "ledger") -> Mov
     """Move every customer of ``cg:customers`` into ``keys``' layout; record the layout."""
     if not isinstance(client, aioredis.Redis):
         raise SettingsError("--redis: the layout before shards never ran on a cluster")
-    recorded = await client.hget(layout.LAYOUT_KEY, "shards")
+    recorded = await client.hget(keys.layout_key, "shards")
     if recorded is not None and int(recorded) != keys.shards:
         raise SettingsError(f"--shards: this Redis is laid out in {int(recorded)} shards")
-    members: Any = await client.smembers(layout.LEGACY_REGISTRY_KEY)
+    members: Any = await client.smembers(keys.legacy_registry_key)
     customers = sorted(member.decode() for member in members)
     streams = {c: await _unread(client, legacy_key(c, "events"), group) for c in customers}
     moved = Moved()
@@ -166,9 +166,9 @@ async def migrate(client: Client, keys: Layout, *, group: str = "ledger") -> Mov
             pipe.sadd(keys.shard_key(keys.shard(customer), layout.CUSTOMERS), customer)
             if old:
                 pipe.delete(*old)
-            pipe.srem(layout.LEGACY_REGISTRY_KEY, customer)
+            pipe.srem(keys.legacy_registry_key, customer)
             await pipe.execute()
         moved.keys += len(dumps) + bool(holds) + len(index)
         moved.entries += len(streams[customer])
-    await client.hset(layout.LAYOUT_KEY, "shards", keys.shards)
+    await client.hset(keys.layout_key, "shards", keys.shards)
     return moved

@@ -379,24 +379,24 @@ class RedisStore(RedisConnection):
         """Store a new proxy key's or admin token's record; False when the id is taken (a
         retry). Listed under its customer either way, so that a retry completes an
         interrupted issue."""
-        key = layout.credential_key(namespace, credential_id)
+        key = self.layout.credential_key(namespace, credential_id)
         added = await self._call(partial(self.client.set, nx=True), key, record, name="set")
-        members = layout.credentials_key(namespace, customer)
+        members = self.layout.credentials_key(namespace, customer)
         await self._call(self.client.sadd, members, credential_id)
         return bool(added)
 
     async def credential(self, namespace: str, credential_id: str) -> bytes | None:
-        key = layout.credential_key(namespace, credential_id)
+        key = self.layout.credential_key(namespace, credential_id)
         answer: Any = await self._call(self.client.get, key)
         return None if answer is None else bytes(answer)
 
     async def replace_credential(self, namespace: str, credential_id: str, record: bytes) -> None:
-        key = layout.credential_key(namespace, credential_id)
+        key = self.layout.credential_key(namespace, credential_id)
         await self._call(partial(self.client.set, xx=True), key, record, name="set")
 
     async def credentials(self, namespace: str, customer: str) -> list[bytes]:
         """The records of a customer's proxy keys or admin tokens, in id order."""
-        members = layout.credentials_key(namespace, customer)
+        members = self.layout.credentials_key(namespace, customer)
         ids: Any = await self._call(self.client.smembers, members)
         records = []
         for credential_id in sorted(i.decode() for i in ids):

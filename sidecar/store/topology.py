@@ -15,13 +15,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError
 
+from sidecar.environment import LIVE
 from sidecar.errors import SettingsError
 from sidecar.store.layout import (
     GENERATION,
-    LAYOUT_KEY,
     LAYOUT_LOST,
     LAYOUT_MARKED,
-    LEGACY_REGISTRY_KEY,
     SHARDS_DEFAULT,
     Layout,
 )
@@ -67,29 +66,32 @@ def is_cluster(client: Client) -> bool:
     return isinstance(client, RedisCluster)
 
 
-async def agree_layout(client: Client, shards: int | None) -> Layout:
-    """The deployment's layout: recorded in Redis by the first process to start (with
-    ``shards``, or the default), and refused when a process is set up for another one."""
+async def agree_layout(client: Client, shards: int | None, environment: str = LIVE) -> Layout:
+    """The layout of the deployment's ``environment``: recorded in Redis by the first process
+    to start (with ``shards``, or the default), and refused when a process is set up for
+    another one."""
+    wanted = Layout(environment=environment)
+    layout_key, legacy_key = wanted.layout_key, wanted.legacy_registry_key
     if not is_cluster(client) and (await client.info("cluster")).get("cluster_enabled"):
         raise SettingsError(
             "--redis (or CREDITGATE_REDIS) names a node of a Redis Cluster with a single-node "
             "URL: write it redis+cluster://host:port (rediss+cluster:// with TLS)"
         )
-    if not await client.exists(LAYOUT_KEY):
-        if await client.exists(LEGACY_REGISTRY_KEY):
+    if not await client.exists(layout_key):
+        if await client.exists(legacy_key):
             raise SettingsError(
-                f"this Redis holds customers in the layout before shards ({LEGACY_REGISTRY_KEY}"
+                f"this Redis holds customers in the layout before shards ({legacy_key}"
                 " exists); move them first: creditgate store migrate --redis URL"
             )
-        await client.hsetnx(LAYOUT_KEY, "shards", shards or SHARDS_DEFAULT)
-    recorded = int(await client.hget(LAYOUT_KEY, "shards") or 0)
+        await client.hsetnx(layout_key, "shards", shards or SHARDS_DEFAULT)
+    recorded = int(await client.hget(layout_key, "shards") or 0)
     if shards is not None and shards != recorded:
         raise SettingsError(
             f"--shards (or CREDITGATE_SHARDS) is {shards}, but this Redis is laid out in "
-            f"{recorded} shards ({LAYOUT_KEY}); the shard count is chosen once: leave it unset "
+            f"{recorded} shards ({layout_key}); the shard count is chosen once: leave it unset "
             f"or set {recorded}"
         )
-    return Layout(recorded)
+    return Layout(recorded, environment)
 
 
 async def check_health(client: Client) -> bool:
@@ -127,12 +129,12 @@ async def mark_generation(client: Client, layout: Layout) -> str | None:
     Markers are written before the layout records them all written, so a process that stops
     half way leaves the rest to the next one; once recorded, a marker that goes missing (a
     node of a cluster restarted empty) is never written again here."""
-    if await client.hexists(LAYOUT_KEY, LAYOUT_LOST):
+    if await client.hexists(layout.layout_key, LAYOUT_LOST):
         return None
-    await client.hsetnx(LAYOUT_KEY, "generation", new_generation())
-    answer: Any = await client.hmget(LAYOUT_KEY, "generation", LAYOUT_MARKED)
+    await client.hsetnx(layout.layout_key, "generation", new_generation())
+    answer: Any = await client.hmget(layout.layout_key, "generation", LAYOUT_MARKED)
     generation, marked = answer[0].decode(), answer[1]
     if marked is None:
         await write_markers(client, layout, generation, range(layout.shards))
-        await client.hset(LAYOUT_KEY, LAYOUT_MARKED, 1)
+        await client.hset(layout.layout_key, LAYOUT_MARKED, 1)
     return str(generation)

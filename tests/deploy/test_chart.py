@@ -179,6 +179,7 @@ def test_helm_lint_strict_passes(name: str) -> None:
         ({"redisUrl": {"value": "http://redis:6380"}}, "/redisUrl/value"),
         ({"shards": 0}, "/shards"),
         ({"shards": 16385}, "/shards"),
+        ({"environment": "Sand-Box"}, "/environment"),
         ({"gateway": {"enabled": True}}, "/gateway/image/repository"),
     ],
 )
@@ -331,6 +332,14 @@ def test_the_chart_points_every_process_at_a_cluster_with_the_shards_set() -> No
     }
     # The default is explicit too: a Redis that lost its data is laid out as before.
     assert {env(c)["CREDITGATE_SHARDS"] for c in containers(render())} == {"256"}
+
+
+def test_the_chart_runs_every_process_in_the_environment_set() -> None:
+    processes = [c for c in containers(render({"environment": "sandbox"}))
+                 if c["name"] in ("creditgate", "ledger")]  # fmt: skip
+    assert {c["name"] for c in processes} == {"creditgate", "ledger"}
+    assert {env(c)["CREDITGATE_ENVIRONMENT"] for c in processes} == {"sandbox"}
+    assert {env(c)["CREDITGATE_ENVIRONMENT"] for c in containers(render())} == {"live"}
 
 
 def test_env_names_are_the_ones_the_settings_accept(manifests: list[Manifest]) -> None:

@@ -295,7 +295,7 @@ async def test_an_expired_or_unknown_token_is_refused_401(
 ) -> None:
     secret = await deployment.token("acme", "admin", expires_at="2099-01-01T00:00:00Z")
     token_id = secret.partition(".")[0]
-    key = layout.credential_key(layout.ADMIN_TOKENS, token_id)
+    key = layout.Layout().credential_key(layout.ADMIN_TOKENS, token_id)
     record = msgspec.json.decode(await store.client.get(key), type=KeyRecord)
     past = msgspec.structs.replace(record, expires_ms=1_000)
     await store.client.set(key, msgspec.json.encode(past))  # as if 2099 had come

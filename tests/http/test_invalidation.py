@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from sidecar.server import Sidecar
-from sidecar.store.layout import CHANGES_CHANNEL
+from sidecar.store.layout import Layout
 from sidecar.store.redis_store import RedisStore
 from tests.http.conftest import Api, StartSidecar
 
@@ -70,7 +70,7 @@ async def test_the_change_feed_is_what_refreshes_the_cache(
     await asyncio.sleep(0.3)
     for api in pair:
         assert (await api.ok("/v1/check", SSO))["reason"] == "feature_not_entitled"
-    await store.publish(CHANGES_CHANNEL, "acme")
+    await store.publish(Layout().changes_channel, "acme")
     await _until_allowed(second)
     await _until_allowed(first)
 

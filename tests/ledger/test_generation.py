@@ -158,7 +158,7 @@ async def test_redis_restarted_empty_is_fenced_reported_and_rebuilt(
     assert recorded is not None
     assert recorded.state == "lost"
     assert rid in recorded.detail
-    assert await store.client.hexists(layout.LAYOUT_KEY, layout.LAYOUT_LOST)
+    assert await store.client.hexists(layout.Layout().layout_key, layout.LAYOUT_LOST)
     restarted = RedisStore(redis_url, timeout_s=REDIS_TIMEOUT_S)
     try:
         await restarted.agree_layout()  # a sidecar starting on the fenced Redis marks nothing

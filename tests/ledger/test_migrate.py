@@ -69,8 +69,8 @@ async def _back_to_the_layout_before_shards(store: RedisStore, customer: str) ->
     (group,) = await client.xinfo_groups(stream)
     await client.xgroup_create(old + layout.EVENTS, "ledger", id=group["last-delivered-id"])
     await client.delete(stream, keys.shard_key(keys.shard(customer), layout.CUSTOMERS))
-    await client.delete(layout.LAYOUT_KEY)
-    await client.sadd(layout.LEGACY_REGISTRY_KEY, customer)
+    await client.delete(layout.Layout().layout_key)
+    await client.sadd(layout.Layout().legacy_registry_key, customer)
 
 
 async def test_money_holds_idempotency_and_unstored_events_survive_the_move(
@@ -96,7 +96,7 @@ async def test_money_holds_idempotency_and_unstored_events_survive_the_move(
     assert (moved.customers, moved.entries) == (1, 1)  # the second debit
     assert (await agree_layout(store.client, None)).shards == store.layout.shards
     assert not [k async for k in store.client.scan_iter(match="cg:{c:*")]
-    assert not await store.client.exists(layout.LEGACY_REGISTRY_KEY)
+    assert not await store.client.exists(layout.Layout().legacy_registry_key)
 
     assert await money_state(store, "acme") == before
     holds = await store.client.hkeys(store.layout.key("acme", layout.HOLDS))
@@ -126,7 +126,7 @@ async def test_the_command_moves_a_deployment_and_names_bad_settings(
     await _back_to_the_layout_before_shards(store, "acme")
     code, _, err = await creditgate("store", "migrate", "--redis", store.url, "--shards", "0")
     assert (code, "--shards" in err) == (2, True), err
-    assert await store.client.exists(layout.LEGACY_REGISTRY_KEY)  # nothing moved
+    assert await store.client.exists(layout.Layout().legacy_registry_key)  # nothing moved
 
     code, out, err = await creditgate("store", "migrate", "--redis", store.url)
     assert code == 0, err

@@ -26,7 +26,7 @@ WAIT_S = 30.0
 
 def _member(store: RedisStore, pool: Pool, consumer: str) -> Ingestor:
     reader = StreamReader(store.client, store.layout, group="ledger", consumer=consumer)
-    membership = Membership(store.client, "ledger", consumer, timeout_ms=TIMEOUT_MS)
+    membership = Membership(store.client, store.layout, "ledger", consumer, timeout_ms=TIMEOUT_MS)
     return Ingestor(
         reader, pool, membership=membership, heartbeat_every_ms=100, claim_every_ms=100,
         claim_min_idle_ms=600_000, trim=False,

@@ -142,6 +142,9 @@ class FakeContext:
     def time_remaining(self) -> float | None:
         return self.remaining
 
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailing = metadata
+
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         self.aborted = (code, details)
         raise _Aborted(details)

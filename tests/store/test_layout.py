@@ -81,7 +81,7 @@ async def test_the_layout_names_every_key_and_field_a_call_leaves(
     shard = store.layout.shard("acme")
     named = {store.layout.key("acme", name) for name in names} | {
         store.layout.stream(shard), store.layout.shard_key(shard, layout.CUSTOMERS),
-        layout.LAYOUT_KEY,
+        layout.Layout().layout_key,
     }  # fmt: skip
     markers = {store.layout.shard_key(s, layout.GENERATION) for s in range(store.layout.shards)}
     found = {key.decode() async for key in store.client.scan_iter()} - markers
@@ -153,7 +153,7 @@ async def test_the_shard_count_is_recorded_once_and_a_process_that_disagrees_is_
     assert (await agree_layout(client, None)).shards == 64  # unset: as recorded
     with pytest.raises(SettingsError, match=r"--shards .* is 256, .* laid out in 64 shards"):
         await agree_layout(client, 256)
-    assert await client.hget(layout.LAYOUT_KEY, "shards") == b"64"
+    assert await client.hget(layout.Layout().layout_key, "shards") == b"64"
 
 
 async def test_a_redis_in_the_layout_before_shards_is_refused_until_moved(
@@ -161,7 +161,7 @@ async def test_a_redis_in_the_layout_before_shards_is_refused_until_moved(
 ) -> None:
     client = store.client
     await client.flushall()
-    await client.sadd(layout.LEGACY_REGISTRY_KEY, "acme")
+    await client.sadd(layout.Layout().legacy_registry_key, "acme")
     with pytest.raises(SettingsError, match="creditgate store migrate"):
         await agree_layout(client, None)
-    assert not await client.exists(layout.LAYOUT_KEY)  # nothing recorded
+    assert not await client.exists(layout.Layout().layout_key)  # nothing recorded

@@ -100,6 +100,8 @@ inline URL, or a Secret), the shard count and logging. */}}
 {{- end }}
 - name: CREDITGATE_SHARDS
   value: {{ .Values.shards | int | quote }}
+- name: CREDITGATE_ENVIRONMENT
+  value: {{ .Values.environment | quote }}
 - name: CREDITGATE_LOG_LEVEL
   value: {{ .Values.log.level | quote }}
 - name: CREDITGATE_LOG_FORMAT
