@@ -39,6 +39,7 @@ from sidecar.access import Caller, Need, require
 from sidecar.auth import TokenCheck, authenticate
 from sidecar.catalog.model import Catalog
 from sidecar.engine.alerts import describe
+from sidecar.environment import LIVE
 from sidecar.errors import InvalidInput, PermissionDenied
 from sidecar.http.codec import decode, json_response
 from sidecar.http.errors import Handler, error_middleware
@@ -61,6 +62,7 @@ _CHECK: web.AppKey[TokenCheck] = web.AppKey("check")
 _CALLER = web.RequestKey("caller", Caller)
 _CATALOG: web.AppKey[Callable[[], Catalog]] = web.AppKey("catalog")
 _CORRECTIONS = web.AppKey("corrections", corrections.Corrections)
+_ENVIRONMENT = web.AppKey("environment", str)
 CONSOLE = "/console"
 CONSOLE_LOGIN = "/console/login"
 COOKIE = "creditgate_token"
@@ -286,7 +288,8 @@ async def _export(request: web.Request) -> web.StreamResponse:
         chunk.clear()
 
     async with request.app[_POOL].acquire() as connection:
-        async for row in queries.export_rows(connection, start, end, customer):
+        rows = queries.export_rows(connection, start, end, customer, request.app[_ENVIRONMENT])
+        async for row in rows:
             chunk.append(_seen_by(caller, row))
             if len(chunk) >= EXPORT_CHUNK_ROWS:
                 await flush()
@@ -376,6 +379,7 @@ def ledger_app(
     catalog: Callable[[], Catalog],
     corrector: corrections.Corrections,
     catalog_path: str,
+    environment: str = LIVE,
 ) -> web.Application:
     """The query API on ``pool``; every route requires ``Authorization: Bearer <token>`` or
     a scoped admin token (``check`` reads it)."""
@@ -389,6 +393,7 @@ def ledger_app(
     app[_CORRECTIONS] = corrector
     app[_STATUS] = status
     app[MAX_BODY_BYTES] = LEDGER_MAX_BYTES
+    app[_ENVIRONMENT] = environment
     base = "/ledger/v1/customers/{customer}"
     app.router.add_get(f"{base}/balance", _balance)
     app.router.add_get(f"{base}/usage", _usage)

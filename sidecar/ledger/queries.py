@@ -15,6 +15,7 @@ import msgspec
 from sidecar.catalog.model import Catalog
 from sidecar.engine.alerts import describe
 from sidecar.engine.periods import period_start_ms
+from sidecar.environment import LIVE
 from sidecar.errors import InvalidInput
 from sidecar.ledger.db import Connection
 from sidecar.ledger.invoice import LineTotal, UnitTotal, invoice_preview
@@ -110,7 +111,7 @@ GROUP BY credit_type
 EXPORT_COLUMNS = (
     "event_id", "customer", "team", "user", "agent", "session", "feature", "model", "units",
     "cost", "uncovered", "burned", "catalog_version", "request_id", "tags", "reserved_at", "ts",
-    "decided_by", "estimated", "serve_cost",
+    "decided_by", "estimated", "serve_cost", "environment",
 )  # fmt: skip
 _EXPORT = """
 SELECT event_id, customer, team, user_id, agent, session, feature, model, units::text AS units,
@@ -355,10 +356,15 @@ def _burned_in_credits(text: str) -> str:
 
 
 async def export_rows(
-    connection: Connection, start_ms: int, end_ms: int, customer: str | None
+    connection: Connection,
+    start_ms: int,
+    end_ms: int,
+    customer: str | None,
+    environment: str = LIVE,
 ) -> AsyncIterator[dict[str, Any]]:
     """Every usage line committed in ``[start_ms, end_ms)``, oldest first, fetched in pages
-    of ``EXPORT_FETCH_ROWS`` from a server-side cursor (memory stays bounded)."""
+    of ``EXPORT_FETCH_ROWS`` from a server-side cursor (memory stays bounded); each names
+    the ledger's ``environment``, so that an exported file keeps it."""
     _range(start_ms, end_ms)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         cursor = connection.cursor(
@@ -390,6 +396,7 @@ async def export_rows(
                 "decided_by": r["decided_by"],
                 "estimated": r["estimated"],
                 "serve_cost": format_femtos(int(r["serve_femtos"])),
+                "environment": environment,
             }
 
 

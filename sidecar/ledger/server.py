@@ -160,13 +160,14 @@ class Ledger:
         self.corrections = Corrections(self.pool, self.store, self._catalog, wall_clock_ms)
         self._tasks.append(asyncio.create_task(self._close_months_until_stopped()))
         self.webhooks = Dispatcher(
-            self.pool, self.metrics, backoff_base_s=self.settings.webhook_backoff_ms / 1000
-        )
+            self.pool, self.metrics, backoff_base_s=self.settings.webhook_backoff_ms / 1000,
+            environment=self.settings.environment,
+        )  # fmt: skip
         self._tasks.append(asyncio.create_task(self.webhooks.run(self._stop)))
         if self.settings.token is not None:
             app = ledger_app(
                 self.pool, self.settings.token, self.status, self._scoped_token, self._catalog,
-                self.corrections, self.settings.catalog,
+                self.corrections, self.settings.catalog, self.settings.environment,
             )  # fmt: skip
             self.port = await self._listen(app, self.settings.host, self.settings.port)
         if self.settings.grpc_port is not None:

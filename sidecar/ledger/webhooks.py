@@ -27,6 +27,7 @@ import msgspec
 from standardwebhooks import Webhook
 
 from sidecar.engine.alerts import describe
+from sidecar.environment import LIVE
 from sidecar.errors import InvalidInput, NotFound
 from sidecar.ledger.audit import record_audit
 from sidecar.ledger.db import Connection, Pool
@@ -95,13 +96,13 @@ def check_endpoint(url: str, secret: str | None) -> str:
     return secret
 
 
-def alert_payload(row: Any, now_ms: int) -> bytes:
-    """The body of an alert's webhook: ``{type, timestamp, data}``, as the specification's
-    examples are shaped; amounts in credits, exact. A margin alert (ledger/margins.py) is
-    ``alert.margin_below``."""
+def alert_payload(row: Any, now_ms: int, environment: str = LIVE) -> bytes:
+    """The body of an alert's webhook: ``{type, timestamp, environment, data}``, as the
+    specification's examples are shaped (and the environment it fired in); amounts in
+    credits, exact. A margin alert (ledger/margins.py) is ``alert.margin_below``."""
+    head = {"timestamp": format_time(now_ms), "environment": environment}
     if row["rule"].startswith("m"):
-        margin = {"type": MARGIN_EVENT, "timestamp": format_time(now_ms), "data": margin_data(row)}
-        return msgspec.json.encode(margin)
+        return msgspec.json.encode({"type": MARGIN_EVENT, **head, "data": margin_data(row)})
     limit = row["limit_nanos"]
     data = {
         "alert_id": row["event_id"],
@@ -117,8 +118,7 @@ def alert_payload(row: Any, now_ms: int) -> bytes:
         "reservation_id": row["reservation_id"],
         "at": format_time(ms_of(row["ts"])),
     }
-    body = {"type": EVENT_TYPE, "timestamp": format_time(now_ms), "data": data}
-    return msgspec.json.encode(body)
+    return msgspec.json.encode({"type": EVENT_TYPE, **head, "data": data})
 
 
 _CLAIM = f"""
@@ -147,8 +147,10 @@ class Dispatcher:
         *,
         backoff_base_s: float = 1.0,
         poll_s: float = 0.5,
+        environment: str = LIVE,
     ) -> None:
         self.pool = pool
+        self.environment = environment
         self.metrics = metrics
         self.backoff_base_s = backoff_base_s
         self.poll_s = poll_s
@@ -177,7 +179,7 @@ class Dispatcher:
     async def _attempt(self, row: Any) -> None:
         assert self._http is not None
         now = datetime.now(UTC)
-        body = alert_payload(row, ms_of(now))
+        body = alert_payload(row, ms_of(now), self.environment)
         msg_id = row["event_id"]
         headers = {
             "content-type": "application/json",

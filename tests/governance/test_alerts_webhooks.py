@@ -139,6 +139,7 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
     for alert in alerts:
         payload = flaky.verified[alert["id"]]
         assert payload["type"] == "alert.threshold_crossed"
+        assert payload["environment"] == "live"
         data = payload["data"]
         assert (data["rule"], data["scope"], data["limit"]) == (alert["rule"], "team:eng",
                                                                  "0.300000000")  # fmt: skip

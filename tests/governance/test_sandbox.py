@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import grpc
+import msgspec
 import pytest
 import yaml
 from aiohttp import web
@@ -435,6 +436,10 @@ async def test_a_sandbox_beside_live_cannot_read_or_move_live_state_on_any_route
             assert refused["POST /v1/embeddings"] == 401  # live's proxy key
             assert refused["GET /console/login"] == 401  # live's admin token
             await _gets_sandbox_only(sandbox, live)
+            exported = await _until(
+                lambda: _exported(client, sandbox_ledger), "the sandbox's call in its ledger"
+            )
+            assert {row["environment"] for row in exported} == {"sandbox"}
 
             assert await _redis_snapshot(store) == redis_before
             assert await _pg_snapshot(database) == tables_before
@@ -442,6 +447,12 @@ async def test_a_sandbox_beside_live_cannot_read_or_move_live_state_on_any_route
         if sandbox_ledger is not None:
             await sandbox_ledger.stop()
         await live_ledger.stop()
+
+
+async def _exported(client: Client, ledger: Ledger) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{ledger.port}/ledger/v1/export?{WINDOW}"
+    _, text = await client.call("GET", url, LEDGER_TOKEN)
+    return [msgspec.json.decode(line) for line in text.splitlines()]
 
 
 def _base() -> str:
