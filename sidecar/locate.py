@@ -12,6 +12,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 
+from sidecar.text import NUL_PROBLEM
+
 __all__ = ["locate"]
 
 
@@ -30,6 +32,8 @@ def locate(value: Any, kind: Any, path: str = "") -> tuple[str, str]:
         msgspec.convert(value, kind)
     except msgspec.ValidationError as error:
         message = str(error).split(" - at ", 1)[0]
+        if "matching regex" in message and "x00" in message:  # text.py's Text
+            message = NUL_PROBLEM
     else:
         return "", ""
     origin = get_origin(kind)
@@ -41,7 +45,7 @@ def locate(value: Any, kind: Any, path: str = "") -> tuple[str, str]:
                 return found
         return path, message
     if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and isinstance(value, dict):
-        hints = get_type_hints(kind)
+        hints = get_type_hints(kind, include_extras=True)  # keeps Text's constraint
         for key, item in value.items():
             if key not in hints:
                 return _join(path, key), f"unknown field {key!r}"

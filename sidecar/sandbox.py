@@ -6,28 +6,32 @@ streamed to the target's ledger; the plan's recurring grants are issued there as
 customer). Balances stay behind unless asked for; then each unexpired bucket is granted in the
 target, once (idempotent by the source grant's id), with its credit type, priority and expiry;
 the plan's grants of the month, which the target issued itself, are not granted again.
-The source is only read.
+The source is only read (no plan grant is issued there, nothing expires); a copy never
+writes live.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from sidecar.catalog import Catalog, load_catalog
+from sidecar.catalog.files import replace_file
 from sidecar.catalog.spec import ContractSpec
+from sidecar.engine.burn import parse_burn_key
+from sidecar.environment import LIVE
 from sidecar.errors import SettingsError
 from sidecar.money import format_credits
 from sidecar.service import Service
 from sidecar.store import layout
+from sidecar.store.layout import Layout
+from sidecar.store.records import BalanceState, BudgetRow
 from sidecar.store.redis_store import RedisStore
+from sidecar.times import format_time
 from sidecar.wire import (
     BudgetScope,
-    BudgetState,
     GrantRequest,
     SetBudgetRequest,
     UpsertCustomerRequest,
@@ -45,14 +49,7 @@ class Copied(msgspec.Struct, kw_only=True):
 def copy_catalog(source: str, target: str) -> Catalog:
     """Write ``source``'s catalog to ``target`` atomically (validated first)."""
     catalog = load_catalog(source)
-    text = Path(source).read_bytes()
-    folder = os.path.dirname(os.path.abspath(target))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".catalog-")
-    with os.fdopen(handle, "wb") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, target)
+    replace_file(target, Path(source).read_text(encoding="utf-8"))
     return catalog
 
 
@@ -66,26 +63,61 @@ async def customers_of(store: RedisStore) -> list[str]:
     return sorted(member.decode() for members in replies for member in members)
 
 
-def _budget_request(budget: BudgetState) -> SetBudgetRequest:
-    """The request that sets ``budget`` (its scope ``customer`` or ``<kind>:<id>``)."""
-    kind, _, node = budget.scope.partition(":")
+def _budget_request(row: BudgetRow) -> SetBudgetRequest:
+    """The request that sets the budget of ``row`` (its scope ``customer`` or
+    ``<kind>:<id>``)."""
+    kind, _, node = row.scope.partition(":")
     scope = BudgetScope(**{kind: node}) if node else BudgetScope()
-    return SetBudgetRequest(limit=budget.limit, scope=scope, period=budget.period, mode=budget.mode)
+    limit = format_credits(row.limit)
+    return SetBudgetRequest(limit=limit, scope=scope, period=row.period, mode=row.mode)
+
+
+def _grants(state: BalanceState, source: str, now_ms: int) -> list[tuple[str, GrantRequest]]:
+    """Each unexpired bucket of ``state``: its grant id, and a grant of what is left in it."""
+    out = []
+    for member, amount in sorted(state.buckets.items()):
+        priority, expires_at_ms, _created, credit_type, grant_id = parse_burn_key(member)
+        if amount <= 0 or (expires_at_ms is not None and expires_at_ms <= now_ms):
+            continue
+        out.append((grant_id, GrantRequest(
+            credit_type=credit_type, amount=format_credits(amount), priority=priority,
+            idempotency_key=f"copy-{source}-{grant_id}",
+            expires_at=None if expires_at_ms is None else format_time(expires_at_ms),
+        )))  # fmt: skip
+    return out
+
+
+async def _source_layout(store: RedisStore) -> None:
+    """The source's recorded layout, read without writing (agreeing would create one)."""
+    keys = store.layout
+    shards = await store.client.hget(keys.layout_key, "shards")
+    if shards is None:
+        raise SettingsError(
+            f"--from: environment {keys.environment!r} has no deployment on this Redis "
+            f"({keys.layout_key} is absent)"
+        )
+    store.layout = Layout(int(shards), keys.environment)
 
 
 async def copy_environment(
     redis_url: str, source: str, target: str, catalog: Catalog, *, balances: bool
 ) -> Copied:
-    """Copy ``source``'s customers into ``target`` (both environments of ``redis_url``)."""
+    """Copy ``source``'s customers into ``target`` (both environments of ``redis_url``);
+    ``source`` is only read, with reads that issue nothing (no plan grant, no expiry)."""
     if source == target:
         raise SettingsError(f"--from and --to are both {source!r}: name two environments")
+    if target == LIVE:
+        raise SettingsError(
+            f"--to: {LIVE} is never written by a copy: seed a sandbox from live, not live "
+            "from a sandbox"
+        )
     reader = RedisStore(redis_url, environment=source)
     writer = RedisStore(redis_url, environment=target)
     copied = Copied()
     try:
-        await reader.agree_layout()
+        await _source_layout(reader)
         await writer.agree_layout()
-        origin, service = Service(reader, catalog), Service(writer, catalog)
+        service = Service(writer, catalog)
         for customer in await customers_of(reader):
             stored = await reader.get_customer(customer)
             if stored is None:
@@ -98,22 +130,18 @@ async def copy_environment(
             request = UpsertCustomerRequest(plan=stored.plan, overrides=overrides)
             await service.upsert_customer(customer, request)
             copied.customers += 1
-            state = await origin.balance(customer)
-            for budget in state.budgets:
-                await service.set_budget(customer, _budget_request(budget))
+            now = service.clock()
+            state = await reader.balance_state(customer, now)
+            for row in state.budgets:
+                await service.set_budget(customer, _budget_request(row))
                 copied.budgets += 1
             if balances:
                 # The plan's grants of this month are the target's own (issued by the upsert,
                 # under the same ids): not granted twice.
                 issued = {b.grant_id for b in (await service.balance(customer)).buckets}
-                for bucket in state.buckets:
-                    if bucket.grant_id in issued or bucket.amount == format_credits(0):
+                for grant_id, grant in _grants(state, source, now):
+                    if grant_id in issued:
                         continue
-                    grant = GrantRequest(
-                        credit_type=bucket.credit_type, amount=bucket.amount,
-                        idempotency_key=f"copy-{source}-{bucket.grant_id}",
-                        priority=bucket.priority, expires_at=bucket.expires_at,
-                    )  # fmt: skip
                     await service.grant(customer, grant)
                     copied.grants += 1
     finally:

@@ -78,6 +78,7 @@ class Sidecar:
             settings.spool_dir,
             max_entries=settings.spool_max_entries,
             max_bytes=settings.spool_max_bytes,
+            environment=settings.environment,
         )
         self.service = Service(
             self.store, load_catalog(settings.catalog), customers=self.customers, spool=spool

@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 from sidecar.catalog.spec import ContractSpec
+from sidecar.text import Text
 
 __all__ = [
     "REASONS",
@@ -108,7 +109,7 @@ class ReserveRequest(_Request, frozen=True):
     amount: str | None = None
     """Credits, for features priced outside the catalog; replaces units for pricing."""
     ttl_ms: int = 60_000
-    tags: dict[str, str] = {}
+    tags: dict[Text, Text] = {}
 
 
 class ReserveResponse(_Response, frozen=True):
@@ -283,7 +284,7 @@ class IssueProxyKeyRequest(_Request, frozen=True):
     """A key for the proxy (sidecar/proxy): calls made with it are paid by this subject."""
 
     idempotency_key: str
-    label: str = ""
+    label: Text = ""
     team: str | None = None
     user: str | None = None
     agent: str | None = None
@@ -325,7 +326,7 @@ class IssueTokenRequest(_Request, frozen=True):
 
     idempotency_key: str
     role: Literal["viewer", "admin"]
-    label: str = ""
+    label: Text = ""
     team: str | None = None
     expires_at: str | None = None
     """RFC 3339; after it, the token is refused 401. None: until revoked."""

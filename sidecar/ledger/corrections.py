@@ -31,6 +31,7 @@ from sidecar.ledger.audit import record_audit
 from sidecar.ledger.db import Connection, Pool
 from sidecar.money import format_credits, parse_signed_credits
 from sidecar.store.redis_store import RedisStore
+from sidecar.text import Text
 from sidecar.times import ms_of
 
 __all__ = ["AdjustRequest", "Corrections", "RefundRequest", "adjust", "refund"]
@@ -42,7 +43,7 @@ class RefundRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     idempotency_key: str
     event_id: str
     """The committed call's event id (its reservation id)."""
-    reason: str
+    reason: Text
     amount: str | None = None
     """Credits to return; absent: all that the call's credits paid and was not refunded yet."""
 
@@ -52,8 +53,8 @@ class AdjustRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     amount: str
     """Signed credits: ``"-5"`` debits, ``"5"`` credits."""
     credit_type: str
-    reason: str
-    corrects: str | None = None
+    reason: Text
+    corrects: Text | None = None
 
 
 def _reason(text: str) -> str:

@@ -407,13 +407,23 @@ _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
 }
 
 
+def _storable(value: bytes) -> str:
+    """A field as text PostgreSQL can store: NUL, raw or JSON-escaped, becomes U+FFFD. The
+    APIs refuse NUL (text.py); an entry that holds one anyway (an older sidecar) must not
+    stop ingest."""
+    text = value.decode(errors="replace")
+    if "\x00" in text or "\\u0000" in text:
+        text = text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+    return text
+
+
 def decode_entry(
     layout: Layout, key: bytes | str, entry_id: bytes | str, raw: dict[bytes, bytes]
 ) -> Event:
     """One entry of a shard's stream as a typed event, or ``Unparsed`` naming what is wrong
     with it (a customer of another shard, too)."""
     stream = parse_stream_id(entry_id)
-    fields = {name: value.decode(errors="replace") for name, value in raw.items()}
+    fields = {name: _storable(value) for name, value in raw.items()}
     owner = fields.get(b"customer", "")
     shard = shard_of_stream(key)
     decoder = _DECODERS.get(fields.get(b"kind", ""))

@@ -51,6 +51,7 @@ from sidecar.ledger.db import Connection, Pool, load_catalogs
 from sidecar.ledger.pricing_http import PRICING, pricing_app
 from sidecar.ledger.settings import LEDGER_MAX_BYTES
 from sidecar.ledger.wire import month_range
+from sidecar.text import Text, check_text
 from sidecar.times import ms_of, parse_time
 
 __all__ = ["Status", "ledger_app"]
@@ -141,8 +142,8 @@ def _in_range(query: Callable[[Connection, str, int, int, str | None], Awaitable
 
 
 class _Register(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    url: str
-    secret: str | None = None
+    url: Text
+    secret: Text | None = None
     """``whsec_<base64>``; omitted: a new one, shown once in the answer."""
 
 
@@ -184,7 +185,7 @@ async def _remove(request: web.Request) -> web.Response:
     owner = _owner(request, "admin")
     async with request.app[_POOL].acquire() as connection:
         endpoint = await webhooks.remove(
-            connection, owner, request.match_info["id"], request[_CALLER].actor
+            connection, owner, check_text("id", request.match_info["id"]), request[_CALLER].actor
         )
     return json_response(endpoint)
 
@@ -192,7 +193,7 @@ async def _remove(request: web.Request) -> web.Response:
 async def _deliveries(request: web.Request) -> web.Response:
     owner = _owner(request, "viewer")
     async with request.app[_POOL].acquire() as connection:
-        log = await webhooks.attempts(connection, owner, request.match_info["id"])
+        log = await webhooks.attempts(connection, owner, check_text("id", request.match_info["id"]))
     return json_response({"attempts": log})
 
 

@@ -57,17 +57,20 @@ class _Sandbox:
                 "(creditgate up --environment sandbox prints it)"
             )
         timeout = aiohttp.ClientTimeout(total=SANDBOX_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.get(f"{self._url}/healthz") as probe:
-                environment = probe.headers.get(HEADER)
-            if environment in (None, LIVE):
-                named = environment or "no environment"
-                raise ToolError(
-                    f"CREDITGATE_SANDBOX_URL ({self._url}) answers as {named}, not a "
-                    "sandbox: point it at a sandbox sidecar"
-                )
-            async with http.post(self._url + path, json=body) as reply:
-                answer = await reply.json()
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                async with http.get(f"{self._url}/healthz") as probe:
+                    environment = probe.headers.get(HEADER)
+                if environment in (None, LIVE):
+                    named = environment or "no environment"
+                    raise ToolError(
+                        f"CREDITGATE_SANDBOX_URL ({self._url}) answers as {named}, not a "
+                        "sandbox: point it at a sandbox sidecar"
+                    )
+                async with http.post(self._url + path, json=body) as reply:
+                    answer = await reply.json()
+        except (aiohttp.ClientError, TimeoutError) as error:  # down, or not a sidecar
+            raise ToolError(f"the sandbox at {self._url} did not answer: {error!r}") from None
         if reply.status != 200:
             raise ToolError(f"{reply.status} {answer.get('error', answer)}")
         return answer

@@ -23,6 +23,7 @@ from sidecar.ledger import proposals
 from sidecar.ledger.db import Pool
 from sidecar.ledger.settings import LEDGER_MAX_BYTES
 from sidecar.ledger.simulate import simulate
+from sidecar.text import Text, check_text
 from sidecar.times import wall_clock_ms
 
 __all__ = ["PRICING", "pricing_app"]
@@ -44,7 +45,7 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class _CatalogBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    catalog: str
+    catalog: Text
     start: str | None = msgspec.field(default=None, name="from")
     end: str | None = msgspec.field(default=None, name="to")
 
@@ -101,14 +102,19 @@ async def _list(request: web.Request) -> web.Response:
 
 async def _one(request: web.Request) -> web.Response:
     async with request.app[_POOL].acquire() as connection:
-        found = await proposals.proposal(connection, request[_CALLER], request.match_info["id"])
+        found = await proposals.proposal(
+            connection, request[_CALLER], check_text("id", request.match_info["id"])
+        )
     return json_response(found)
 
 
 async def _approve(request: web.Request) -> web.Response:
     async with request.app[_POOL].acquire() as connection:
         answer = await proposals.approve(
-            connection, request[_CALLER], request.app[_PATH], request.match_info["id"]
+            connection,
+            request[_CALLER],
+            request.app[_PATH],
+            check_text("id", request.match_info["id"]),
         )
     return json_response(answer)
 

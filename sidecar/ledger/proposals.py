@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -36,11 +34,20 @@ import msgspec
 from sidecar.auth import authorize
 from sidecar.catalog import Catalog, load_catalog, parse_catalog
 from sidecar.catalog.diff import diff
+from sidecar.catalog.files import replace_file
 from sidecar.engine.decide import check_idempotency_key
-from sidecar.errors import CatalogError, Conflict, InvalidInput, NotFound, PermissionDenied
+from sidecar.errors import (
+    CatalogError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from sidecar.ledger.db import Connection, Pool
 from sidecar.ledger.locks import xact_lock
 from sidecar.ledger.simulate import SimulationReport, simulate
+from sidecar.text import Text
 from sidecar.times import format_time, ms_of, parse_time
 
 __all__ = [
@@ -141,7 +148,7 @@ def _hash(token: str) -> str:
 
 class IssueRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     idempotency_key: str
-    name: str
+    name: Text
     role: Literal["agent", "approver"]
 
 
@@ -179,22 +186,23 @@ async def pricer_of(pool: Pool, header: str, operator: bytes, *, field: str) -> 
 
 
 async def authenticate_pricer(connection: Connection, token: str) -> Pricer:
-    """The holder of pricing token ``token`` (403 when it is not one)."""
+    """The holder of pricing token ``token`` (401 when it is not one, as a scoped admin
+    token that is unknown)."""
     token_id = token.split(".", 1)[0]
     row = await connection.fetchrow(
         "SELECT name, role, hash FROM pricing_tokens WHERE id = $1", token_id
     )
     if row is None or not hmac.compare_digest(row["hash"], _hash(token)):
-        raise PermissionDenied("Authorization", "unknown pricing token; ask the operator")
+        raise Unauthenticated("Authorization", "unknown pricing token; ask the operator")
     role: Role = row["role"]
     return Pricer(name=row["name"], role=role)
 
 
 class ProposeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     idempotency_key: str
-    catalog: str
+    catalog: Text
     """The whole catalog file (YAML text)."""
-    rationale: str
+    rationale: Text
     start: str | None = msgspec.field(default=None, name="from")
     """The simulation's window (RFC 3339); default the 30 days before now."""
     end: str | None = msgspec.field(default=None, name="to")
@@ -294,23 +302,6 @@ async def proposals(connection: Connection, caller: Pricer) -> list[dict[str, An
     return [_view(row) for row in rows]
 
 
-def _write(path: str, text: str) -> None:
-    """Replace the file at ``path`` with ``text`` at once: readers see the old file or the new
-    one, never half of it."""
-    folder = str(Path(path).resolve().parent)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".catalog-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 async def _decide(
     connection: Connection,
     *,
@@ -347,16 +338,26 @@ async def _decide(
             )  # fmt: skip
         new = parse_catalog(document, file="catalog")
         await connection.execute(
+            # clock_timestamp(): the time under the lock, so that ts orders the decisions
+            # (now() is the transaction's start, before it waited for the lock).
             "INSERT INTO catalog_decisions (id, proposal_id, action, actor, from_version, "
-            "to_version, previous_document) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "to_version, previous_document, ts) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())",
             decision_id, proposal_id, action, actor, current.version, new.version, previous,
         )  # fmt: skip
-        _write(path, document)
+        try:
+            replace_file(path, document)
+        except OSError as error:
+            raise Conflict(
+                "catalog",
+                f"the catalog file {path} cannot be written here ({error.strerror}); with a "
+                "read-only catalog (a Kubernetes ConfigMap), apply the proposal's file to it",
+            ) from None
         written = previous
         await transaction.commit()
     except BaseException:
         if written is not None:
-            _write(path, written)
+            replace_file(path, written)
         with contextlib.suppress(Exception):
             await transaction.rollback()
         raise

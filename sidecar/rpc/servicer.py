@@ -212,11 +212,15 @@ class Servicer(Generic[T]):
                 remaining = context.time_remaining()
                 if remaining is not None and remaining <= 0:
                     self._refused("deadline_exceeded")
-                    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired")
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, "deadline expired", self._trailer
+                    )
                 result = await _guarded(call, self._target, request, caller, context)
             except RequestError as error:
                 self._refused(error.code)
-                await context.abort_with_status(status_of(error))
+                status = status_of(error)  # an abort's metadata replaces what was set before
+                trailer = tuple(status.trailing_metadata) + self._trailer
+                await context.abort(status.code, status.details, trailer)
             return to_proto(result, answer)
 
         return method

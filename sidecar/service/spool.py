@@ -8,11 +8,17 @@ share one transaction and one fsync (group commit), on a thread of the spool's o
 event loop never waits on the disk.
 
 The spool is bounded in entries and bytes; an append past the bound raises ``SpoolFull``.
+Each environment has a file of its own in the directory, and one process at a time holds it
+(an exclusive lock, released when the process ends, even killed): a spool replayed by two
+sidecars, or by a sidecar of another environment, would apply its calls twice or in the
+wrong place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,15 +27,22 @@ import msgspec
 
 from sidecar.engine.decide import ReservePlan
 from sidecar.engine.settle import Charge
+from sidecar.environment import LIVE
+from sidecar.errors import SettingsError
 from sidecar.settings import SPOOL_MAX_BYTES, SPOOL_MAX_ENTRIES
 from sidecar.store.records import Attribution
 
 __all__ = [
     "FILE_NAME", "Entry", "Spool", "SpoolFull", "SpooledCommit",
-    "SpooledRelease", "SpooledReserve",
+    "SpooledRelease", "SpooledReserve", "file_name",
 ]  # fmt: skip
 
 FILE_NAME = "spool.sqlite3"
+
+
+def file_name(environment: str) -> str:
+    """The spool file of ``environment`` in the spool directory."""
+    return FILE_NAME if environment == LIVE else f"spool-{environment}.sqlite3"
 
 
 class SpooledReserve(msgspec.Struct, frozen=True, kw_only=True, tag="reserve"):
@@ -69,8 +82,9 @@ class SpoolFull(Exception):
 class Spool:
     """Entries in append order, each with an id; ``remove`` once Redis has applied them.
 
-    ``path``: a directory (the file is ``spool.sqlite3`` in it), or None for an in-memory
-    spool that a crash loses (tests, and deployments that set no spool directory)."""
+    ``path``: a directory (the file is ``file_name(environment)`` in it), or None for an
+    in-memory spool that a crash loses (tests, and deployments that set no spool directory).
+    SettingsError when another process holds that file."""
 
     def __init__(
         self,
@@ -78,12 +92,15 @@ class Spool:
         *,
         max_entries: int = SPOOL_MAX_ENTRIES,
         max_bytes: int = SPOOL_MAX_BYTES,
+        environment: str = LIVE,
     ) -> None:
-        self.path = None if path is None else Path(path) / FILE_NAME
+        self.path = None if path is None else Path(path) / file_name(environment)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self._lock: int | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _hold(self.path)
         self._db = sqlite3.connect(
             ":memory:" if self.path is None else self.path,
             isolation_level=None,
@@ -201,3 +218,19 @@ class Spool:
             await asyncio.gather(self._writer, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
         self._thread.shutdown()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+
+
+def _hold(path: Path) -> int:
+    """An exclusive lock on ``path``'s lock file, for this process; SettingsError if taken."""
+    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise SettingsError(
+            f"--spool-dir (or CREDITGATE_SPOOL_DIR): another process uses {path}; give each "
+            "sidecar a spool directory of its own"
+        ) from None
+    return lock

@@ -217,7 +217,7 @@ async def test_bad_proposals_and_tokens_are_refused_naming_the_field(pricing: Pr
         "idempotency_key": "t", "name": "mallory", "role": "approver"})  # fmt: skip
     assert status == 403  # an agent cannot mint an approver
     status, refused = await pricing.call("GET", "/proposals", "pt_nope.secret")
-    assert status == 403
+    assert status == 401  # unknown, as an unknown scoped admin token
     status, listed = await pricing.call("GET", "/proposals", agent)
     assert (status, listed["proposals"]) == (200, [])  # nothing was stored
     status, actions = await pricing.call("GET", "/actions", agent)

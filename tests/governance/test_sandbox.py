@@ -435,7 +435,9 @@ async def test_a_sandbox_beside_live_cannot_read_or_move_live_state_on_any_route
             assert refused[f"GET {proposal}"] == refused[f"POST {proposal}/approve"] == 404
             assert refused["POST /v1/embeddings"] == 401  # live's proxy key
             assert refused["GET /console/login"] == 401  # live's admin token
-            await _gets_sandbox_only(sandbox, live)
+            assert refused["GET /ledger/v1/pricing/catalog"] == 401  # live's pricing token
+            assert refused["POST /ledger/v1/pricing/proposals"] == 401
+            await _grpc_sandbox_only(sandbox, sandbox_ledger, live)
             exported = await _until(
                 lambda: _exported(client, sandbox_ledger), "the sandbox's call in its ledger"
             )
@@ -459,15 +461,38 @@ def _base() -> str:
     return "/ledger/v1/customers/acme"
 
 
-async def _gets_sandbox_only(sandbox: Sidecar, live: Live) -> None:
-    """Over gRPC too: the sandbox's answer, named sandbox in the trailing metadata."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{sandbox.grpc_port}") as channel:
-        call = pb_grpc.CreditgateServiceStub(channel).GetBalance(
-            pb.GetBalanceRequest(customer="acme")
-        )
-        answer = await call
-        assert LIVE_GRANT not in str(answer)
-        assert (METADATA, "sandbox") in tuple(await call.trailing_metadata())
+async def _grpc_sandbox_only(sandbox: Sidecar, ledger: Ledger, live: Live) -> None:
+    """Over gRPC too: the sandbox's balance, live's objects not found and live's pricing
+    token refused; every answer, errors included, named sandbox in its trailing metadata."""
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{sandbox.grpc_port}") as public,
+        grpc.aio.insecure_channel(f"127.0.0.1:{ledger.grpc_port}") as corrections,
+    ):
+        operator = (("authorization", f"Bearer {LEDGER_TOKEN}"),)
+        calls = [
+            (pb_grpc.CreditgateServiceStub(public).GetBalance(
+                pb.GetBalanceRequest(customer="acme")), None),
+            (pb_grpc.CreditgateServiceStub(public).Commit(
+                pb.CommitRequest(reservation_id=live.reservation, units={"input_tokens": 1})),
+             grpc.StatusCode.NOT_FOUND),
+            (pb_grpc.CreditgateLedgerServiceStub(corrections).Refund(
+                pb.RefundRequest(customer="acme", idempotency_key="sb-grpc", reason="x",
+                                 event_id=live.event), metadata=operator),
+             grpc.StatusCode.NOT_FOUND),
+            (pb_grpc.CreditgatePricingServiceStub(corrections).SubmitProposal(
+                pb.SubmitProposalRequest(catalog=EXAMPLE.read_text(), rationale="x",
+                                         idempotency_key="sb-grpc"),
+                metadata=(("authorization", f"Bearer {live.pricing_token}"),)),
+             grpc.StatusCode.UNAUTHENTICATED),
+        ]  # fmt: skip
+        for call, refused in calls:
+            if refused is None:
+                assert LIVE_GRANT not in str(await call)
+            else:
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await call
+                assert error.value.code() == refused, error.value
+            assert (METADATA, "sandbox") in tuple(await call.trailing_metadata())
 
 
 async def test_environment_copy_brings_balances_only_when_asked_and_once(
@@ -479,7 +504,10 @@ async def test_environment_copy_brings_balances_only_when_asked_and_once(
     await live.grant("acme", GrantRequest(credit_type="paid", amount=LIVE_GRANT,
                                           idempotency_key="g1"))  # fmt: skip
     await live.set_budget("acme", SetBudgetRequest(limit="5", period="day"))
-    before = await live.balance("acme")
+    # As if acme's grants of this month were not issued yet: a read of live that issued them
+    # (a balance through the service) would write live.
+    await store.client.hset(store.layout.customer_key("acme"), "granted_month", "m200001")
+    live_keys = await _redis_snapshot(store)
     target = tmp_path / "sandbox.yaml"
     args = ("environment", "copy", "--to", "sandbox", "--redis", redis_server.url,
             "--catalog", str(EXAMPLE), "--catalog-to", str(target))  # fmt: skip
@@ -501,10 +529,18 @@ async def test_environment_copy_brings_balances_only_when_asked_and_once(
         mine = await copied.balance("acme")
         paid = [b.amount for b in mine.buckets if b.credit_type == "paid"]
         assert paid == [LIVE_GRANT]
-        assert mine.balance == before.balance  # the plan's allowance is not granted twice
-        assert await live.balance("acme") == before  # live only read
+        assert {b.amount for b in mine.buckets if b.credit_type == "included"} == {"20.000000000"}
+        assert len(mine.buckets) == 2  # the sandbox's own allowance, not live's as well
+        assert await _redis_snapshot(store) == live_keys  # live only read, nothing issued
     finally:
         await sandbox.close()
+
+    for wrong, message in ((("--to", "live", "--from", "sandbox"), "--to: live is never written"),
+                           (("--to", "qa", "--from", "nosuch"), "--from: environment 'nosuch' "
+                            "has no deployment on this Redis")):  # fmt: skip
+        code, _, err = await creditgate("environment", "copy", *wrong, "--redis",
+                                        redis_server.url, "--catalog", str(EXAMPLE))  # fmt: skip
+        assert (code, message in err) == (2, True), err
 
     code, _, err = await creditgate("environment", "copy", "--to", "Sand-Box", "--redis",
                                     redis_server.url, "--catalog", str(EXAMPLE))  # fmt: skip

@@ -64,6 +64,11 @@ CASES = [
     case("ttl-bool", RESERVE_PATH, edit(RESERVE, ttl_ms=True), "ttl_ms"),
     case("tags-list", RESERVE_PATH, edit(RESERVE, tags=["a"]), "tags"),
     case("tag-value-int", RESERVE_PATH, edit(RESERVE, tags={"workflow": 1}), "tags.workflow"),
+    # NUL: the ledger's PostgreSQL could not store it
+    case(
+        "tag-value-nul", RESERVE_PATH, edit(RESERVE, tags={"workflow": "a\x00b"}), "tags.workflow"
+    ),
+    case("tag-key-nul", RESERVE_PATH, edit(RESERVE, tags={"a\x00": "b"}), "tags"),
     case("amount-int", RESERVE_PATH, edit(BY_AMOUNT, amount=12), "amount"),
     case("key-int", RESERVE_PATH, edit(RESERVE, idempotency_key=5), "idempotency_key"),
     case("check-customer-int", CHECK_PATH, edit(CHECK, customer=1), "customer"),

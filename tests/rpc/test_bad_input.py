@@ -110,6 +110,7 @@ CASES = [
     case("too-many-tags", "Reserve", reserve(tags={f"t{i}": "v" for i in range(17)}), "tags"),
     case("tag-value-too-long", "Reserve", reserve(tags={"w": "v" * 257}), "tags.w"),
     case("tag-key-empty", "Reserve", reserve(tags={"": "v"}), "tags."),
+    case("tag-value-nul", "Reserve", reserve(tags={"w": "a\x00b"}), "tags.w"),
     # oversized, yet under gRPC's own 4 MiB cap: refused by the sidecar before anything else
     case("oversized-tags", "Reserve", reserve(tags={"pad": "x" * 70_000}), "request"),
     case("oversized-key", "Reserve", reserve(idempotency_key="k" * 1_000_000), "request"),

@@ -145,13 +145,11 @@ class FakeContext:
     def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self.trailing = metadata
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
+    ) -> None:
         self.aborted = (code, details)
         raise _Aborted(details)
-
-    async def abort_with_status(self, status: Any) -> None:
-        self.aborted = (status.code, status.details)
-        raise _Aborted(status.details)
 
 
 @pytest.mark.parametrize("remaining", [0.0, -0.25])

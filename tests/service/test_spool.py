@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.errors import SettingsError
 from sidecar.service.spool import Spool, SpooledRelease, SpoolFull
 
 WRITER = """
@@ -75,3 +76,19 @@ async def test_every_append_that_returned_survives_a_sigkill(tmp_path: Path) -> 
     stored = {entry_id for entry_id, _ in await spool.read(0, 1_000_000)}
     assert set(acknowledged) <= stored
     await spool.close()
+
+
+async def test_one_process_holds_a_spool_and_each_environment_has_its_own(
+    tmp_path: Path,
+) -> None:
+    live = Spool(str(tmp_path))
+    with pytest.raises(SettingsError, match=r"another process uses .*/spool\.sqlite3"):
+        Spool(str(tmp_path))  # a second sidecar on the same directory would replay it too
+    sandbox = Spool(str(tmp_path), environment="sandbox")
+    await live.append(_release(1))
+    assert (len(live), len(sandbox)) == (1, 0)
+    await sandbox.close()
+    await live.close()
+    again = Spool(str(tmp_path))  # released on close (and when a process dies)
+    assert len(again) == 1
+    await again.close()

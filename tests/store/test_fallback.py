@@ -200,7 +200,9 @@ async def test_a_sidecar_restarted_with_a_spool_replays_it_once(
     rids = [(await faulty.reserve(_reserve(f"s-{i}"))).reservation_id for i in range(2)]
     assert (await faulty.commit(_commit(rids[0]))).result == "committed"
     await faulty.close()  # Redis still down: the spool keeps all three entries
-    assert len(Spool(str(tmp_path))) == 3
+    left = Spool(str(tmp_path))
+    assert len(left) == 3
+    await left.close()
 
     proxy.down(False)
     again = await _sidecar(proxy, service, clock, tmp_path)  # replays at start
