@@ -1,13 +1,15 @@
 """Relaying a streamed chat completion (server-sent events), chunk by chunk as it arrives.
 
-A stream may hold less than its worst case (the feature's ``stream_hold_tokens``): before a
-batch of chunks is forwarded that would take what was delivered past the output held, the
-hold grows (``Hold.cover``; each step ``Decisions.grow``: one atomic check of every cap,
-idempotent per step). When a step is refused, nothing more is forwarded: the client gets a
-last chunk with
-``finish_reason: "length"`` and ``"creditgate": {"cut_off": <reason>, "scope": ...}``, then
-``[DONE]``; the upstream request is closed, and what was delivered is committed, flagged
-estimated. Whatever was delivered stays within the hold, so no cap is ever passed.
+A stream may hold less than its worst case (the feature's ``stream_hold_tokens``). Of each
+batch of chunks, what the hold covers is forwarded at once; for the rest, the hold grows
+first (``Hold.cover``; each step ``Decisions.grow``: one atomic check of every cap,
+idempotent per step), so the first chunk never waits for a growth. When a step is refused,
+nothing more is forwarded: the client gets a last chunk with ``finish_reason: "length"`` and
+``"creditgate": {"cut_off": <reason>, "scope": ...}``, then ``[DONE]``; the upstream request
+is closed, and what was delivered is committed, flagged estimated. Whatever was delivered
+stays within the hold, so no cap is ever passed. Once the worst case is held, everything the
+upstream writes is forwarded: it writes no more tokens than that, though the UTF-8 bound of
+what it wrote may count more.
 
 The upstream is always asked for usage (``stream_options.include_usage``); its usage chunk is
 stripped when the client did not ask for it. What was delivered is counted as it goes (UTF-8
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +55,23 @@ class Hold:
         self.step = step
         self.steps = 0
 
+    def room(self, delivered: int) -> float:
+        """How many more output tokens may be forwarded. Once the worst case is held, all:
+        the upstream writes at most that many tokens, whatever the UTF-8 bound counts."""
+        if self.output >= self.worst["output_tokens"]:
+            return math.inf
+        return self.output - delivered
+
     async def cover(self, settlement: Settlement, output: int) -> GrowReply | None:
         """Grow until ``output`` tokens are held (never past the worst case); the refusal,
-        or None. A step holds as much again as is held (at least the feature's step), so a
-        long stream grows a few times, not once per step; a refused step is retried with
-        just what ``output`` needs, so that a call that fits is never cut off."""
+        or None. A step holds what is needed and at least as much again as is held (and the
+        feature's step), so a long stream grows a few times, each one round trip; a refused
+        step is retried with just what ``output`` needs, so that a call that fits is never
+        cut off."""
         worst = self.worst["output_tokens"]
         while output > self.output and self.output < worst:
             need = min(output, worst) - self.output
-            more = min(max(self.step, self.output), worst - self.output)
+            more = min(max(self.step, self.output, need), worst - self.output)
             reply = await self._grow(settlement, more)
             if reply is not None and more > need:
                 reply = await self._grow(settlement, need)
@@ -167,7 +178,8 @@ class Batch:
 
     ``block`` is the events without their last blank line. When every event is one ``data``
     line of a chunk, which is what providers send, the chunks are decoded in one call and
-    forwarded as they came; otherwise (and to cut a batch short) event by event."""
+    forwarded as they came; otherwise event by event. ``split`` cuts a batch short where a
+    hold ends, with what each event delivers as counted here: nothing is decoded twice."""
 
     def __init__(self, block: bytes, wants_usage: bool) -> None:
         self.block = block
@@ -177,6 +189,9 @@ class Batch:
             block = block[: -len(b"data: " + DONE)].rstrip(b"\n")
         self.usage: dict[str, Any] | None = None
         chunks = self._at_once(block)
+        self.events: list[Event] | None = None
+        """Event by event (the slow path); None: ``block`` and ``counts``, one per event."""
+        self.counts: list[int] = []
         if chunks is None:
             self.events = self._one_by_one(block)
             self.out = b"".join(event.raw for event in self.events)
@@ -189,7 +204,8 @@ class Batch:
         if chunks and self._stripped(chunks[-1]):  # where providers put it: last
             last = block.rfind(_SEPARATOR)
             self.out = b"" if last < 0 else block[:last] + b"\n\n"
-        self.tokens = sum(delivered_tokens(chunk) for chunk in chunks)
+        self.counts = [delivered_tokens(chunk) for chunk in chunks]
+        self.tokens = sum(self.counts)
 
     def _stripped(self, chunk: Chunk) -> bool:
         """The usage chunk, when the client did not ask for it."""
@@ -228,18 +244,58 @@ class Batch:
             events.append(Event(raw + b"\n\n", data, tokens))
         return events
 
-    def within(self, room: int) -> tuple[bytes, int, Event | None]:
+    def split(self, room: float) -> tuple[bytes, int, Batch | None]:
         """What to forward so that no more than ``room`` tokens are delivered, the tokens it
-        delivers, and the first event left out, if any."""
+        delivers, and the rest of the batch (None when all of it goes)."""
         if self.tokens <= room:
             return self.out, self.tokens, None
-        out, total = bytearray(), 0
-        for event in self._one_by_one(self.block):
-            if total + event.tokens > room:
-                return bytes(out), total, event
-            total += event.tokens
-            out += event.raw
-        return bytes(out), total, None
+        if self.events is not None:
+            total = 0
+            for index, event in enumerate(self.events):
+                if total + event.tokens > room:
+                    head = b"".join(e.raw for e in self.events[:index])
+                    return head, total, _Rest.of_events(self, self.events[index:])
+                total += event.tokens
+            raise AssertionError("tokens above room, yet every event fits")
+        total, fits = 0, 0
+        for count in self.counts:
+            if total + count > room:
+                break
+            total, fits = total + count, fits + 1
+        start = 0  # where the first event left out begins in the block
+        for _ in range(fits):
+            start = self.block.index(_SEPARATOR, start) + 2
+        return self.out[:start], total, _Rest.of_block(self, start, self.counts[fits:])
+
+    def first_data(self) -> bytes | None:
+        """The ``data`` of the first event (the one a cut-off names)."""
+        if self.events is not None:
+            return self.events[0].data if self.events else None
+        return _data(self.block.partition(b"\n\n")[0])
+
+
+class _Rest(Batch):
+    """What is left of a batch once its head was forwarded; nothing is decoded again."""
+
+    def __init__(self) -> None:  # built by of_block and of_events only
+        pass
+
+    @classmethod
+    def of_block(cls, batch: Batch, start: int, counts: list[int]) -> _Rest:
+        rest = cls()
+        rest.block, rest.out, rest.counts = batch.block[start:], batch.out[start:], counts
+        rest.wants_usage, rest.done, rest.usage = batch.wants_usage, batch.done, batch.usage
+        rest.events, rest.tokens = None, sum(counts)
+        return rest
+
+    @classmethod
+    def of_events(cls, batch: Batch, events: list[Event]) -> _Rest:
+        rest = cls()
+        rest.block, rest.counts, rest.events = b"", [], events
+        rest.out = b"".join(event.raw for event in events)
+        rest.wants_usage, rest.done, rest.usage = batch.wants_usage, batch.done, batch.usage
+        rest.tokens = sum(event.tokens for event in events)
+        return rest
 
 
 async def batches(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
@@ -294,13 +350,25 @@ async def relay(
             async for block in batches(upstream.content):
                 batch = Batch(block, wants_usage)
                 usage = batch.usage or usage
-                refusal = await hold.cover(settlement, delivered + batch.tokens)
-                out, tokens, left_out = batch.within(hold.output - delivered)
-                if out:
-                    await response.write(out)
-                delivered += tokens
-                if refusal is not None and left_out is not None and left_out.data is not None:
-                    tail = _cut_off(left_out.data, refusal)
+                part: Batch | None = batch
+                while part is not None:
+                    # What the hold covers goes at once; the hold grows for the rest after.
+                    out, tokens, part = part.split(hold.room(delivered))
+                    if out:
+                        await response.write(out)
+                    delivered += tokens
+                    if part is None:
+                        break
+                    refusal = await hold.cover(settlement, delivered + part.tokens)
+                    if refusal is not None and part.tokens > hold.room(delivered):
+                        out, tokens, left = part.split(hold.room(delivered))
+                        if out:
+                            await response.write(out)
+                        delivered += tokens
+                        assert left is not None  # more than the room: something is left
+                        tail = _cut_off(left.first_data() or b"{}", refusal)
+                        break
+                if tail:
                     break
                 if batch.done:
                     tail = DONE_EVENT

@@ -6,6 +6,7 @@ The reference below reads events with the standard library's json, one at a time
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from hypothesis import given
@@ -75,18 +76,26 @@ def test_a_batch_forwards_bounds_and_ends_as_reading_it_event_by_event_does(
     assert (batch.out, batch.tokens, batch.usage, batch.done) == (out, tokens, seen, ended)
 
 
-@given(chunks=CHUNKS.filter(bool), room=st.integers(0, 60))
-def test_cut_short_a_batch_forwards_the_longest_run_of_events_that_fits(
-    chunks: list[dict[str, Any]], room: int
+@given(
+    chunks=CHUNKS.filter(bool),
+    room=st.integers(0, 60),
+    usage=st.booleans(),
+    wants_usage=st.booleans(),
+    odd=st.booleans(),
+)
+def test_split_forwards_the_longest_run_of_events_that_fits_and_keeps_the_rest(
+    chunks: list[dict[str, Any]], room: int, usage: bool, wants_usage: bool, odd: bool
 ) -> None:
-    events = [_event(chunk, False) for chunk in chunks]
-    batch = Batch(b"\n\n".join(events), False)
-    out, tokens, left_out = batch.within(room)
+    events = [_event(chunk, odd) for chunk in chunks + ([USAGE] if usage else [])]
+    batch = Batch(b"\n\n".join(events), wants_usage)
+    out, tokens, rest = batch.split(room)
     assert tokens <= room
     fits = 0
-    while fits < len(events) and _reference(events[: fits + 1], False)[1] <= room:
+    while fits < len(events) and _reference(events[: fits + 1], wants_usage)[1] <= room:
         fits += 1
-    assert (out, tokens) == _reference(events[:fits], False)[:2]
-    assert (left_out is None) == (fits == len(events))
-    if left_out is not None:
-        assert left_out.raw == events[fits] + b"\n\n"
+    assert (out, tokens) == _reference(events[:fits], wants_usage)[:2]
+    assert (rest is None) == (fits == len(events))
+    if rest is not None:  # nothing lost, nothing twice, nothing decoded differently
+        assert (out + rest.out, tokens + rest.tokens) == (batch.out, batch.tokens)
+        assert rest.first_data() == events[fits].split(b"\n")[-1].removeprefix(b"data: ")
+        assert rest.split(math.inf) == (rest.out, rest.tokens, None)

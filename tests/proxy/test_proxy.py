@@ -75,6 +75,22 @@ async def test_a_stream_is_relayed_and_charged_its_usage_chunk(
     assert (debit["user"], debit["model"]) == ("ann", "gpt-4o")
 
 
+async def test_a_stream_capped_by_max_tokens_is_delivered_whole(proxied: Proxied) -> None:
+    """Its text has more UTF-8 bytes (the delivered bound) than max_tokens, the worst case
+    held: once the worst case is held, everything the upstream writes goes through."""
+    await proxied.seed()
+    async with proxied.client(await proxied.key()) as client:
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, max_tokens=20
+        )
+        chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "word " * 20
+    assert chunks[-1].choices[0].finish_reason == "length"  # the upstream's, not a cut-off
+    balance = await proxied.balance()
+    assert _spent(balance) == cost("gpt-4o-mini", {"input_tokens": PROMPT, "output_tokens": 20})
+    assert Decimal(balance["held"]) == 0
+
+
 async def test_embeddings_are_charged_their_prompt_tokens(proxied: Proxied) -> None:
     await proxied.seed()
     async with proxied.client(await proxied.key()) as client:
