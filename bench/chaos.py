@@ -142,6 +142,11 @@ class _Load:
         """Commits not answered at first, retried apart so that the worker goes on."""
         self._tasks = [asyncio.create_task(self._worker(c)) for c in CUSTOMERS]
 
+    def settled(self) -> dict[str, Decimal]:
+        """Each committed call's cost by the id the store and the ledger record it under
+        (``Fallbacks.settled_as``), once the spool is replayed."""
+        return {self.sidecar.fallback.settled_as(rid): c for rid, c in self.costs.items()}
+
     def stop(self) -> None:
         """No new calls; a commit still unanswered is retried until Redis answers it."""
         self._stop.set()
@@ -247,7 +252,7 @@ async def redis_down(outage_s: float) -> Outcome:
                 for _, f in await truth.client.xrange(truth.layout.stream_of(customer)):
                     if f[b"kind"] == b"debit":
                         debits[f[b"event_id"].decode()] += 1
-            for rid, cost in load.costs.items():
+            for rid, cost in load.settled().items():
                 count = debits.get(rid, 0)
                 if count == 0:
                     outcome.lost_nanos += int(cost * NANOS)
@@ -352,17 +357,18 @@ async def redis_restarted_empty(load_s: float = 3.0) -> Outcome:
             async def shipped() -> bool:
                 stored = await _stored(pg.url)
                 return not len(sidecar.fallback.spool) and all(
-                    rid in stored for rid in load.costs if rid not in dropped
+                    rid in stored for rid in load.settled() if rid not in dropped
                 )
 
             await _until(shipped, DRAIN_TIMEOUT_S)
             outcome.recovery_s = time.monotonic() - rebuilt
             stored = await _stored(pg.url)
-            dropped &= {rid for rid in load.costs if rid not in stored}
-            kept = {rid: c for rid, c in load.costs.items() if rid not in dropped}
+            costs = load.settled()
+            dropped &= {rid for rid in costs if rid not in stored}
+            kept = {rid: c for rid, c in costs.items() if rid not in dropped}
             _ledger_money(outcome, kept, stored)
             outcome.worst_overdraft = max(load.spent_in_fallback.values(), default=Decimal(0))
-            lost_with_redis = sum((load.costs[rid] for rid in dropped), Decimal(0))
+            lost_with_redis = sum((costs[rid] for rid in dropped), Decimal(0))
             outcome.reconciled = report.lost
             outcome.notes = [
                 f"fenced {fence_s:.2f} s after the restart; reconcile: {report.lost}",
@@ -410,11 +416,11 @@ async def ledger_killed(load_s: float = 2.0) -> Outcome:
 
             async def all_stored() -> bool:
                 stored = await _stored(pg.url)
-                return all(rid in stored for rid in load.costs)
+                return all(rid in stored for rid in load.settled())
 
             await _until(all_stored, DRAIN_TIMEOUT_S)
             outcome.recovery_s = time.monotonic() - restarted
-            _ledger_money(outcome, load.costs, await _stored(pg.url))
+            _ledger_money(outcome, load.settled(), await _stored(pg.url))
         finally:
             stop_process(process, 15)
             await store.close()

@@ -229,6 +229,11 @@ class Fallbacks:
             if not len(self.spool):
                 self._wake.clear()
 
+    def settled_as(self, rid: str) -> str:
+        """The id the store (and then the ledger) holds call ``rid`` under: another when its
+        spooled reserve, replayed, found the hold Redis had already placed for its key."""
+        return self._aliases.get(rid, rid)
+
     async def replay(self) -> None:
         """Apply the spool to Redis in order until it is empty; StoreError when Redis stops
         answering (what was applied is removed, the rest waits)."""
