@@ -51,10 +51,20 @@ async def test_lag_while_events_wait_then_ingested_and_caught_up(
     appended = await _appended(store)
     metrics = LedgerMetrics()
     reader = StreamReader(store.client, store.layout, group="ledger", consumer="observer")
-    metrics.lag(await reader.lag(), _in_5_s())
+    now_ms = _in_5_s()
+    metrics.lag(await reader.lag(), now_ms)
     assert _value(metrics, "creditgate_ledger_stream_entries") == appended
     assert _value(metrics, "creditgate_ledger_undelivered_entries") == appended
-    assert _value(metrics, "creditgate_ledger_lag_seconds") == pytest.approx(5.0, abs=0.5)
+    # The age of the oldest entry waiting, however long the calls above took to make.
+    firsts = [
+        await store.client.xrange(stream, count=1)
+        for stream in {store.layout.stream_of(c) for c in ("acme", "globex")}
+    ]
+    oldest_ms = min(int(first[0][0].split(b"-")[0]) for first in firsts if first)
+    lag = _value(metrics, "creditgate_ledger_lag_seconds")
+    assert lag == pytest.approx((now_ms - oldest_ms) / 1000, abs=0.001)
+    assert lag is not None
+    assert lag >= 5.0
 
     stored = await drain(worker(store, pool, metrics=metrics))
     assert stored == appended
