@@ -222,7 +222,11 @@ def proxy_app(
 
     async def client(app: web.Application) -> Any:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        async with aiohttp.ClientSession(connector=connector, timeout=UPSTREAM_TIMEOUT) as session:
+        # No cookie jar: one session serves every customer, and a provider's cookies (set on
+        # one customer's call) must not ride along on another's.
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=UPSTREAM_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
             app[_CLIENT] = session
             yield
 

@@ -54,6 +54,10 @@ class DemoUpstream:
         self.resume = asyncio.Event()
         self.paused = 0
         self.requests: list[dict[str, Any]] = []
+        self.cookie: str | None = None
+        """A ``Set-Cookie`` every answer carries (providers set some), when given."""
+        self.cookies_seen: list[str] = []
+        """The ``Cookie`` headers requests came with."""
         self.open_streams = 0
 
     def app(self) -> web.Application:
@@ -75,6 +79,8 @@ class DemoUpstream:
             return refused
         body = await request.json()
         self.requests.append(body)
+        if "Cookie" in request.headers:
+            self.cookies_seen.append(request.headers["Cookie"])
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words = self.words if limit is None else min(self.words, int(limit))
         finish = "length" if limit is not None and int(limit) < self.words else "stop"
@@ -87,9 +93,12 @@ class DemoUpstream:
         if not body.get("stream"):
             message = {"role": "assistant", "content": WORD * words}
             choice = {"index": 0, "message": message, "finish_reason": finish}
-            return web.json_response(
+            answer = web.json_response(
                 {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
             )
+            if self.cookie is not None:
+                answer.headers["Set-Cookie"] = self.cookie
+            return answer
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         self.open_streams += 1

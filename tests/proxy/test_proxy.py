@@ -5,12 +5,15 @@ upstream's own usage, to the nano-credit; the consumption event names the key's 
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import openai
 import pytest
+import yaml
 
-from sidecar.proxy.demo import PER_MESSAGE, prompt_tokens
-from tests.proxy.conftest import Proxied, cost
+from sidecar.proxy.demo import PER_MESSAGE, DemoUpstream, prompt_tokens
+from tests.conftest import StartSidecar
+from tests.proxy.conftest import MODELS, Proxied, cost
 
 pytestmark = pytest.mark.redis
 
@@ -89,6 +92,33 @@ async def test_a_stream_capped_by_max_tokens_is_delivered_whole(proxied: Proxied
     balance = await proxied.balance()
     assert _spent(balance) == cost("gpt-4o-mini", {"input_tokens": PROMPT, "output_tokens": 20})
     assert Decimal(balance["held"]) == 0
+
+
+async def test_a_providers_cookie_never_rides_on_another_customers_call(
+    proxied: Proxied,
+    start_sidecar: StartSidecar,
+    upstream: tuple[DemoUpstream, int],
+    tmp_path: Path,
+) -> None:
+    """By name, not IP: a cookie jar keeps a host's cookies, not an address's."""
+    port = upstream[1]
+    spec = {"upstreams": {"demo": {
+        "base_url": f"http://localhost:{port}/v1", "api_key_env": "CG_TEST_UPSTREAM_KEY",
+        "models": MODELS,
+    }}}  # fmt: skip
+    (tmp_path / "by-name.yaml").write_text(yaml.safe_dump(spec))
+    sidecar = await start_sidecar(proxy_upstreams=str(tmp_path / "by-name.yaml"), proxy_port=0)
+    await proxied.seed("acme")
+    await proxied.seed("globex")
+    proxied.upstream.cookie = "__cf_bm=set-for-acme; Path=/"
+    for customer in ("acme", "globex"):
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{sidecar.proxy_port}/v1",
+            api_key=await proxied.key(customer), max_retries=0,
+        ) as client:  # fmt: skip
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(proxied.upstream.requests) == 2
+    assert proxied.upstream.cookies_seen == []
 
 
 async def test_embeddings_are_charged_their_prompt_tokens(proxied: Proxied) -> None:
