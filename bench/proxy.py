@@ -180,6 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         f"  saturation: direct {bare['saturation']:g}/s, proxied {through['saturation']:g}/s "
         f"({result['saturation_ratio']:.2f})"
     )
+    # Every rate both sweeps ran, for what the half-rate run alone cannot show: how the
+    # added latency grows with load on this shared machine.
+    proxied_at = {run["rate"]: run for run in through["runs"]}
+    print("  sweep, first chunk and whole response p50, direct vs proxied:")
+    for run in sorted(bare["runs"], key=lambda r: r["rate"]):
+        if (other := proxied_at.get(run["rate"])) is not None:
+            print(
+                f"    {run['rate']:g}/s: first {run['first_p50_us'] / ms:.2f} vs "
+                f"{other['first_p50_us'] / ms:.2f} ms, whole {run['whole_p50_us'] / ms:.2f} vs "
+                f"{other['whole_p50_us'] / ms:.2f} ms"
+            )
     print(f"  errors: direct {bare_half['errors']}, proxied {proxy_half['errors']}")
     return 1 if bare_half["errors"] or proxy_half["errors"] else 0
 

@@ -41,8 +41,8 @@ class Bench:
         self.sidecar = sidecar
         self.baseline = baseline
         self.smoke = smoke
-        self.duration_s = 2.0 if smoke else 5.0
-        self.warmup_s = 0.5 if smoke else 1.0
+        self.duration_s = 1.0 if smoke else 5.0
+        self.warmup_s = 0.25 if smoke else 1.0
         self.rates = [100.0] if smoke else [250.0 * 2**k for k in range(9)]
 
     def load(self, url: str, steps: list[tuple[str, str]], rate: float, **kw: Any) -> Load:
