@@ -254,7 +254,9 @@ class Batch:
             for index, event in enumerate(self.events):
                 if total + event.tokens > room:
                     head = b"".join(e.raw for e in self.events[:index])
-                    return head, total, _Rest.of_events(self, self.events[index:])
+                    rest = self.events[index:]
+                    out = b"".join(e.raw for e in rest)
+                    return head, total, self._rest(b"", out, [], rest)
                 total += event.tokens
             raise AssertionError("tokens above room, yet every event fits")
         total, fits = 0, 0
@@ -265,37 +267,25 @@ class Batch:
         start = 0  # where the first event left out begins in the block
         for _ in range(fits):
             start = self.block.index(_SEPARATOR, start) + 2
-        return self.out[:start], total, _Rest.of_block(self, start, self.counts[fits:])
+        tail = self._rest(self.block[start:], self.out[start:], self.counts[fits:], None)
+        return self.out[:start], total, tail
+
+    def _rest(
+        self, block: bytes, out: bytes, counts: list[int], events: list[Event] | None
+    ) -> Batch:
+        """What is left once the head was forwarded, from what this batch counted: nothing
+        is decoded again."""
+        rest = object.__new__(Batch)
+        rest.block, rest.out, rest.counts, rest.events = block, out, counts, events
+        rest.wants_usage, rest.done, rest.usage = self.wants_usage, self.done, self.usage
+        rest.tokens = sum(counts) if events is None else sum(e.tokens for e in events)
+        return rest
 
     def first_data(self) -> bytes | None:
         """The ``data`` of the first event (the one a cut-off names)."""
         if self.events is not None:
             return self.events[0].data if self.events else None
         return _data(self.block.partition(b"\n\n")[0])
-
-
-class _Rest(Batch):
-    """What is left of a batch once its head was forwarded; nothing is decoded again."""
-
-    def __init__(self) -> None:  # built by of_block and of_events only
-        pass
-
-    @classmethod
-    def of_block(cls, batch: Batch, start: int, counts: list[int]) -> _Rest:
-        rest = cls()
-        rest.block, rest.out, rest.counts = batch.block[start:], batch.out[start:], counts
-        rest.wants_usage, rest.done, rest.usage = batch.wants_usage, batch.done, batch.usage
-        rest.events, rest.tokens = None, sum(counts)
-        return rest
-
-    @classmethod
-    def of_events(cls, batch: Batch, events: list[Event]) -> _Rest:
-        rest = cls()
-        rest.block, rest.counts, rest.events = b"", [], events
-        rest.out = b"".join(event.raw for event in events)
-        rest.wants_usage, rest.done, rest.usage = batch.wants_usage, batch.done, batch.usage
-        rest.tokens = sum(event.tokens for event in events)
-        return rest
 
 
 async def batches(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:

@@ -3,7 +3,8 @@ and the scoped tokens the operator issues."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,21 @@ from tests.ledger.conftest import database, postgres  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
+WAIT_S = 60.0
+"""For what the ledger does in the background (ingest, deliveries with backoff); only a bug
+takes this long."""
 ADMIN_TOKEN = "o" * 32
 LEDGER_TOKEN = "l" * 32
 OPERATOR = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    """What ``check`` returns once it is truthy, polled; fails naming ``what`` past WAIT_S."""
+    async with asyncio.timeout(WAIT_S):
+        while not (found := await check()):
+            await asyncio.sleep(0.05)
+    assert found, what
+    return found
 
 
 @dataclass

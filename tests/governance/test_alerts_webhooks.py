@@ -17,13 +17,11 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from sidecar.ledger.webhooks import DISABLE_AFTER_FAILURES
-from tests.governance.conftest import LEDGER_TOKEN, Deployment
+from tests.governance.conftest import LEDGER_TOKEN, Deployment, until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 DAY = "from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z"
-WAIT_S = 60.0
-"""For deliveries with backoff; only a bug takes this long."""
 UNITS = {"input_tokens": 1000, "output_tokens": 1000}  # 0.00075 credits of gpt-4o-mini
 
 
@@ -92,14 +90,6 @@ async def _run_calls(deployment: Deployment, count: int) -> None:
     await asyncio.gather(*(one(i) for i in range(count)))
 
 
-async def _until(check: Any, what: str) -> Any:
-    async with asyncio.timeout(WAIT_S):
-        while not (found := await check()):
-            await asyncio.sleep(0.05)
-    assert found, what
-    return found
-
-
 async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_after_retries(
     deployment: Deployment, flaky: Receiver, dead: Receiver
 ) -> None:
@@ -125,7 +115,7 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
         _, answer = await deployment.call("GET", url, admin)
         return answer["alerts"] if len(answer["alerts"]) >= 3 else None
 
-    alerts = await _until(three, "three alerts in the ledger")
+    alerts = await until(three, "three alerts in the ledger")
     assert sorted(a["rule"] for a in alerts) == ["100%", "50%", "80%"]  # each exactly once
     assert {(a["scope"], a["limit"], a["mode"]) for a in alerts} == {
         ("team:eng", "0.300000000", "soft")
@@ -134,7 +124,7 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
     async def delivered() -> bool:
         return len(flaky.verified) == 3
 
-    await _until(delivered, "every alert delivered")
+    await until(delivered, "every alert delivered")
     assert set(flaky.verified) == {a["id"] for a in alerts}
     for alert in alerts:
         payload = flaky.verified[alert["id"]]
@@ -155,7 +145,7 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
             by_alert[attempt["alert_id"]].append(attempt["status"])
         return by_alert if sum(map(len, by_alert.values())) >= 9 else None
 
-    by_alert = await _until(logged, "every attempt logged")
+    by_alert = await until(logged, "every attempt logged")
     assert set(by_alert) == {a["id"] for a in alerts}
     assert all(statuses == [500, 500, 204] for statuses in by_alert.values()), by_alert
 
@@ -167,7 +157,7 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
         hook = listed["endpoints"][0]
         return hook if hook["disabled_at"] else None
 
-    hook = await _until(disabled, "the failing endpoint disabled")
+    hook = await until(disabled, "the failing endpoint disabled")
     registry = deployment.ledger.metrics.registry
     assert registry.get_sample_value("creditgate_ledger_webhook_endpoints_disabled_total") == 1
     delivered = {"result": "delivered"}
@@ -187,7 +177,7 @@ async def test_500_concurrent_calls_fire_each_threshold_once_delivered_signed_af
     async def caught_up() -> bool:
         return len(dead.verified) == 3
 
-    await _until(caught_up, "the replayed endpoint got every alert")
+    await until(caught_up, "the replayed endpoint got every alert")
 
     # A scoped token sees its customer's endpoints, never the operator's nor another's.
     status, _ = await deployment.call("GET", hooks_url, admin)

@@ -4,18 +4,15 @@ in its place instead of stopping the ledger's ingest at that entry."""
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 import pytest
 
 from sidecar.wire import CommitRequest, ReserveRequest
-from tests.governance.conftest import LEDGER_TOKEN, Deployment
+from tests.governance.conftest import LEDGER_TOKEN, Deployment, until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 WINDOW = "from=2020-01-01T00:00:00Z&to=2040-01-01T00:00:00Z"
-WAIT_S = 30.0
 
 
 async def test_an_entry_with_nul_is_stored_and_ingest_goes_on(deployment: Deployment) -> None:
@@ -34,9 +31,7 @@ async def test_an_entry_with_nul_is_stored_and_ingest_goes_on(deployment: Deploy
         _, text = await deployment.call("GET", url, LEDGER_TOKEN)
         return text if text.count("\n") >= 2 else None
 
-    async with asyncio.timeout(WAIT_S):
-        while not (exported := await both()):
-            await asyncio.sleep(0.05)
+    exported = await until(both, "both calls in the ledger")
     rows = [msgspec.json.decode(line) for line in exported.splitlines()]
     assert [msgspec.json.decode(row["tags"]) for row in rows] == [{"k": "a\ufffdb"}, {"k": "fine"}]
 

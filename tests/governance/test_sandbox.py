@@ -8,7 +8,6 @@ environment."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sys
 import time
@@ -41,7 +40,7 @@ from sidecar.service import Service
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import GrantRequest, SetBudgetRequest, UpsertCustomerRequest
 from tests.conftest import EXAMPLE, sidecars
-from tests.governance.conftest import ADMIN_TOKEN, LEDGER_TOKEN
+from tests.governance.conftest import ADMIN_TOKEN, LEDGER_TOKEN, until
 from tests.governance.test_proposals import ROOT
 from tests.ledger.conftest import database, postgres  # noqa: F401 - fixtures
 from tests.ledger.test_cli import creditgate
@@ -50,7 +49,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 LIVE_GRANT = "777.123456789"
 """Live acme's paid grant: no sandbox answer may show it."""
-WAIT_S = 30.0
 WINDOW = "from=2020-01-01T00:00:00Z&to=2040-01-01T00:00:00Z"
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 RESERVE = {
@@ -152,14 +150,6 @@ async def upstreams(tmp_path: Path) -> AsyncIterator[Path]:
     await runner.cleanup()
 
 
-async def _until(check: Any, what: str) -> Any:
-    async with asyncio.timeout(WAIT_S):
-        while not (found := await check()):
-            await asyncio.sleep(0.05)
-    assert found, what
-    return found
-
-
 async def _seed_live(client: Client, sidecar: Sidecar, ledger: Ledger, catalog: Path) -> Live:
     live = Live()
     admin = f"http://127.0.0.1:{sidecar.admin_port}/admin/v1/customers/acme"
@@ -204,7 +194,7 @@ async def _seed_live(client: Client, sidecar: Sidecar, ledger: Ledger, catalog: 
         )
         return usage.split('"event_id":"')[1].split('"')[0] if "event_id" in usage else None
 
-    live.event = await _until(stored, "the live commit in the live ledger")
+    live.event = await until(stored, "the live commit in the live ledger")
     return live
 
 
@@ -438,10 +428,11 @@ async def test_a_sandbox_beside_live_cannot_read_or_move_live_state_on_any_route
             assert refused["GET /ledger/v1/pricing/catalog"] == 401  # live's pricing token
             assert refused["POST /ledger/v1/pricing/proposals"] == 401
             await _grpc_sandbox_only(sandbox, sandbox_ledger, live)
-            exported = await _until(
+            exported = await until(
                 lambda: _exported(client, sandbox_ledger), "the sandbox's call in its ledger"
             )
             assert {row["environment"] for row in exported} == {"sandbox"}
+            assert live.event not in {row["event_id"] for row in exported}  # its own calls
 
             assert await _redis_snapshot(store) == redis_before
             assert await _pg_snapshot(database) == tables_before
