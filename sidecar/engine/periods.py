@@ -28,7 +28,11 @@ class PeriodIds:
         self.lifetime = "life"
 
     def of(self, period: Period) -> str:
-        return {"day": self.day, "month": self.month, "lifetime": self.lifetime}[period]
+        return self.by_period()[period]
+
+    def by_period(self) -> dict[str, str]:
+        """Period -> counter id, as the scripts take them (``periods``)."""
+        return {"day": self.day, "month": self.month, "lifetime": self.lifetime}
 
 
 def period_ids(now_ms: int) -> PeriodIds:

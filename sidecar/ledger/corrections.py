@@ -6,9 +6,11 @@ the live balance in Redis atomically (store/lua/correct.lua, or grant.lua for a 
 idempotent by key, reaches the ledger through the stream like every movement, and shows on the
 invoice preview.
 
-* A **refund** returns up to what a committed call's credits paid, to the grants it burned, last
-  burned first; refunds in parts return each credit once. What no credit covered (overage) is
-  not refunded here: it was never paid with credits. Budgets and usage keep the call (it ran).
+* A **refund** returns up to what a committed call cost: first to the grants it burned, last
+  burned first, then what no credit covered (its overage, which the invoice then owes back);
+  refunds in parts return each nano once. The budgets the call counted in get the amount back
+  (those of a period that has ended are gone with it); units, quotas and rate limits keep the
+  call (it ran).
 * An **adjustment** of ``-x`` debits ``x`` from the unexpired buckets of one credit type, in
   burn order (refused when they hold less); ``+x`` grants ``x`` of it (reason ``adjustment``).
 """
@@ -19,12 +21,14 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from sidecar.access import Caller, require
 from sidecar.catalog.model import Catalog
 from sidecar.engine.burn import burn_key
-from sidecar.engine.decide import check_idempotency_key
+from sidecar.engine.decide import check_idempotency_key, subject_scopes
+from sidecar.engine.periods import period_ids
 from sidecar.errors import InvalidInput, NotFound
 from sidecar.ids import check_id
 from sidecar.ledger.audit import record_audit
@@ -45,7 +49,7 @@ class RefundRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     """The committed call's event id (its reservation id)."""
     reason: Text
     amount: str | None = None
-    """Credits to return; absent: all that the call's credits paid and was not refunded yet."""
+    """Credits to return; absent: all that the call cost and was not refunded yet."""
 
 
 class AdjustRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -81,11 +85,25 @@ def _answer(result: dict[str, Any], **fields: Any) -> dict[str, Any]:
             "amount", f"is more than the {left} credits left in unexpired buckets of that type"
         )
     out = {**fields, "result": result["result"]}
+    if "overage" in result:
+        out["overage"] = format_credits(int(result["overage"]))
     moves = result.get("moves")
     out["moves"] = [
         {**m, "amount": format_credits(int(m["amount"]))}
         for m in (moves if isinstance(moves, list) else [])
     ]
+    return out
+
+
+def _counted_in(call: asyncpg.Record) -> dict[str, Any]:
+    """The money counters a call counted in, as reserve.lua named them from its hold."""
+    periods = period_ids(ms_of(call["reserved_at"]))
+    out: dict[str, Any] = {
+        "scopes": list(subject_scopes(call["team"], call["user_id"], call["agent"])),
+        "periods": periods.by_period(),
+    }
+    if call["session"] is not None:
+        out["session"] = call["session"]
     return out
 
 
@@ -100,7 +118,8 @@ async def refund(
     check_idempotency_key("idempotency_key", request.idempotency_key)
     reason = _reason(request.reason)
     call = await connection.fetchrow(
-        "SELECT burned FROM usage_events WHERE customer = $1 AND event_id = $2",
+        "SELECT burned, uncovered_nanos, team, user_id, agent, session, reserved_at "
+        "FROM usage_events WHERE customer = $1 AND event_id = $2",
         customer, request.event_id,
     )  # fmt: skip
     if call is None:
@@ -111,7 +130,7 @@ async def refund(
     raw = call["burned"]
     burned = msgspec.json.decode(raw) if isinstance(raw, str | bytes) else raw
     burns = list(burned.values()) if isinstance(burned, dict) else list(burned)
-    cap = sum(int(b["amount"]) for b in burns)
+    cap = sum(int(b["amount"]) for b in burns) + call["uncovered_nanos"]
     done = int(
         await connection.fetchval(
             "SELECT coalesce(sum(amount_nanos), 0) FROM corrections "
@@ -150,6 +169,7 @@ async def refund(
             "customer": customer, "kind": "refund", "amount": str(amount), "reason": reason,
             "actor": caller.actor, "now": now_ms, "corrects": request.event_id,
             "cap": str(cap), "refunded": str(done), "burns": members,
+            **_counted_in(call),
         },
     )  # fmt: skip
     return _answer(result, event_id=request.event_id, amount=format_credits(amount))

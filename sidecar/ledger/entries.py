@@ -2,7 +2,8 @@
 
 Signs are from the customer's point of view: a grant adds, a debit (one entry per bucket
 burned), an expiry write-off and an overage (consumption no credits covered) subtract; a
-correction adds (a refund) or subtracts (a debit adjustment) one entry per bucket it moved.
+correction adds (a refund) or subtracts (a debit adjustment) one entry per bucket it moved,
+and a refund of overage adds one entry of no grant.
 ``(event_id, seq)`` is unique, so a re-delivered event adds nothing twice.
 """
 
@@ -45,7 +46,7 @@ def entries_of(event: Event) -> list[Entry]:
             )
         ]  # fmt: skip
     if isinstance(event, Correction):
-        return [
+        moved = [
             Entry(
                 event_id=event.event_id, seq=seq, customer=event.customer, kind=event.kind,
                 credit_type=move.credit_type, grant_id=move.grant_id,
@@ -53,6 +54,15 @@ def entries_of(event: Event) -> list[Entry]:
             )
             for seq, move in enumerate(event.moves)
         ]  # fmt: skip
+        if event.overage_nanos > 0:
+            moved.append(
+                Entry(
+                    event_id=event.event_id, seq=len(moved), customer=event.customer,
+                    kind=event.kind, credit_type=None, grant_id=None,
+                    amount_nanos=event.overage_nanos, ts_ms=event.ts_ms,
+                )
+            )  # fmt: skip
+        return moved
     if not isinstance(event, Debit):
         return []
     out = [

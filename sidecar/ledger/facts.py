@@ -45,10 +45,17 @@ SELECT DISTINCT ON (scope, period) scope, period, limit_nanos, mode
 FROM budget_changes WHERE customer = $1
 ORDER BY scope, period, stream_ms DESC, stream_seq DESC
 """
+_REFUNDED = """
+LEFT JOIN (SELECT corrects, sum(amount_nanos) AS amount, sum(overage_nanos) AS overage
+           FROM corrections WHERE customer = $1 AND kind = 'refund' GROUP BY corrects) r
+       ON r.corrects = e.event_id
+"""
+"""A call's refunds, which gave its budgets (and its overage) back: ``r.amount``, ``r.overage``."""
 _MONEY = f"""
-SELECT p.period, s.scope, sum(e.cost_nanos) AS cost, sum(e.uncovered_nanos) AS uncovered,
-       max(e.reserved_at) AS last
+SELECT p.period, s.scope, sum(e.cost_nanos - coalesce(r.amount, 0)) AS cost,
+       sum(e.uncovered_nanos - coalesce(r.overage, 0)) AS uncovered, max(e.reserved_at) AS last
 FROM usage_events e
+{_REFUNDED}
 CROSS JOIN LATERAL (VALUES ('life'),
     (CASE WHEN e.reserved_at >= $2 THEN {_MONTH} END),
     (CASE WHEN e.reserved_at >= $3 THEN {_DAY} END)) AS p(period)
@@ -57,10 +64,12 @@ CROSS JOIN LATERAL (VALUES ('customer'), ('team:' || e.team), ('user:' || e.user
 WHERE e.customer = $1 AND p.period IS NOT NULL AND s.scope IS NOT NULL
 GROUP BY 1, 2
 """
-_SESSIONS = """
-SELECT session, sum(cost_nanos) AS cost, max(reserved_at) AS last
-FROM usage_events WHERE customer = $1 AND session IS NOT NULL
-GROUP BY session HAVING max(reserved_at) >= $2
+_SESSIONS = f"""
+SELECT e.session, sum(e.cost_nanos - coalesce(r.amount, 0)) AS cost, max(e.reserved_at) AS last
+FROM usage_events e
+{_REFUNDED}
+WHERE e.customer = $1 AND e.session IS NOT NULL
+GROUP BY e.session HAVING max(e.reserved_at) >= $2
 """
 _QUOTAS = f"""
 SELECT e.feature, e.catalog_version, width_bucket(e.reserved_at, $4::timestamptz[]) AS segment,

@@ -11,7 +11,8 @@ change in the middle of a month splits it; rounded down to the nano-credit per p
 discount was applied to the prices the calls were charged at, and is listed as the listed
 prices' amount minus the charged one; the true-up, for a calendar month's invoice, is the
 commitment in force at its end minus the subtotal, when usage fell short. ``amount_due`` (beyond
-credits) = fees + overage + true-up.
+credits) = fees + overage + true-up - the overage refunded in the period (a refund issued now
+for a call of an earlier period is owed back on this one: the amount may be below 0).
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ def invoice_preview(
     units: Sequence[UnitTotal],
     credits: Mapping[str, int],
     overage_nanos: int,
+    overage_refunded_nanos: int = 0,
     changes: Sequence[CustomerFact],
     catalogs: Mapping[str, Catalog],
     current: Catalog | None = None,
@@ -239,7 +241,8 @@ def invoice_preview(
         fees=[fee for fee, _ in fees],
         discount=format_credits(discount_femtos // FEMTOS_PER_NANO),
         true_up=format_credits(true_up),
-        amount_due=format_credits(fee_total + overage_nanos + true_up),
+        overage_refunded=format_credits(overage_refunded_nanos),
+        amount_due=format_credits(fee_total + overage_nanos + true_up - overage_refunded_nanos),
         rebate=format_credits(rebate),
         serve_cost=format_femtos(serve),
         margin=margin_of(subtotal, serve),

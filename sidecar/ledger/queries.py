@@ -318,6 +318,7 @@ async def invoice(
                 corrects=r["corrects"],
                 reason=r["reason"],
                 amount=format_credits(int(r["amount_nanos"])),
+                overage=format_credits(int(r["overage_nanos"])),
             )
             for r in fixed
         ]
@@ -329,6 +330,7 @@ async def invoice(
         units=units,
         credits=credits,
         overage_nanos=overage,
+        overage_refunded_nanos=sum(int(r["overage_nanos"]) for r in fixed),
         changes=changes,
         catalogs=catalogs,
         current=current,
@@ -338,10 +340,10 @@ async def invoice(
 
 
 _INVOICE_CORRECTIONS = """
-SELECT event_id, ts, kind, corrects, reason, amount_nanos FROM corrections
+SELECT event_id, ts, kind, corrects, reason, amount_nanos, overage_nanos FROM corrections
 WHERE customer = $1 AND ts >= $2 AND ts < $3
 UNION ALL
-SELECT event_id, ts, 'adjustment', NULL, 'credit', amount_nanos FROM credit_grants
+SELECT event_id, ts, 'adjustment', NULL, 'credit', amount_nanos, 0 FROM credit_grants
 WHERE customer = $1 AND ts >= $2 AND ts < $3 AND reason = 'adjustment'
 ORDER BY ts, event_id
 """

@@ -145,6 +145,8 @@ class InvoiceCorrection(_Answer, frozen=True):
     reason: str
     amount: str
     """Signed credits, from the customer's side: a refund or a credit adds."""
+    overage: str = "0.000000000"
+    """Of a refund's amount, what it gave back of the call's overage (not credits)."""
 
 
 class FeeLine(_Answer, frozen=True):
@@ -176,8 +178,10 @@ class InvoicePreview(_Answer, frozen=True):
     ``amount`` is after it)."""
     true_up: str = "0.000000000"
     """For a calendar month: the contract's commitment minus ``subtotal``, when short."""
+    overage_refunded: str = "0.000000000"
+    """The overage that refunds made in the period gave back (of calls of any period)."""
     amount_due: str = "0.000000000"
-    """Beyond credits: fees + overage + true-up."""
+    """Beyond credits: fees + overage + true-up - ``overage_refunded`` (below 0: owed back)."""
     rebate: str = "0.000000000"
     """For a calendar month: the volume rebate its close grants back as credits (ledger/
     close.py), from the tier each model's month of units reached."""

@@ -11,7 +11,7 @@ import msgspec
 
 from sidecar.engine.burn import burn_key
 from sidecar.engine.decide import ReservePlan
-from sidecar.engine.periods import PeriodIds, minute_id, period_ids
+from sidecar.engine.periods import minute_id, period_ids
 from sidecar.engine.settle import Charge
 from sidecar.engine.tiers import script_ceilings, script_tiers
 from sidecar.errors import StoreError
@@ -88,7 +88,7 @@ class RedisStore(RedisConnection):
             "seen": list(range(window, layout.record_window(now_ms - reach) - 1, -1)),
             "window": self.idempotency_window_ms,
             "scopes": list(plan.scopes),
-            "periods": _periods(periods),
+            "periods": periods.by_period(),
             "rl": [
                 {
                     key: value
@@ -358,12 +358,12 @@ class RedisStore(RedisConnection):
 
     async def balance_state(self, customer: str, now_ms: int) -> BalanceState:
         """Buckets, holds, budgets with their use and this month's uncovered use: one read."""
-        payload = {"now": now_ms, "periods": _periods(period_ids(now_ms)), "budgets_only": False}
+        payload = {"now": now_ms, "periods": period_ids(now_ms).by_period(), "budgets_only": False}
         return _state.decode(await self._run(self.scripts["read_state"], customer, payload))
 
     async def budget_state(self, customer: str, now_ms: int) -> list[BudgetRow]:
         """Every budget of the customer with its use in the period in force: one read."""
-        payload = {"now": now_ms, "periods": _periods(period_ids(now_ms)), "budgets_only": True}
+        payload = {"now": now_ms, "periods": period_ids(now_ms).by_period(), "budgets_only": True}
         answer = await self._run(self.scripts["read_state"], customer, payload)
         return _state.decode(answer).budgets
 
@@ -412,10 +412,6 @@ def _flat(fields: dict[str, str] | None) -> list[str] | None:
 
 class _HoldRecord(msgspec.Struct, frozen=True):
     ev: Attribution
-
-
-def _periods(periods: PeriodIds) -> dict[str, str]:
-    return {"day": periods.day, "month": periods.month, "lifetime": periods.lifetime}
 
 
 _reserved = decoder(ReserveReply)

@@ -15,6 +15,8 @@ import pytest
 
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2_grpc as pb_grpc
+from sidecar.store import layout
+from sidecar.store.redis_store import RedisStore
 from tests.conftest import EXAMPLE
 from tests.governance.conftest import LEDGER_TOKEN, Deployment
 from tests.governance.test_alerts_webhooks import UNITS
@@ -133,6 +135,11 @@ async def test_refunds_and_adjustments_move_redis_and_the_ledger_alike_once(
     assert bill["corrected"] == "1.700750000"
     assert bill["corrections"][0]["corrects"] == rid
 
+    await _reconciled(deployment, redis_server)
+
+
+async def _reconciled(deployment: Deployment, redis_server: Any) -> None:
+    """``creditgate ledger reconcile`` finds Redis and the ledger in agreement."""
     reconcile = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar.cli", "ledger", "reconcile", "--redis", redis_server.url,
         "--database-url", deployment.ledger.database_url or "", "--catalog", str(EXAMPLE),
@@ -140,6 +147,70 @@ async def test_refunds_and_adjustments_move_redis_and_the_ledger_alike_once(
     )  # fmt: skip
     out, err = await reconcile.communicate()
     assert reconcile.returncode == 0, (out.decode(), err.decode())
+
+
+async def test_a_whole_refund_gives_back_credits_then_overage_and_the_budgets_room(
+    deployment: Deployment, redis_server: Any, store: RedisStore
+) -> None:
+    """initech, on a plan with overage, makes a call its credits cover only in part. Refunded
+    whole, the credits go back to their bucket, the overage comes off the month's uncovered use
+    and is owed back on the invoice, and the team budget and the session the call counted in get
+    the room back. A retry moves nothing, and reconcile finds Redis and the ledger agreeing."""
+    await deployment.operator("PUT", "/customers/initech", {"plan": "enterprise"})
+    budget = {"limit": "1", "scope": {"team": "eng"}, "period": "day"}
+    await deployment.operator("PUT", "/customers/initech/budgets", budget)
+    drain = {"idempotency_key": "drain", "amount": "-499.9999", "credit_type": "included",
+             "reason": "leave 0.0001 of the 500 included"}  # fmt: skip
+    status, answer = await _ledger(deployment, "/customers/initech/adjustments", drain)
+    assert status == 200, answer
+    base = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1"
+    reserve = {"customer": "initech", "feature": "chat", "model": "gpt-4o-mini", "units": UNITS,
+               "team": "eng", "session": "s1", "idempotency_key": "call"}  # fmt: skip
+    async with deployment.http.post(f"{base}/reserve", json=reserve) as response:
+        rid = str((await response.json())["reservation_id"])
+    async with deployment.http.post(
+        f"{base}/commit", json={"reservation_id": rid, "units": UNITS}
+    ) as response:
+        assert (await response.json())["result"] == "committed"
+    session = store.layout.key("initech", layout.session_key("s1"))
+
+    async def state() -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        async with deployment.http.get(f"{base}/balance?customer=initech") as response:
+            seen = await response.json()
+        [eng] = [b for b in seen["budgets"] if b["scope"] == "team:eng"]
+        used = Decimal(int(await store.client.hget(session, layout.USED) or 0)) / 10**9
+        return (Decimal(seen["balance"]), Decimal(seen["uncovered_used"]), Decimal(eng["used"]),
+                used)  # fmt: skip
+
+    overage = COST - Decimal("0.0001")
+    assert await state() == (0, overage, COST, COST)
+    await _ingested(deployment, 1)
+
+    path = "/customers/initech/refunds"
+    whole = {"idempotency_key": "all", "event_id": rid, "reason": "the model was down"}
+    status, answer = await _ledger(deployment, path, whole)
+    assert (status, answer["result"]) == (200, "refunded"), answer
+    assert (Decimal(answer["amount"]), Decimal(answer["overage"])) == (COST, overage)
+    assert [(m["credit_type"], Decimal(m["amount"])) for m in answer["moves"]] == [
+        ("included", Decimal("0.0001"))
+    ]
+    assert await state() == (Decimal("0.0001"), 0, 0, 0)
+    status, again = await _ledger(deployment, path, whole)  # a retry: nothing moves
+    assert (status, again["result"]) == (200, "already_done")
+    more = {"idempotency_key": "more", "event_id": rid, "reason": "x", "amount": "0.000000001"}
+    status, refused = await _ledger(deployment, path, more)
+    assert (status, refused["error"]["field"]) == (400, "amount"), refused
+    assert await state() == (Decimal("0.0001"), 0, 0, 0)
+
+    await _ingested(deployment, 2)
+    window = "from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z"
+    status, bill = await _ledger(deployment, f"/customers/initech/invoice?{window}")
+    assert (Decimal(bill["overage"]), Decimal(bill["overage_refunded"])) == (overage, overage)
+    fees = sum(Decimal(f["amount"]) for f in bill["fees"])
+    assert Decimal(bill["amount_due"]) == fees  # the overage charged, and owed back
+    [refund] = [c for c in bill["corrections"] if c["kind"] == "refund"]
+    assert (Decimal(refund["amount"]), Decimal(refund["overage"])) == (COST, overage)
+    await _reconciled(deployment, redis_server)
 
 
 async def test_corrections_over_grpc_move_money_as_over_http(deployment: Deployment) -> None:
@@ -174,6 +245,7 @@ async def test_corrections_over_grpc_move_money_as_over_http(deployment: Deploym
         assert answer.result == pb.CORRECTION_RESULT_REFUNDED
         assert (answer.amount_nanos, answer.event_id) == (500_000, calls["globex"])
         assert [m.amount_nanos for m in answer.moves] == [500_000]
+        assert answer.overage_nanos == 0  # its credits covered it
         again = await stub.Refund(refund, metadata=metadata)  # a retry: nothing moves
         assert again.result == pb.CORRECTION_RESULT_ALREADY_DONE
         for request in (debit, credit):

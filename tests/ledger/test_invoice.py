@@ -86,7 +86,8 @@ async def test_invoice_preview_matches_hand_computed_line_items(
         "corrections": [],  # none were made (tests/governance/test_corrections.py)
         "corrected": "0.000000000",
         "fees": [], "discount": "0.000000000", "true_up": "0.000000000",
-        "amount_due": "0.000000000", "rebate": "0.000000000",
+        "overage_refunded": "0.000000000", "amount_due": "0.000000000",
+        "rebate": "0.000000000",
         "serve_cost": "0.0031270499999", "margin": "1.5058729500001",
     }  # fmt: skip
     assert msgspec.to_builtins(globex)["lines"] == [

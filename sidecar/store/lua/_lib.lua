@@ -18,6 +18,22 @@ local function K(name) return P .. ':' .. name end
 local function USAGE(period) return K(USAGE_PREFIX .. period) end
 local function SESSION(session) return K(SESSION_PREFIX .. session) end
 
+-- The money counters of a subject (budgets count in them): every node of ``scopes`` in each
+-- period of ``periods`` ({day, month, lifetime} counter ids), then the session's:
+-- {key, field prefix, scope, period}.
+local function money_counters(scopes, periods, session)
+  local counters = {}
+  for _, scope in ipairs(scopes) do
+    for _, period in ipairs({'day', 'month', 'lifetime'}) do
+      counters[#counters + 1] = {USAGE(periods[period]), scope .. SEP, scope, period}
+    end
+  end
+  if session then
+    counters[#counters + 1] = {SESSION(session), '', 'session:' .. session, 'lifetime'}
+  end
+  return counters
+end
+
 -- The keys a hold record names: the counters it holds on and will charge.
 local function hold_keys(rec)
   local keys = {rec.month}

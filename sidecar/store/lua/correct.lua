@@ -3,16 +3,23 @@
 -- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: idem (key name), event_id, customer, kind (refund | adjustment), amount
 --          (nanos, string, > 0), reason, actor, now (ms), and
---   for a refund: corrects (the call's event id), cap (what the call's credits paid, nanos),
---          refunded (what the ledger has refunded of it so far), burns (the call's burns,
---          last first: {member, grant_id, credit_type, amount}); the refund returns the next
---          slice of them, so that refunds in parts return each credit once, to its grant;
+--   for a refund: corrects (the call's event id), cap (what the call cost, nanos), refunded
+--          (what the ledger has refunded of it so far), burns (the call's burns, last first:
+--          {member, grant_id, credit_type, amount}), then what no credit covered (the rest of
+--          cap: overage); the refund returns the next slice of them, so that refunds in parts
+--          return each credit once, to its grant, and then the overage. It also takes the
+--          amount off the money counters the call counted in (scopes, periods {day, month,
+--          lifetime} and session? of its hold, as reserve.lua names them) that still exist,
+--          and the overage off its month's uncovered use: budgets get the room back;
 --   for an adjustment: credit_type (its unexpired buckets are debited in burn order),
 --          corrects (optional: what it corrects).
 -- Returns JSON {result = refunded | adjusted | already_done | over_refund | insufficient_credits,
--- left?}. Nothing moves unless the whole correction fits.
+-- left?, moves?, overage?}. Nothing moves unless the whole correction fits.
 local p = cjson.decode(ARGV[1])
-guard({p.idem, K(REFUNDED)})
+local counters = p.kind == 'refund' and money_counters(p.scopes, p.periods, p.session) or {}
+local touched = {p.idem, K(REFUNDED)}
+for _, c in ipairs(counters) do touched[#touched + 1] = c[1] end
+guard(touched)
 local prior = redis.call('GET', p.idem)
 if prior then
   local out = cjson.decode(prior)
@@ -21,6 +28,14 @@ if prior then
 end
 local amount = N(p.amount)
 local moves = {} -- {member, grant_id, credit_type, take}
+local overage = ZERO
+-- Takes ``by`` off a counter that still exists (a past period's may be gone), never below 0.
+local function lower(key, field, by)
+  local value = redis.call('HGET', key, field)
+  if not value then return end
+  local take = minimum(N(value), by)
+  if cmp(take, ZERO) > 0 then redis.call('HINCRBY', key, field, '-' .. S(take)) end
+end
 if p.kind == 'refund' then
   local done = N(redis.call('HGET', K(REFUNDED), p.corrects) or '0')
   if cmp(N(p.refunded), done) > 0 then done = N(p.refunded) end -- after a rebuild
@@ -39,7 +54,10 @@ if p.kind == 'refund' then
       moves[#moves + 1] = {b.member, b.grant_id, b.credit_type, take}
     end
   end
+  overage = want -- what the burns did not cover: the call's overage (cap bounds it)
   redis.call('HSET', K(REFUNDED), p.corrects, S(add(done, amount)))
+  for _, c in ipairs(counters) do lower(c[1], c[2] .. USED, amount) end
+  if cmp(overage, ZERO) > 0 then lower(USAGE(p.periods.month), UNCOVERED, overage) end
 else
   local want = amount
   local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
@@ -72,8 +90,8 @@ end
 append_event({'kind', 'correction', 'event_id', p.event_id, 'customer', p.customer,
   'correction', p.kind, 'corrects', p.corrects or '', 'reason', p.reason, 'actor', p.actor,
   'amount', (p.kind == 'refund' and '' or '-') .. p.amount, 'moves', cjson.encode(listed),
-  'ts', p.now})
+  'overage', S(overage), 'ts', p.now})
 local out = cjson.encode({result = p.kind == 'refund' and 'refunded' or 'adjusted',
-  moves = listed})
+  moves = listed, overage = S(overage)})
 redis.call('SET', p.idem, out)
 return out

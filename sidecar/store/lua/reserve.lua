@@ -91,15 +91,7 @@ end
 if p.tiered then p.hold = S(hold) end
 
 -- Budgets: every node of the subject path, every period, plus the session.
-local counters = {} -- {key, field prefix, scope, period} for every money counter
-for _, scope in ipairs(p.scopes) do
-  for _, period in ipairs({'day', 'month', 'lifetime'}) do
-    counters[#counters + 1] = {USAGE(p.periods[period]), scope .. SEP, scope, period}
-  end
-end
-if p.session then
-  counters[#counters + 1] = {SESSION(p.session), '', 'session:' .. p.session, 'lifetime'}
-end
+local counters = money_counters(p.scopes, p.periods, p.session)
 local fields = {}
 for i, c in ipairs(counters) do fields[i] = c[3] .. SEP .. c[4] end
 local defs = redis.call('HMGET', K(BUDGETS), unpack(fields))
