@@ -139,11 +139,12 @@ async def test_graduated_tiers_are_listed_tier_by_tier_and_add_up_to_what_was_ch
     assert line.amount == preview.subtotal == "0.002400000"
 
 
-async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
+async def test_fees_discount_and_commitment_settle_a_month_with_an_upgrade_and_a_downgrade(
     store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call
 ) -> None:
-    """initech: on starter (30 a month) from Nov 19 noon, on scale (90) from Nov 24 noon, with a
-    contract of 10% off and a 100-credit monthly commitment."""
+    """initech: on starter (30 a month) from Nov 19 noon, upgraded to scale (90) on Nov 24 noon,
+    downgraded to starter on Nov 27 noon, with a contract of 10% off and a 100-credit monthly
+    commitment."""
     contract = ContractSpec(discount_percent=10, minimum="100")
     await service.upsert_customer(
         "initech", UpsertCustomerRequest(plan="starter", overrides=contract)
@@ -164,6 +165,15 @@ async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
     ]
     second = await call("initech", units={"output_tokens": 2_000_000})  # listed 8, charged 7.2
     assert second.cost == "7.200000000"
+    clock.advance(3 * DAY_MS)
+    await service.upsert_customer(
+        "initech", UpsertCustomerRequest(plan="starter", overrides=contract)
+    )
+    # The downgrade grants nothing: starter has no allowance (and scale's 6.5 are spent).
+    promo = [b for b in (await service.balance("initech")).buckets if b.credit_type == "promo"]
+    assert promo == []
+    third = await call("initech", units={"input_tokens": 1_000_000})
+    assert third.cost == "0.900000000"
     await drain(worker(store, pool))
 
     start, end = month_range("2026-11")
@@ -175,22 +185,24 @@ async def test_fees_discount_and_commitment_settle_a_month_with_a_plan_change(
 
     month = Decimal(30)  # days in November
     starter = Decimal(30) * 5 / month  # Nov 19 12:00 to Nov 24 12:00
-    scale = Decimal(90) * Decimal("6.5") / month  # to Dec 1 00:00
-    subtotal = Decimal("0.9") + Decimal("7.2")
+    scale = Decimal(90) * 3 / month  # to Nov 27 12:00
+    back = Decimal(30) * Decimal("3.5") / month  # to Dec 1 00:00
+    subtotal = Decimal("0.9") + Decimal("7.2") + Decimal("0.9")
     true_up = Decimal(100) - subtotal
     assert [(f.plan, f.start, f.end, Decimal(f.amount)) for f in bill.fees] == [
         ("starter", "2026-11-19T12:00:00.000Z", "2026-11-24T12:00:00.000Z", starter),
-        ("scale", "2026-11-24T12:00:00.000Z", "2026-12-01T00:00:00.000Z", scale),
+        ("scale", "2026-11-24T12:00:00.000Z", "2026-11-27T12:00:00.000Z", scale),
+        ("starter", "2026-11-27T12:00:00.000Z", "2026-12-01T00:00:00.000Z", back),
     ]
     assert Decimal(bill.subtotal) == subtotal
-    assert Decimal(bill.discount) == Decimal(1 + 8) - subtotal
+    assert Decimal(bill.discount) == Decimal(1 + 8 + 1) - subtotal
     assert Decimal(bill.true_up) == true_up
     assert Decimal(bill.overage) == 0
-    # Promo first (the prorated 6.5), then paid: 0.9 + 0.7.
+    # Promo first (the prorated 6.5), then paid: 0.9 + 0.7 + 0.9.
     assert [(c.credit_type, Decimal(c.amount)) for c in bill.credits_applied] == [
-        ("paid", Decimal("1.6")), ("promo", Decimal("6.5"))
+        ("paid", Decimal("2.5")), ("promo", Decimal("6.5"))
     ]  # fmt: skip
-    assert Decimal(bill.amount_due) == starter + scale + true_up
-    # December: the whole month on scale, no usage: the fee and the whole commitment.
-    assert [(f.plan, Decimal(f.amount)) for f in december.fees] == [("scale", Decimal(90))]
+    assert Decimal(bill.amount_due) == starter + scale + back + true_up
+    # December: the whole month on starter, no usage: the fee and the whole commitment.
+    assert [(f.plan, Decimal(f.amount)) for f in december.fees] == [("starter", Decimal(30))]
     assert Decimal(december.true_up) == 100
