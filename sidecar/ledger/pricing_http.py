@@ -111,10 +111,7 @@ async def _one(request: web.Request) -> web.Response:
 async def _approve(request: web.Request) -> web.Response:
     async with request.app[_POOL].acquire() as connection:
         answer = await proposals.approve(
-            connection,
-            request[_CALLER],
-            request.app[_PATH],
-            check_text("id", request.match_info["id"]),
+            connection, request[_CALLER], request.app[_PATH], request.match_info["id"]
         )
     return json_response(answer)
 

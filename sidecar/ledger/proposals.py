@@ -47,7 +47,7 @@ from sidecar.errors import (
 from sidecar.ledger.db import Connection, Pool
 from sidecar.ledger.locks import xact_lock
 from sidecar.ledger.simulate import SimulationReport, simulate
-from sidecar.text import Text
+from sidecar.text import Text, check_text
 from sidecar.times import format_time, ms_of, parse_time
 
 __all__ = [
@@ -368,6 +368,7 @@ async def approve(
     connection: Connection, caller: Pricer, catalog_path: str, proposal_id: str
 ) -> dict[str, Any]:
     allow(caller, "approve")
+    proposal_id = check_text("id", proposal_id)
     row = await connection.fetchrow(
         "SELECT author, document, base_version FROM catalog_proposals WHERE id = $1", proposal_id
     )
@@ -407,8 +408,14 @@ async def rollback(
     )  # fmt: skip
 
 
+class ApproveRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    """The proposal's id; over HTTP it is in the path."""
+
+
 class PricingDesk:
-    """Submission for the gRPC transport: the pool, the catalog file, the clock."""
+    """Submission, approval and rollback for the gRPC transport: the pool, the catalog file,
+    the clock; over the same functions as the HTTP routes."""
 
     def __init__(self, pool: Pool, catalog_path: str, clock: Callable[[], int]) -> None:
         self._pool, self._path, self._clock = pool, catalog_path, clock
@@ -421,3 +428,11 @@ class PricingDesk:
             answer = await propose(connection, caller, self._path, request, self._clock())
         result = answer.pop("result")
         return {"result": result, "proposal": answer}
+
+    async def approve(self, request: ApproveRequest, caller: Pricer) -> dict[str, Any]:
+        async with self._pool.acquire() as connection:
+            return await approve(connection, caller, self._path, request.id)
+
+    async def rollback(self, request: RollbackRequest, caller: Pricer) -> dict[str, Any]:
+        async with self._pool.acquire() as connection:
+            return await rollback(connection, caller, self._path, request)

@@ -19,7 +19,7 @@ from sidecar.auth import TokenCheck, authenticate
 from sidecar.environment import METADATA
 from sidecar.errors import InternalError, InvalidInput, RequestError
 from sidecar.ledger.corrections import AdjustRequest, Corrections, RefundRequest
-from sidecar.ledger.proposals import PricingDesk, ProposeRequest
+from sidecar.ledger.proposals import ApproveRequest, PricingDesk, ProposeRequest, RollbackRequest
 from sidecar.rpc.convert import from_proto, to_proto
 from sidecar.rpc.errors import status_of
 from sidecar.rpc.gen.creditgate.v1 import creditgate_pb2 as pb
@@ -171,6 +171,14 @@ PRICING_ROUTES: dict[str, Route[PricingDesk]] = {
     "SubmitProposal": (
         lambda d, m, c: d.submit(from_proto(m, ProposeRequest), c),
         pb.SubmitProposalResponse,
+    ),
+    "ApproveProposal": (
+        lambda d, m, c: d.approve(from_proto(m, ApproveRequest), c),
+        pb.ApproveProposalResponse,
+    ),
+    "RollbackCatalog": (
+        lambda d, m, c: d.rollback(from_proto(m, RollbackRequest), c),
+        pb.RollbackCatalogResponse,
     ),
 }
 

@@ -324,3 +324,54 @@ async def test_a_proposal_submitted_over_grpc_is_the_one_http_shows(pricing: Pri
     assert shown["version"] == proposal.version
     status, listed = await pricing.call("GET", "/proposals", agent)
     assert [p["id"] for p in listed["proposals"]] == [proposal.id]  # the bad one stored nothing
+
+
+async def test_a_proposal_approved_and_rolled_back_over_grpc_goes_live_as_over_http(
+    pricing: Pricing,
+) -> None:
+    """The gRPC pricing service approves and rolls back through the same rules: the author's
+    token and an agent's are refused, an approver's puts the catalog in force on every sidecar,
+    a retry changes nothing, and a rollback puts the old one back once."""
+    agent = await pricing.token("grpc-agent", "agent")
+    alice = await pricing.token("alice", "approver")
+    author = await pricing.token("grpc-agent", "approver")  # same name, other role
+    old = load_catalog(pricing.file).version
+
+    def auth(token: str) -> tuple[tuple[str, str]]:
+        return (("authorization", f"Bearer {token}"),)
+
+    submit = pb.SubmitProposalRequest(
+        catalog=_raised_gpt4o(), rationale="raise gpt-4o", idempotency_key="g1"
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{pricing.ledger.grpc_port}") as channel:
+        stub = pb_grpc.CreditgatePricingServiceStub(channel)  # type: ignore[no-untyped-call]
+        proposal = (await stub.SubmitProposal(submit, metadata=auth(agent))).proposal
+        approve = pb.ApproveProposalRequest(id=proposal.id)
+        for token in (agent, author):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ApproveProposal(approve, metadata=auth(token))
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert bad_request_field(refused.value)[0] == "Authorization"
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.ApproveProposal(
+                pb.ApproveProposalRequest(id="cp_nope"), metadata=auth(alice)
+            )
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        assert load_catalog(pricing.file).version == old  # the refusals changed nothing
+
+        approved = await stub.ApproveProposal(approve, metadata=auth(alice))
+        assert approved.result == pb.CATALOG_DECISION_RESULT_APPROVED
+        assert approved.from_version == old
+        assert load_catalog(pricing.file).version == approved.version != old
+        await pricing.all_on(approved.version)
+        retried = await stub.ApproveProposal(approve, metadata=auth(alice))
+        assert retried.result == pb.CATALOG_DECISION_RESULT_ALREADY_DONE
+
+        rollback = pb.RollbackCatalogRequest(idempotency_key="rb-grpc")
+        back = await stub.RollbackCatalog(rollback, metadata=auth(alice))
+        assert (back.result, back.version) == (pb.CATALOG_DECISION_RESULT_ROLLED_BACK, old)
+        again = await stub.RollbackCatalog(rollback, metadata=auth(alice))
+        assert again.result == pb.CATALOG_DECISION_RESULT_ALREADY_DONE
+    await pricing.all_on(old)
+    status, shown = await pricing.call("GET", f"/proposals/{proposal.id}", agent)
+    assert (status, shown["status"], shown["approver"]) == (200, "approved", "alice")

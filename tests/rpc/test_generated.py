@@ -120,7 +120,7 @@ def test_every_enum_zero_is_unspecified_and_values_carry_the_enum_prefix() -> No
         "GrantResult", "UpsertResult", "SetBudgetResult", "IssueProxyKeyResult",
         "RevokeProxyKeyResult", "IssueTokenResult", "RevokeTokenResult", "TokenRole",
         "AlertTarget", "AlertSource", "SetAlertsResult", "CorrectionResult",
-        "SubmitProposalResult",
+        "SubmitProposalResult", "CatalogDecisionResult",
     }  # fmt: skip
     for enum in enums:
         prefix = _screaming(enum.name) + "_"
@@ -153,7 +153,7 @@ def test_every_rpc_has_its_own_request_and_response() -> None:
     # The one allowed exception: an admin's view of a customer is the public balance answer.
     assert exceptions == ["GetBalanceResponse"]
     assert seen["creditgate.v1.GetBalanceResponse"] == "creditgate.v1.CreditgateService.GetBalance"
-    assert methods == 21
+    assert methods == 23
 
 
 def _message_protos() -> list[descriptor_pb2.DescriptorProto]:

@@ -135,6 +135,13 @@ class SubmitProposalResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUBMIT_PROPOSAL_RESULT_UNSPECIFIED: _ClassVar[SubmitProposalResult]
     SUBMIT_PROPOSAL_RESULT_PROPOSED: _ClassVar[SubmitProposalResult]
     SUBMIT_PROPOSAL_RESULT_ALREADY_PROPOSED: _ClassVar[SubmitProposalResult]
+
+class CatalogDecisionResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CATALOG_DECISION_RESULT_UNSPECIFIED: _ClassVar[CatalogDecisionResult]
+    CATALOG_DECISION_RESULT_APPROVED: _ClassVar[CatalogDecisionResult]
+    CATALOG_DECISION_RESULT_ROLLED_BACK: _ClassVar[CatalogDecisionResult]
+    CATALOG_DECISION_RESULT_ALREADY_DONE: _ClassVar[CatalogDecisionResult]
 DECIDED_BY_UNSPECIFIED: DecidedBy
 DECIDED_BY_STORE: DecidedBy
 DECIDED_BY_FALLBACK: DecidedBy
@@ -207,6 +214,10 @@ CORRECTION_RESULT_ALREADY_DONE: CorrectionResult
 SUBMIT_PROPOSAL_RESULT_UNSPECIFIED: SubmitProposalResult
 SUBMIT_PROPOSAL_RESULT_PROPOSED: SubmitProposalResult
 SUBMIT_PROPOSAL_RESULT_ALREADY_PROPOSED: SubmitProposalResult
+CATALOG_DECISION_RESULT_UNSPECIFIED: CatalogDecisionResult
+CATALOG_DECISION_RESULT_APPROVED: CatalogDecisionResult
+CATALOG_DECISION_RESULT_ROLLED_BACK: CatalogDecisionResult
+CATALOG_DECISION_RESULT_ALREADY_DONE: CatalogDecisionResult
 
 class CheckRequest(_message.Message):
     __slots__ = ("customer", "feature", "team", "user", "agent", "session", "model")
@@ -948,3 +959,35 @@ class SubmitProposalResponse(_message.Message):
     result: SubmitProposalResult
     proposal: Proposal
     def __init__(self, result: _Optional[_Union[SubmitProposalResult, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ...) -> None: ...
+
+class ApproveProposalRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RollbackCatalogRequest(_message.Message):
+    __slots__ = ("idempotency_key",)
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    def __init__(self, idempotency_key: _Optional[str] = ...) -> None: ...
+
+class ApproveProposalResponse(_message.Message):
+    __slots__ = ("result", "from_version", "version")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    result: CatalogDecisionResult
+    from_version: str
+    version: str
+    def __init__(self, result: _Optional[_Union[CatalogDecisionResult, str]] = ..., from_version: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class RollbackCatalogResponse(_message.Message):
+    __slots__ = ("result", "from_version", "version")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    result: CatalogDecisionResult
+    from_version: str
+    version: str
+    def __init__(self, result: _Optional[_Union[CatalogDecisionResult, str]] = ..., from_version: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...

@@ -1023,6 +1023,16 @@ class CreditgatePricingServiceStub:
                 request_serializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalRequest.SerializeToString,
                 response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalResponse.FromString,
                 _registered_method=True)
+        self.ApproveProposal = channel.unary_unary(
+                '/creditgate.v1.CreditgatePricingService/ApproveProposal',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.ApproveProposalRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ApproveProposalResponse.FromString,
+                _registered_method=True)
+        self.RollbackCatalog = channel.unary_unary(
+                '/creditgate.v1.CreditgatePricingService/RollbackCatalog',
+                request_serializer=creditgate_dot_v1_dot_creditgate__pb2.RollbackCatalogRequest.SerializeToString,
+                response_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RollbackCatalogResponse.FromString,
+                _registered_method=True)
 
 
 class CreditgatePricingServiceServicer:
@@ -1037,6 +1047,20 @@ class CreditgatePricingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveProposal(self, request, context):
+        """Approve a proposal (an approver's token, not its author's); idempotent per proposal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackCatalog(self, request, context):
+        """Roll back the last catalog decision (an approver's token); idempotent by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditgatePricingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1044,6 +1068,16 @@ def add_CreditgatePricingServiceServicer_to_server(servicer, server):
                     servicer.SubmitProposal,
                     request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalRequest.FromString,
                     response_serializer=creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalResponse.SerializeToString,
+            ),
+            'ApproveProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveProposal,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.ApproveProposalRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.ApproveProposalResponse.SerializeToString,
+            ),
+            'RollbackCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackCatalog,
+                    request_deserializer=creditgate_dot_v1_dot_creditgate__pb2.RollbackCatalogRequest.FromString,
+                    response_serializer=creditgate_dot_v1_dot_creditgate__pb2.RollbackCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1075,6 +1109,60 @@ class CreditgatePricingService:
             '/creditgate.v1.CreditgatePricingService/SubmitProposal',
             creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalRequest.SerializeToString,
             creditgate_dot_v1_dot_creditgate__pb2.SubmitProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgatePricingService/ApproveProposal',
+            creditgate_dot_v1_dot_creditgate__pb2.ApproveProposalRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.ApproveProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditgate.v1.CreditgatePricingService/RollbackCatalog',
+            creditgate_dot_v1_dot_creditgate__pb2.RollbackCatalogRequest.SerializeToString,
+            creditgate_dot_v1_dot_creditgate__pb2.RollbackCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,
