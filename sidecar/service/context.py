@@ -58,7 +58,7 @@ class Context:
         )
         self.unsettled = Unsettled(store, clock)
         """Reserves sent to Redis that it never answered: voided in the background."""
-        self.fallback = Fallbacks(store, spool if spool is not None else Spool(None))
+        self.fallback = Fallbacks(store, spool if spool is not None else Spool(None), clock)
         """Calls answered while Redis could not, and commits it never answered: replayed."""
         self.metrics.watch(self._state)
 

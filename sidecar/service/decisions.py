@@ -264,6 +264,7 @@ class Decisions(Context):
             return await self.fallback.commit(
                 rid, call, charge, catalog_version=version, now_ms=now
             )
+        rid = self.fallback.settled_as(rid)
         hold = self.holds.get(rid)
         attribution = (
             hold.attribution if hold else await self.store.hold_attribution(customer_id, rid)
@@ -340,6 +341,7 @@ class Decisions(Context):
         call = self.fallback.knows(rid)
         if call is not None:
             return await self.fallback.release(rid, call, now_ms=now)
+        rid = self.fallback.settled_as(rid)
         try:
             out = await self.store.release(customer_id, rid, now)
         except StoreError as error:

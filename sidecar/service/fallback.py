@@ -9,7 +9,10 @@ before it is answered, and so is each commit or release whose outcome Redis neve
 The replayer applies the spool to Redis in order once it answers, with the ids and keys of
 the live path, so a replay that runs twice moves money once. A reserve decided here is placed
 with ``force``: it was answered allowed, so it is held (and its commit charged) even past a
-cap Redis would have refused; its debit event says ``decided_by: fallback``.
+cap Redis would have refused; its debit event says ``decided_by: fallback``. When Redis
+already held a hold for that idempotency key (placed through another sidecar), the call is
+that hold: the alias is kept in the spool, and every later commit or release of the id
+answered here goes to the hold Redis has (``settled_as``), after a restart too.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import msgspec
 from prometheus_client.core import Metric
 
 from sidecar.catalog.model import Fallback
-from sidecar.engine.decide import ReservePlan
+from sidecar.engine.decide import MAX_TTL_MS, ReservePlan
 from sidecar.engine.settle import Charge
 from sidecar.errors import StoreError
 from sidecar.metrics import counter, gauge
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 RETRY_S = 0.1
 """How often the replayer tries again while Redis does not answer."""
 BATCH = 256
+ALIAS_KEPT_MS = 2 * MAX_TTL_MS
+"""How long an alias is kept: well past the longest hold it can name."""
 
 
 class LocalHold(msgspec.Struct, frozen=True):
@@ -62,12 +67,14 @@ class LocalHold(msgspec.Struct, frozen=True):
 
 
 class Fallbacks:
-    def __init__(self, store: RedisStore, spool: Spool) -> None:
+    def __init__(self, store: RedisStore, spool: Spool, clock: Callable[[], int]) -> None:
         self.store = store
         self.spool = spool
+        self.clock = clock
         self.overdraft = Overdraft()
         self._aliases: dict[str, str] = {}
-        """Reservation id decided here -> the one Redis had for the same idempotency key."""
+        """Reservation id decided here -> the one Redis had for the same idempotency key;
+        kept in the spool too, so that a commit after a restart finds the hold."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.replayed = 0
@@ -79,6 +86,7 @@ class Fallbacks:
 
     async def load(self) -> None:
         """At start: take back what a previous run left in the spool, and replay it."""
+        self._aliases = await self.spool.aliases(self.clock() - ALIAS_KEPT_MS)
         after = 0
         while batch := await self.spool.read(after, BATCH):
             for entry_id, entry in batch:
@@ -259,6 +267,7 @@ class Fallbacks:
                     attribution=entry.attribution, force=True,
                 )  # fmt: skip
                 if reply.reservation_id != rid:  # the key had a hold in Redis already
+                    await self.spool.alias(rid, reply.reservation_id, entry.now_ms)
                     self._aliases[rid] = reply.reservation_id
                     log.warning("spooled reserve %s replayed as %s", rid, reply.reservation_id)
                 return

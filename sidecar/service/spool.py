@@ -112,6 +112,10 @@ class Spool:
             "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "body BLOB NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS aliases (rid TEXT PRIMARY KEY, target TEXT NOT NULL, "
+            "at_ms INTEGER NOT NULL)"
+        )
         count, size = self._db.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM spool"
         ).fetchone()
@@ -208,6 +212,29 @@ class Spool:
         db.execute(f"DELETE FROM spool WHERE id IN ({marks})", ids)
         db.execute("COMMIT")
         return int(freed)
+
+    async def alias(self, rid: str, target: str, at_ms: int) -> None:
+        """Record durably that call ``rid`` is held in Redis as ``target``."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._alias, rid, target, at_ms
+        )
+
+    def _alias(self, rid: str, target: str, at_ms: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO aliases (rid, target, at_ms) VALUES (?, ?, ?)",
+            (rid, target, at_ms),
+        )
+
+    async def aliases(self, since_ms: int) -> dict[str, str]:
+        """The aliases recorded at ``since_ms`` or later; older ones are forgotten."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._aliases, since_ms
+        )
+
+    def _aliases(self, since_ms: int) -> dict[str, str]:
+        self._db.execute("DELETE FROM aliases WHERE at_ms < ?", (since_ms,))
+        rows = self._db.execute("SELECT rid, target FROM aliases").fetchall()
+        return {str(rid): str(target) for rid, target in rows}
 
     async def close(self) -> None:
         """Finish the writes under way and close the file; a second call does nothing."""

@@ -220,6 +220,41 @@ async def test_a_sidecar_restarted_with_a_spool_replays_it_once(
     assert len([rid for rid in await _debits(store) if rid in mine]) == 2
 
 
+async def test_a_key_another_sidecar_held_is_settled_through_that_hold_after_a_restart(
+    faulty: Service, service: Service, store: RedisStore, proxy: FaultProxy, clock: Clock,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Cut off from Redis, this sidecar answers key k in fallback (a); the caller's retry with
+    k reaches another sidecar, which holds it in Redis (b). The replay finds b for k, so a is
+    b: a commit of a, made after the replay and after this sidecar restarted, charges b, once."""
+    before = await service.balance("acme")
+    proxy.down(True)
+    here = await faulty.reserve(_reserve("k"))
+    assert (here.allowed, here.decided_by) == (True, "fallback")
+    there = await service.reserve(_reserve("k"))  # the other sidecar, on the live path
+    assert there.decided_by == "store"
+    assert there.reservation_id != here.reservation_id
+    proxy.down(False)
+    await _drained(faulty)
+    await faulty.close()
+
+    again = await _sidecar(proxy, service, clock, tmp_path)
+    try:
+        done = await again.commit(_commit(here.reservation_id))
+        assert (done.result, done.cost, done.decided_by) == ("committed", "0.000120000", "store")
+        assert (await again.commit(_commit(here.reservation_id))).result == "already_committed"
+        late = await service.commit(_commit(there.reservation_id))
+        assert late.result == "already_committed"  # one call, charged once
+    finally:
+        await _stop(again)
+    after = await service.balance("acme")
+    assert _credits(before) - _credits(after) == Decimal("0.00012")
+    assert Decimal(after.held) == HOLD  # only the warm-up hold: b is settled
+    debits = await _debits(store)
+    assert (there.reservation_id or "").encode() in debits
+    assert (here.reservation_id or "").encode() not in debits
+
+
 async def test_a_customer_never_read_by_this_sidecar_is_not_decided_in_fallback(
     proxy: FaultProxy, service: Service, clock: Clock, setup_customer: Setup, tmp_path: Path
 ) -> None:
