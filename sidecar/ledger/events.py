@@ -28,6 +28,7 @@ __all__ = [
     "Budget",
     "Burn",
     "Correction",
+    "Credential",
     "CustomerChange",
     "Debit",
     "Event",
@@ -188,6 +189,28 @@ class Correction(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int
 
 
+class Credential(msgspec.Struct, frozen=True, kw_only=True):
+    """A proxy key's or admin token's record (service/keys.py), as issued or as revoked: what
+    rebuild writes back (the token's hash, never its secret)."""
+
+    stream: StreamId
+    event_id: str
+    customer: str
+    namespace: str
+    credential_id: str
+    record: str
+    """The record's JSON text, as Redis keeps it."""
+    revoked: bool
+    ts_ms: int
+
+
+class _CredentialRecord(msgspec.Struct):
+    id: str
+    customer: str
+    hash: str
+    revoked_ms: int | None = None
+
+
 class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamId
     customer: str
@@ -195,7 +218,7 @@ class Unparsed(msgspec.Struct, frozen=True, kw_only=True):
     problem: str
 
 
-Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit | Alert | Correction
+Parsed = Debit | Grant | Expiry | Budget | CustomerChange | Audit | Alert | Correction | Credential
 Event = Parsed | Unparsed
 
 _units = msgspec.json.Decoder(dict[str, int])
@@ -398,7 +421,25 @@ def _correction(stream: StreamId, f: Fields) -> Correction:
     )
 
 
+def _credential(stream: StreamId, f: Fields) -> Credential:
+    text = f[b"record"]
+    record = msgspec.json.decode(text, type=_CredentialRecord)
+    if record.customer != f[b"customer"]:
+        raise ValueError(f"the record is of customer {record.customer!r}")
+    return Credential(
+        stream=stream,
+        event_id=f[b"event_id"],
+        customer=f[b"customer"],
+        namespace=f[b"namespace"],
+        credential_id=record.id,
+        record=text,
+        revoked=record.revoked_ms is not None,
+        ts_ms=int(f[b"ts"]),
+    )
+
+
 _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
+    "credential": _credential,
     "correction": _correction,
     "alert": _alert,
     "audit": _audit,

@@ -154,6 +154,40 @@ async def write_state(
 _RESTORE = load_scripts()["restore_state"]
 
 
+_CREDENTIALS = """
+SELECT DISTINCT ON (namespace, credential_id) namespace, credential_id, record::text AS record,
+       revoked
+FROM credentials WHERE customer = $1
+ORDER BY namespace, credential_id, revoked DESC, stream_ms DESC, stream_seq DESC
+"""
+"""Each credential's last state: revoked once revoked."""
+
+
+def _revoked(record: bytes | str) -> bool:
+    try:
+        return msgspec.json.decode(record, type=dict[str, Any]).get("revoked_ms") is not None
+    except msgspec.DecodeError:
+        return False  # not a record: the ledger's replaces it
+
+
+async def restore_credentials(
+    client: Client, keys: Layout, connection: Connection, customer: str
+) -> int:
+    """Write back the customer's proxy keys and admin tokens as the ledger has them, unless
+    Redis has one revoked that the ledger has not stored revoked yet (a revocation is never
+    undone); the number written."""
+    written = 0
+    for row in await connection.fetch(_CREDENTIALS, customer):
+        key = keys.credential_key(row["namespace"], row["credential_id"])
+        held = await client.get(key)
+        if not row["revoked"] and held is not None and _revoked(held):
+            continue
+        await client.set(key, row["record"])
+        await client.sadd(keys.credentials_key(row["namespace"], customer), row["credential_id"])
+        written += 1
+    return written
+
+
 async def rebuild_customer(
     client: Client,
     keys: Layout,
@@ -182,6 +216,7 @@ async def rebuild_customer(
         await _commits(connection, customer, now_ms, window_ms), now_ms, window_ms
     )
     await write_state(client, keys, state, replace=force, records=records)
+    await restore_credentials(client, keys, connection, customer)
     return state
 
 

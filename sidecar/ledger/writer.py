@@ -20,6 +20,7 @@ from sidecar.ledger.events import (
     Audit,
     Budget,
     Correction,
+    Credential,
     CustomerChange,
     Debit,
     Event,
@@ -138,6 +139,16 @@ _CORRECTIONS = _Table(
     ],
     "(event_id)",
 )  # fmt: skip
+_CREDENTIALS = _Table(
+    "credentials",
+    [
+        ("event_id", "text", "{}"), ("customer", "text", "{}"), ("namespace", "text", "{}"),
+        ("credential_id", "text", "{}"), ("record", "text", "{}::jsonb"),
+        ("revoked", "bool", "{}"), ("ts", "int8", _MS), ("stream_ms", "int8", "{}"),
+        ("stream_seq", "int8", "{}"),
+    ],
+    "(event_id)",
+)  # fmt: skip
 _UNPARSED = _Table(
     "unparsed_events",
     [
@@ -155,6 +166,7 @@ _TABLES = (
     _AUDIT,
     _ALERTS,
     _CORRECTIONS,
+    _CREDENTIALS,
     _UNPARSED,
 )
 _CREATE_STAGING = "\n".join(table.create for table in _TABLES)
@@ -207,6 +219,11 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
             out["corrections"].append(
                 (e.event_id, e.customer, e.kind, e.corrects, e.reason, e.actor, e.amount_nanos,
                  e.moves_json, e.overage_nanos, e.ts_ms, e.stream[0], e.stream[1])
+            )  # fmt: skip
+        elif isinstance(e, Credential):
+            out["credentials"].append(
+                (e.event_id, e.customer, e.namespace, e.credential_id, e.record, e.revoked,
+                 e.ts_ms, e.stream[0], e.stream[1])
             )  # fmt: skip
         elif isinstance(e, Unparsed):
             fields = msgspec.json.encode(e.fields).decode()

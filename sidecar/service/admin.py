@@ -83,7 +83,7 @@ class Admin(Context):
         once: str | None = None,
     ) -> None:
         fields = audit_fields(caller, customer, action, detail, self.clock(), team=team, once=once)
-        await self.store.append_audit(customer, fields)
+        await self.store.append_event(customer, fields)
 
     async def upsert_customer(
         self, customer_id: str, request: UpsertCustomerRequest, caller: Caller = OPERATOR

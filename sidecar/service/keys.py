@@ -7,6 +7,11 @@ it is bound to (store/layout.py, ``credential_key``). The id is derived from the
 the idempotency key, so a retried issue finds the first one and answers ``already_issued``
 (the secret was shown once and is not stored). Lookups are cached; a revocation is published
 on the change feed, and every sidecar drops the credential at once.
+
+Each record, once issued and once revoked, is also sent to the ledger (a ``credential`` event
+on the customer's stream; again on a retry, the ledger keeps one per state), so that a Redis
+that lost its state gets it back from ``creditgate ledger rebuild`` (ledger/rebuild.py):
+applications keep their keys, and a revoked one stays revoked.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sidecar.wire import AdminToken, ProxyKey
 
 __all__ = [
     "ADMIN_TOKENS",
+    "CREDENTIAL_EVENT",
     "PROXY_KEYS",
     "KeyRecord",
     "Keyring",
@@ -42,6 +48,8 @@ __all__ = [
 ]
 
 CACHE_TTL_S = 30.0
+CREDENTIAL_EVENT = "credential"
+"""The kind of the stream event that carries a record to the ledger (ledger/events.py)."""
 
 
 class Kind(msgspec.Struct, frozen=True):
@@ -184,10 +192,25 @@ class Keyring:
         issued = msgspec.structs.replace(record, hash=_hash(token))
         namespace = self.kind.namespace
         if await self.store.add_credential(namespace, record.id, record.customer, _encode(issued)):
+            await self._ship(issued)
             return issued, token
         first = await self.store.credential(namespace, record.id)
         assert first is not None  # ids are never deleted
+        await self._ship(_decode(first))  # an issue interrupted before it shipped completes
         return _decode(first), None
+
+    async def _ship(self, record: KeyRecord) -> None:
+        """Send ``record`` to the ledger, in the state it is in."""
+        revoked = record.revoked_ms is not None
+        fields = {
+            "kind": CREDENTIAL_EVENT,
+            "event_id": f"cr_{record.id}_{'revoked' if revoked else 'issued'}",
+            "customer": record.customer,
+            "namespace": self.kind.namespace,
+            "record": _encode(record).decode(),
+            "ts": str(record.revoked_ms if revoked else record.created_ms),
+        }
+        await self.store.append_event(record.customer, fields)
 
     async def listed(self, customer: str) -> list[KeyRecord]:
         return [_decode(raw) for raw in await self.store.credentials(self.kind.namespace, customer)]
@@ -205,9 +228,11 @@ class Keyring:
     async def revoke(self, record: KeyRecord, now_ms: int) -> tuple[KeyRecord, bool]:
         """``record`` revoked, and whether this call revoked it."""
         if record.revoked_ms is not None:
+            await self._ship(record)  # a revoke interrupted before it shipped completes
             return record, False
         revoked = msgspec.structs.replace(record, revoked_ms=now_ms)
         await self.store.replace_credential(self.kind.namespace, record.id, _encode(revoked))
+        await self._ship(revoked)
         self._cache.pop(record.id, None)
         await self.store.publish(
             self.store.layout.changes_channel, self._changed_prefix + record.id

@@ -367,9 +367,10 @@ class RedisStore(RedisConnection):
         answer = await self._run(self.scripts["read_state"], customer, payload)
         return _state.decode(answer).budgets
 
-    async def append_audit(self, customer: str, fields: dict[str, str]) -> None:
-        """Append an audit entry (service/audit.py) to the customer's shard stream, where the
-        ledger reads it like every movement."""
+    async def append_event(self, customer: str, fields: dict[str, str]) -> None:
+        """Append an event no script writes (an audit entry, service/audit.py; a credential's
+        record, service/keys.py) to the customer's shard stream, where the ledger reads it like
+        every movement."""
         stream = self.layout.stream_of(customer)
         await self._call(self.client.xadd, stream, fields, name="xadd")
 

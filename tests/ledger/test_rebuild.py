@@ -7,13 +7,19 @@ import msgspec
 import pytest
 
 from sidecar.catalog import Catalog
+from sidecar.errors import Unauthenticated
 from sidecar.ledger.db import Pool, load_catalogs
 from sidecar.ledger.rebuild import rebuild_customer, resume_serving
 from sidecar.ledger.reconcile import reconcile
 from sidecar.service import Service
 from sidecar.store.layout import CUSTOMERS
 from sidecar.store.redis_store import RedisStore
-from sidecar.wire import GrantRequest, UpsertCustomerRequest
+from sidecar.wire import (
+    GrantRequest,
+    IssueProxyKeyRequest,
+    IssueTokenRequest,
+    UpsertCustomerRequest,
+)
 from tests.conftest import Clock
 from tests.ledger.conftest import Call, drain, worker
 from tests.ledger.scenario import money_state, play
@@ -139,3 +145,36 @@ async def test_a_rebuild_restores_the_month_counter_graduated_tiers_are_read_fro
     assert report.differences == []
     after = await call("initech", units={"input_tokens": 100}, model="graded")
     assert after.cost == "0.000100000"  # past the first tier: 1 per million, not 2
+
+
+async def test_a_rebuild_gives_back_proxy_keys_and_admin_tokens_and_revoked_stay_revoked(
+    store: RedisStore, pool: Pool, service: Service, clock: Clock, ledger_catalog: Catalog
+) -> None:
+    """Redis flushed and rebuilt: an application's proxy key and a customer admin's token work
+    again with the secrets they had (nothing to redeploy), and a revoked key stays revoked."""
+    await service.upsert_customer("acme", UpsertCustomerRequest(plan="test"))
+    app = await service.issue_proxy_key(
+        "acme", IssueProxyKeyRequest(idempotency_key="app", team="eng", agent="bot")
+    )
+    old = await service.issue_proxy_key("acme", IssueProxyKeyRequest(idempotency_key="old"))
+    await service.revoke_proxy_key("acme", old.key.id)
+    admin = await service.issue_token(
+        "acme", IssueTokenRequest(idempotency_key="admin", role="admin")
+    )
+    listed = msgspec.to_builtins(await service.proxy_keys("acme"))
+    await drain(worker(store, pool))
+
+    await store.client.flushall()
+    async with pool.acquire() as db:
+        await rebuild_customer(
+            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
+            catalog=ledger_catalog, now_ms=clock.now_ms,
+        )  # fmt: skip
+    fresh = Service(store, service.catalog, clock=clock)  # nothing cached
+    key = await fresh.keyring.check(f"Bearer {app.secret}", clock.now_ms)
+    assert (key.id, key.customer, key.team, key.agent) == (app.key.id, "acme", "eng", "bot")
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await fresh.keyring.check(f"Bearer {old.secret}", clock.now_ms)
+    token = await fresh.tokens.check(f"Bearer {admin.secret}", clock.now_ms)
+    assert (token.id, token.role) == (admin.token.id, "admin")
+    assert msgspec.to_builtins(await fresh.proxy_keys("acme")) == listed
