@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import msgspec
+
 from sidecar.ledger.db import Connection
 from sidecar.ledger.state import (
+    AlertRuleFact,
     BudgetFact,
     CustomerFact,
     GrantFact,
@@ -91,6 +94,13 @@ GROUP BY 1, 2, 3, 4, 5
 _CARRY = """
 SELECT carry_femtos FROM usage_events WHERE customer = $1 AND carry_femtos IS NOT NULL
 ORDER BY stream_ms DESC, stream_seq DESC LIMIT 1
+"""
+_ALERT_RULES = """
+SELECT DISTINCT ON (detail->>'scope', coalesce(detail->>'period', ''))
+       detail->>'scope' AS scope, detail->>'period' AS period,
+       detail->'thresholds' AS thresholds
+FROM audit_log WHERE customer = $1 AND action = 'alerts.set'
+ORDER BY detail->>'scope', coalesce(detail->>'period', ''), stream_ms DESC, stream_seq DESC
 """
 _CUSTOMERS = "SELECT DISTINCT customer FROM customer_changes ORDER BY customer"
 
@@ -175,6 +185,13 @@ async def load_facts(connection: Connection, customer: str, now_ms: int) -> Ledg
             for r in await connection.fetch(_TIERS, customer, month_from, bounds)
         ]  # fmt: skip
         carry = await connection.fetchval(_CARRY, customer)
+        rules = [
+            AlertRuleFact(
+                scope=r["scope"], period=r["period"],
+                thresholds=tuple(msgspec.json.decode(r["thresholds"], type=list[str])),
+            )
+            for r in await connection.fetch(_ALERT_RULES, customer)
+        ]  # fmt: skip
     return LedgerFacts(
         customer=customer,
         changes=tuple(changes),
@@ -185,4 +202,5 @@ async def load_facts(connection: Connection, customer: str, now_ms: int) -> Ledg
         quotas=tuple(quotas),
         carry_femtos=carry,
         tiers=tuple(tiers),
+        alert_rules=tuple(rules),
     )

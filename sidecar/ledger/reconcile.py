@@ -101,7 +101,10 @@ async def read_state(
     ``s:...``) and which of ``idempotency_keys`` exist; read in one MULTI on one node (one
     pipeline on a cluster, which has no MULTI in redis-py's asyncio client: a commit between
     two reads may show as a difference that the next run does not find)."""
-    names = [layout.CUSTOMER, layout.BUCKET, layout.BUDGETS, layout.BALANCE, *counter_keys]
+    names = [
+        layout.CUSTOMER, layout.BUCKET, layout.BUDGETS, layout.BALANCE, layout.ALERTS,
+        *counter_keys,
+    ]  # fmt: skip
     async with client.pipeline(transaction=not is_cluster(client)) as pipe:
         for name in names:
             pipe.hgetall(keys.key(customer, name))

@@ -2,9 +2,10 @@
 
 Both ``rebuild`` (write it) and ``reconcile`` (compare with Redis) use this one function, so
 they cannot disagree. What it holds is money and what decides about money: the customer's
-plan, every unspent bucket (remaining amount under its burn key), budgets, the period
-counters of use (of every node, quota and session, and the month's uncovered cost), the
-carried sub-nano remainder, and the grants' idempotency keys; names are store/layout.py's.
+plan, every unspent bucket (remaining amount under its burn key), budgets, the customer's own
+alert rules, the period counters of use (of every node, quota and session, and the month's
+uncovered cost), the carried sub-nano remainder, and the grants' idempotency keys; names are
+store/layout.py's.
 Holds in flight are not money and are not part of it; neither are rate-limit windows.
 
 Counters are named by the period in force when the hold was placed (the reservation id's
@@ -20,6 +21,7 @@ import msgspec
 from sidecar.catalog.compile import compile_overrides
 from sidecar.catalog.model import Catalog, Contract
 from sidecar.catalog.spec import ContractSpec
+from sidecar.engine.alerts import compile_thresholds
 from sidecar.engine.burn import burn_key
 from sidecar.engine.customer import CustomerSnapshot, limit_of, tiers_of
 from sidecar.engine.periods import period_ids
@@ -27,6 +29,7 @@ from sidecar.errors import CreditgateError
 from sidecar.store import layout
 
 __all__ = [
+    "AlertRuleFact",
     "BudgetFact",
     "CustomerFact",
     "GrantFact",
@@ -110,6 +113,15 @@ class TierRow(msgspec.Struct, frozen=True, kw_only=True):
     last_reserved_ms: int
 
 
+class AlertRuleFact(msgspec.Struct, frozen=True, kw_only=True):
+    """The customer's own alert rule on one budget or on the balance, as last set (the audit
+    trail's ``alerts.set``, written in the same script as the rule); no thresholds: removed."""
+
+    scope: str
+    period: str | None
+    thresholds: tuple[str, ...]
+
+
 class LedgerFacts(msgspec.Struct, frozen=True, kw_only=True):
     customer: str
     changes: tuple[CustomerFact, ...]
@@ -122,6 +134,7 @@ class LedgerFacts(msgspec.Struct, frozen=True, kw_only=True):
     quotas: tuple[QuotaRow, ...]
     carry_femtos: int | None
     tiers: tuple[TierRow, ...] = ()
+    alert_rules: tuple[AlertRuleFact, ...] = ()
 
 
 class RedisState(msgspec.Struct, kw_only=True):
@@ -198,6 +211,12 @@ def _ttl(name: str, last_reserved_ms: int, now_ms: int) -> int | None:
     return None if lifetime is None else last_reserved_ms + lifetime - now_ms
 
 
+def _alert_field(rule: AlertRuleFact) -> str:
+    if rule.scope == layout.ALERT_BALANCE or rule.period is None:
+        return layout.ALERT_BALANCE
+    return layout.budget_field(rule.scope, rule.period)
+
+
 def expected_state(
     facts: LedgerFacts, catalogs: Mapping[str, Catalog], fallback: Catalog, now_ms: int
 ) -> RedisState:
@@ -245,6 +264,15 @@ def expected_state(
         }
     if facts.carry_femtos is not None:
         hashes[layout.BALANCE] = {layout.CARRY: str(facts.carry_femtos)}
+    rules = {
+        _alert_field(rule): compile_thresholds(
+            "thresholds", rule.thresholds, balance=rule.scope == layout.ALERT_BALANCE
+        )
+        for rule in facts.alert_rules
+        if rule.thresholds
+    }
+    if rules:
+        hashes[layout.ALERTS] = rules
     for row in facts.money:
         key = layout.usage_key(row.period)
         add(key, layout.counter_fields(row.scope)[0], row.cost_nanos, row.last_reserved_ms)

@@ -15,9 +15,11 @@ from sidecar.service import Service
 from sidecar.store.layout import CUSTOMERS
 from sidecar.store.redis_store import RedisStore
 from sidecar.wire import (
+    BudgetScope,
     GrantRequest,
     IssueProxyKeyRequest,
     IssueTokenRequest,
+    SetAlertsRequest,
     UpsertCustomerRequest,
 )
 from tests.conftest import Clock
@@ -147,12 +149,23 @@ async def test_a_rebuild_restores_the_month_counter_graduated_tiers_are_read_fro
     assert after.cost == "0.000100000"  # past the first tier: 1 per million, not 2
 
 
-async def test_a_rebuild_gives_back_proxy_keys_and_admin_tokens_and_revoked_stay_revoked(
+async def test_a_rebuild_gives_back_credentials_and_alert_rules_and_revoked_stay_revoked(
     store: RedisStore, pool: Pool, service: Service, clock: Clock, ledger_catalog: Catalog
 ) -> None:
     """Redis flushed and rebuilt: an application's proxy key and a customer admin's token work
-    again with the secrets they had (nothing to redeploy), and a revoked key stays revoked."""
+    again with the secrets they had (nothing to redeploy), a revoked key stays revoked, and the
+    customer's own alert rules are back (one removed stays removed)."""
     await service.upsert_customer("acme", UpsertCustomerRequest(plan="test"))
+    team = BudgetScope(team="eng")
+    for request in (
+        SetAlertsRequest(thresholds=["50%", "90%"], scope=team, period="day"),
+        SetAlertsRequest(thresholds=["75%"], scope=team, period="day"),  # replaces it
+        SetAlertsRequest(thresholds=["5"], target="balance"),
+        SetAlertsRequest(thresholds=["80%"]),
+        SetAlertsRequest(thresholds=[]),  # removes the customer's monthly one
+    ):
+        await service.set_alerts("acme", request)
+    rules = msgspec.to_builtins(await service.alerts("acme"))
     app = await service.issue_proxy_key(
         "acme", IssueProxyKeyRequest(idempotency_key="app", team="eng", agent="bot")
     )
@@ -178,3 +191,12 @@ async def test_a_rebuild_gives_back_proxy_keys_and_admin_tokens_and_revoked_stay
     token = await fresh.tokens.check(f"Bearer {admin.secret}", clock.now_ms)
     assert (token.id, token.role) == (admin.token.id, "admin")
     assert msgspec.to_builtins(await fresh.proxy_keys("acme")) == listed
+    assert msgspec.to_builtins(await fresh.alerts("acme")) == rules
+    mine = [r["thresholds"] for r in rules["rules"] if r["source"] == "customer"]
+    assert sorted(mine) == [["5.000000000"], ["75%"]]
+    async with pool.acquire() as db:
+        report = await reconcile(
+            store.client, store.layout, db, ["acme"], catalogs=await load_catalogs(db),
+            catalog=ledger_catalog, now_ms=clock.now_ms,
+        )  # fmt: skip
+    assert report.differences == []
