@@ -13,6 +13,9 @@ The idempotency records of the commits the ledger knows of, within the idempoten
 are written back too (``commit_records``): a retried commit answers ``already_committed`` with
 its first figures, and a retried reserve the reservation it placed, as before the loss.
 Releases and holds never committed are not in the ledger: their retries are decided afresh.
+So are the markers of the alerts already fired (ledger/markers.py), in the same script, so that
+a threshold crossed does not fire twice in its period; and then the customer's proxy keys and
+admin tokens (``restore_credentials``).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from sidecar.errors import InvalidInput, NotFound
 from sidecar.ledger import generation
 from sidecar.ledger.db import Connection
 from sidecar.ledger.facts import load_facts
+from sidecar.ledger.markers import FiredAlert, expected_markers
 from sidecar.ledger.state import RedisState, expected_state
 from sidecar.store import layout as names
 from sidecar.store.layout import GRANTED, Layout
 from sidecar.store.scripts import load_scripts
 from sidecar.store.topology import Client, mark_generation
+from sidecar.times import ms_of
 
 __all__ = ["CommitRow", "commit_records", "rebuild_customer", "resume_serving", "write_state"]
 
@@ -154,6 +159,23 @@ async def write_state(
 _RESTORE = load_scripts()["restore_state"]
 
 
+_FIRED = """
+SELECT a.scope, a.period, a.rule, a.threshold_nanos, e.reserved_at
+FROM alerts a JOIN usage_events e ON e.event_id = a.reservation_id AND e.customer = a.customer
+WHERE a.customer = $1
+"""
+
+
+async def _fired(connection: Connection, customer: str) -> list[FiredAlert]:
+    return [
+        FiredAlert(
+            scope=r["scope"], period=r["period"], rule=r["rule"],
+            threshold_nanos=r["threshold_nanos"], reserved_ms=ms_of(r["reserved_at"]),
+        )
+        for r in await connection.fetch(_FIRED, customer)
+    ]  # fmt: skip
+
+
 _CREDENTIALS = """
 SELECT DISTINCT ON (namespace, credential_id) namespace, credential_id, record::text AS record,
        revoked
@@ -212,10 +234,13 @@ async def rebuild_customer(
             "to replace it (holds in flight are dropped)",
         )
     state = expected_state(facts, catalogs, catalog, now_ms)
-    records = commit_records(
+    records, ttl = commit_records(
         await _commits(connection, customer, now_ms, window_ms), now_ms, window_ms
     )
-    await write_state(client, keys, state, replace=force, records=records)
+    marks, marks_ttl = expected_markers(await _fired(connection, customer), state)
+    await write_state(
+        client, keys, state, replace=force, records=(records | marks, ttl | marks_ttl)
+    )
     await restore_credentials(client, keys, connection, customer)
     return state
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from sidecar.access import OPERATOR
 from sidecar.catalog import Catalog
 from sidecar.errors import Unauthenticated
+from sidecar.ledger.corrections import RefundRequest, refund
 from sidecar.ledger.db import Pool, load_catalogs
 from sidecar.ledger.rebuild import rebuild_customer, resume_serving
 from sidecar.ledger.reconcile import reconcile
@@ -20,6 +22,7 @@ from sidecar.wire import (
     IssueProxyKeyRequest,
     IssueTokenRequest,
     SetAlertsRequest,
+    SetBudgetRequest,
     UpsertCustomerRequest,
 )
 from tests.conftest import Clock
@@ -200,3 +203,43 @@ async def test_a_rebuild_gives_back_credentials_and_alert_rules_and_revoked_stay
             catalog=ledger_catalog, now_ms=clock.now_ms,
         )  # fmt: skip
     assert report.differences == []
+
+
+async def test_a_threshold_fired_before_a_rebuild_does_not_fire_again_in_its_period(
+    store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call,
+    ledger_catalog: Catalog,
+) -> None:  # fmt: skip
+    """A daily budget's 50% fires; Redis is flushed and rebuilt; a refund takes the day's use
+    back under 50% and the next call crosses it again: the marker came back, so it does not
+    fire a second time that day (as it would not have without the rebuild)."""
+    await service.upsert_customer("acme", UpsertCustomerRequest(plan="test"))
+    await service.grant("acme", GrantRequest(credit_type="paid", amount="10", idempotency_key="g"))
+    await service.set_budget("acme", SetBudgetRequest(limit="1", period="day"))
+    await service.set_alerts("acme", SetAlertsRequest(thresholds=["50%"], period="day"))
+    await call("acme", units={"input_tokens": 600_000})  # 0.6 of the day's 1: fires 50%
+    await drain(worker(store, pool))
+
+    async def fired() -> list[tuple[str, str, str]]:
+        async with pool.acquire() as db:
+            rows = await db.fetch("SELECT scope, period, rule FROM alerts WHERE customer = 'acme'")
+        return sorted((r["scope"], r["period"], r["rule"]) for r in rows)
+
+    assert await fired() == [("customer", "day", "p50")]
+    await store.client.flushall()
+    async with pool.acquire() as db:
+        await rebuild_customer(
+            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
+            catalog=ledger_catalog, now_ms=clock.now_ms,
+        )  # fmt: skip
+        await resume_serving(store.client, store.layout, db)
+        event = await db.fetchval("SELECT event_id FROM usage_events WHERE customer = 'acme'")
+        back = RefundRequest(idempotency_key="r", event_id=event, reason="x", amount="0.2")
+        assert (await refund(db, store, "acme", back, OPERATOR, clock.now_ms))["result"] == (
+            "refunded"
+        )
+    service.customers.invalidate("acme")
+    [day] = [b for b in (await service.budgets("acme")).budgets if b.period == "day"]
+    assert day.used == "0.400000000"  # under 50% again
+    await call("acme", units={"input_tokens": 200_000})  # 0.6: crosses 50% once more
+    await drain(worker(store, pool, "w2"))
+    assert await fired() == [("customer", "day", "p50")]  # once in the day, all the same
