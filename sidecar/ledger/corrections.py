@@ -85,8 +85,10 @@ def _answer(result: dict[str, Any], **fields: Any) -> dict[str, Any]:
             "amount", f"is more than the {left} credits left in unexpired buckets of that type"
         )
     out = {**fields, "result": result["result"]}
-    if "overage" in result:
-        out["overage"] = format_credits(int(result["overage"]))
+    if "amount" not in out and "amount" in result:  # a refund of all that was left
+        out["amount"] = format_credits(int(result["amount"]))
+    if "uncovered" in result:
+        out["uncovered"] = format_credits(int(result["uncovered"]))
     moves = result.get("moves")
     out["moves"] = [
         {**m, "amount": format_credits(int(m["amount"]))}
@@ -139,13 +141,13 @@ async def refund(
             request.event_id,
         )
     )
-    amount = (
-        cap - done if request.amount is None else parse_signed_credits(request.amount, "amount")
-    )
-    if amount <= 0:
-        raise InvalidInput(
-            "amount", "must be above 0 (and the call must have credits left to refund)"
-        )
+    fields: dict[str, Any] = {"event_id": request.event_id}
+    amount = "all"  # what is left as the script counts it: the ledger may not have the last
+    if request.amount is not None:
+        nanos = parse_signed_credits(request.amount, "amount")
+        if nanos <= 0:
+            raise InvalidInput("amount", "must be above 0; leave it out to refund all that is left")
+        amount, fields["amount"] = str(nanos), format_credits(nanos)
     grants = {
         row["grant_id"]: row
         for row in await connection.fetch(
@@ -166,13 +168,19 @@ async def refund(
         request.idempotency_key,
         {
             "event_id": _event_id("rf_", customer, request.idempotency_key),
-            "customer": customer, "kind": "refund", "amount": str(amount), "reason": reason,
+            "customer": customer, "kind": "refund", "amount": amount, "reason": reason,
             "actor": caller.actor, "now": now_ms, "corrects": request.event_id,
             "cap": str(cap), "refunded": str(done), "burns": members,
             **_counted_in(call),
         },
     )  # fmt: skip
-    return _answer(result, event_id=request.event_id, amount=format_credits(amount))
+    if result["result"] == "over_refund" and request.amount is None:
+        raise InvalidInput(
+            "event_id",
+            f"call {request.event_id!r} has nothing left to refund: all it cost is"
+            " refunded already",
+        )
+    return _answer(result, **fields)
 
 
 async def adjust(

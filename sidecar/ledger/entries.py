@@ -3,7 +3,7 @@
 Signs are from the customer's point of view: a grant adds, a debit (one entry per bucket
 burned), an expiry write-off and an overage (consumption no credits covered) subtract; a
 correction adds (a refund) or subtracts (a debit adjustment) one entry per bucket it moved,
-and a refund of overage adds one entry of no grant.
+and a refund of uncovered cost (billed as overage) adds one entry of no grant.
 ``(event_id, seq)`` is unique, so a re-delivered event adds nothing twice.
 """
 
@@ -54,12 +54,12 @@ def entries_of(event: Event) -> list[Entry]:
             )
             for seq, move in enumerate(event.moves)
         ]  # fmt: skip
-        if event.overage_nanos > 0:
+        if event.uncovered_nanos > 0:
             moved.append(
                 Entry(
                     event_id=event.event_id, seq=len(moved), customer=event.customer,
                     kind=event.kind, credit_type=None, grant_id=None,
-                    amount_nanos=event.overage_nanos, ts_ms=event.ts_ms,
+                    amount_nanos=event.uncovered_nanos, ts_ms=event.ts_ms,
                 )
             )  # fmt: skip
         return moved

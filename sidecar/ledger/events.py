@@ -184,8 +184,8 @@ class Correction(msgspec.Struct, frozen=True, kw_only=True):
     moves: tuple[Burn, ...]
     """What each grant's bucket got back (or gave), signed."""
     moves_json: str
-    overage_nanos: int
-    """Of a refund's amount, what went back to no grant: the call's overage."""
+    uncovered_nanos: int
+    """Of a refund's amount, what went back to no grant: of the call's uncovered cost."""
     ts_ms: int
 
 
@@ -416,7 +416,7 @@ def _correction(stream: StreamId, f: Fields) -> Correction:
         amount_nanos=int(f[b"amount"]),
         moves=moves,
         moves_json=msgspec.json.encode(list(moves)).decode(),
-        overage_nanos=int(f.get(b"overage", "0")),
+        uncovered_nanos=int(f.get(b"uncovered", "0")),
         ts_ms=int(f[b"ts"]),
     )
 

@@ -49,14 +49,15 @@ FROM budget_changes WHERE customer = $1
 ORDER BY scope, period, stream_ms DESC, stream_seq DESC
 """
 _REFUNDED = """
-LEFT JOIN (SELECT corrects, sum(amount_nanos) AS amount, sum(overage_nanos) AS overage
+LEFT JOIN (SELECT corrects, sum(amount_nanos) AS amount, sum(uncovered_nanos) AS uncovered
            FROM corrections WHERE customer = $1 AND kind = 'refund' GROUP BY corrects) r
        ON r.corrects = e.event_id
 """
-"""A call's refunds, which gave its budgets (and its overage) back: ``r.amount``, ``r.overage``."""
+"""A call's refunds, which gave its budgets (and its uncovered cost) back: ``r.amount``,
+``r.uncovered``."""
 _MONEY = f"""
 SELECT p.period, s.scope, sum(e.cost_nanos - coalesce(r.amount, 0)) AS cost,
-       sum(e.uncovered_nanos - coalesce(r.overage, 0)) AS uncovered, max(e.reserved_at) AS last
+       sum(e.uncovered_nanos - coalesce(r.uncovered, 0)) AS uncovered, max(e.reserved_at) AS last
 FROM usage_events e
 {_REFUNDED}
 CROSS JOIN LATERAL (VALUES ('life'),

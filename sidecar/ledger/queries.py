@@ -87,6 +87,12 @@ _OVERAGE = """
 SELECT coalesce(-sum(amount_nanos), 0) FROM ledger_entries
 WHERE customer = $1 AND kind = 'overage' AND ts >= $2 AND ts < $3
 """
+_OVERAGE_OWED = """
+SELECT coalesce(-sum(amount_nanos), 0) FROM ledger_entries
+WHERE customer = $1 AND (kind = 'overage' OR (kind = 'refund' AND grant_id IS NULL))
+  AND ts <= $2
+"""
+"""Overage billed up to a time, less what refunds gave back of it."""
 _CHANGES = (
     "SELECT plan, overrides, ts FROM customer_changes WHERE customer = $1 "
     "ORDER BY ts, stream_ms, stream_seq"
@@ -139,7 +145,7 @@ async def balance(connection: Connection, customer: str, at_ms: int) -> BalanceA
     at = time_of(at_ms)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         rows = await connection.fetch(_BALANCE, customer, at)
-        overage = int(await connection.fetchval(_OVERAGE, customer, time_of(0), at))
+        overage = int(await connection.fetchval(_OVERAGE_OWED, customer, at))
     totals: dict[str, dict[str, int]] = {}
     for row in rows:
         t = totals.setdefault(
@@ -318,7 +324,7 @@ async def invoice(
                 corrects=r["corrects"],
                 reason=r["reason"],
                 amount=format_credits(int(r["amount_nanos"])),
-                overage=format_credits(int(r["overage_nanos"])),
+                uncovered=format_credits(int(r["uncovered_nanos"])),
             )
             for r in fixed
         ]
@@ -330,7 +336,7 @@ async def invoice(
         units=units,
         credits=credits,
         overage_nanos=overage,
-        overage_refunded_nanos=sum(int(r["overage_nanos"]) for r in fixed),
+        overage_refunded_nanos=sum(int(r["uncovered_nanos"]) for r in fixed),
         changes=changes,
         catalogs=catalogs,
         current=current,
@@ -340,7 +346,7 @@ async def invoice(
 
 
 _INVOICE_CORRECTIONS = """
-SELECT event_id, ts, kind, corrects, reason, amount_nanos, overage_nanos FROM corrections
+SELECT event_id, ts, kind, corrects, reason, amount_nanos, uncovered_nanos FROM corrections
 WHERE customer = $1 AND ts >= $2 AND ts < $3
 UNION ALL
 SELECT event_id, ts, 'adjustment', NULL, 'credit', amount_nanos, 0 FROM credit_grants

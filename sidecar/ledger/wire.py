@@ -76,7 +76,7 @@ class BalanceAnswer(_Answer, frozen=True):
     available: str
     credit_types: list[CreditTypeBalance]
     overage: str
-    """Consumption no credits covered: billed as overage."""
+    """Consumption no credits covered, billed as overage, less what refunds gave back of it."""
 
 
 class UsageRow(_Answer, frozen=True):
@@ -145,8 +145,9 @@ class InvoiceCorrection(_Answer, frozen=True):
     reason: str
     amount: str
     """Signed credits, from the customer's side: a refund or a credit adds."""
-    overage: str = "0.000000000"
-    """Of a refund's amount, what it gave back of the call's overage (not credits)."""
+    uncovered: str = "0.000000000"
+    """Of a refund's amount, what it gave back of the call's uncovered cost (billed as
+    overage, not paid with credits)."""
 
 
 class FeeLine(_Answer, frozen=True):

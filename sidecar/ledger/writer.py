@@ -134,7 +134,7 @@ _CORRECTIONS = _Table(
         ("event_id", "text", "{}"), ("customer", "text", "{}"), ("kind", "text", "{}"),
         ("corrects", "text", "{}"), ("reason", "text", "{}"), ("actor", "text", "{}"),
         ("amount_nanos", "int8", "{}"), ("moves", "text", "{}::jsonb"),
-        ("overage_nanos", "int8", "{}"), ("ts", "int8", _MS), ("stream_ms", "int8", "{}"),
+        ("uncovered_nanos", "int8", "{}"), ("ts", "int8", _MS), ("stream_ms", "int8", "{}"),
         ("stream_seq", "int8", "{}"),
     ],
     "(event_id)",
@@ -218,7 +218,7 @@ def rows_of(events: Sequence[Event]) -> dict[str, list[tuple[Any, ...]]]:
         elif isinstance(e, Correction):
             out["corrections"].append(
                 (e.event_id, e.customer, e.kind, e.corrects, e.reason, e.actor, e.amount_nanos,
-                 e.moves_json, e.overage_nanos, e.ts_ms, e.stream[0], e.stream[1])
+                 e.moves_json, e.uncovered_nanos, e.ts_ms, e.stream[0], e.stream[1])
             )  # fmt: skip
         elif isinstance(e, Credential):
             out["credentials"].append(

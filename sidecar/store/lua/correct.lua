@@ -2,7 +2,8 @@
 -- the ledger (ledger/corrections.py), which knows every call. Idempotent by key.
 -- KEYS[1]  cg:{s:<shard>}:c:<customer>:customer
 -- ARGV[1]  JSON: idem (key name), event_id, customer, kind (refund | adjustment), amount
---          (nanos, string, > 0), reason, actor, now (ms), and
+--          (nanos, string, > 0; for a refund 'all': all that is left of the call, as this
+--          script counts it, not the ledger, which may lag), reason, actor, now (ms), and
 --   for a refund: corrects (the call's event id), cap (what the call cost, nanos), refunded
 --          (what the ledger has refunded of it so far), burns (the call's burns, last first:
 --          {member, grant_id, credit_type, amount}), then what no credit covered (the rest of
@@ -14,7 +15,7 @@
 --   for an adjustment: credit_type (its unexpired buckets are debited in burn order),
 --          corrects (optional: what it corrects).
 -- Returns JSON {result = refunded | adjusted | already_done | over_refund | insufficient_credits,
--- left?, moves?, overage?}. Nothing moves unless the whole correction fits.
+-- left?, amount?, moves?, uncovered?}. Nothing moves unless the whole correction fits.
 local p = cjson.decode(ARGV[1])
 local counters = p.kind == 'refund' and money_counters(p.scopes, p.periods, p.session) or {}
 local touched = {p.idem, K(REFUNDED)}
@@ -26,9 +27,9 @@ if prior then
   out.result = 'already_done'
   return cjson.encode(out)
 end
-local amount = N(p.amount)
+local amount = p.amount ~= 'all' and N(p.amount) or nil
 local moves = {} -- {member, grant_id, credit_type, take}
-local overage = ZERO
+local uncovered = ZERO
 -- Takes ``by`` off a counter that still exists (a past period's may be gone), never below 0.
 local function lower(key, field, by)
   local value = redis.call('HGET', key, field)
@@ -40,7 +41,8 @@ if p.kind == 'refund' then
   local done = N(redis.call('HGET', K(REFUNDED), p.corrects) or '0')
   if cmp(N(p.refunded), done) > 0 then done = N(p.refunded) end -- after a rebuild
   local left = sub(N(p.cap), done)
-  if cmp(amount, left) > 0 then
+  amount = amount or left
+  if cmp(amount, left) > 0 or cmp(amount, ZERO) <= 0 then
     return cjson.encode({result = 'over_refund', left = S(left)})
   end
   local skip, want = done, amount
@@ -54,10 +56,10 @@ if p.kind == 'refund' then
       moves[#moves + 1] = {b.member, b.grant_id, b.credit_type, take}
     end
   end
-  overage = want -- what the burns did not cover: the call's overage (cap bounds it)
+  uncovered = want -- what the burns did not cover: the call's uncovered cost (cap bounds it)
   redis.call('HSET', K(REFUNDED), p.corrects, S(add(done, amount)))
   for _, c in ipairs(counters) do lower(c[1], c[2] .. USED, amount) end
-  if cmp(overage, ZERO) > 0 then lower(USAGE(p.periods.month), UNCOVERED, overage) end
+  if cmp(uncovered, ZERO) > 0 then lower(USAGE(p.periods.month), UNCOVERED, uncovered) end
 else
   local want = amount
   local members = redis.call('ZRANGE', K(BUCKETS), 0, -1)
@@ -89,9 +91,9 @@ for i, m in ipairs(moves) do
 end
 append_event({'kind', 'correction', 'event_id', p.event_id, 'customer', p.customer,
   'correction', p.kind, 'corrects', p.corrects or '', 'reason', p.reason, 'actor', p.actor,
-  'amount', (p.kind == 'refund' and '' or '-') .. p.amount, 'moves', cjson.encode(listed),
-  'overage', S(overage), 'ts', p.now})
+  'amount', (p.kind == 'refund' and '' or '-') .. S(amount), 'moves', cjson.encode(listed),
+  'uncovered', S(uncovered), 'ts', p.now})
 local out = cjson.encode({result = p.kind == 'refund' and 'refunded' or 'adjusted',
-  moves = listed, overage = S(overage)})
+  amount = S(amount), moves = listed, uncovered = S(uncovered)})
 redis.call('SET', p.idem, out)
 return out

@@ -859,18 +859,18 @@ class CorrectionMove(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., credit_type: _Optional[str] = ..., amount_nanos: _Optional[int] = ...) -> None: ...
 
 class RefundResponse(_message.Message):
-    __slots__ = ("result", "amount_nanos", "event_id", "moves", "overage_nanos")
+    __slots__ = ("result", "amount_nanos", "event_id", "moves", "uncovered_nanos")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     MOVES_FIELD_NUMBER: _ClassVar[int]
-    OVERAGE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    UNCOVERED_NANOS_FIELD_NUMBER: _ClassVar[int]
     result: CorrectionResult
     amount_nanos: int
     event_id: str
     moves: _containers.RepeatedCompositeFieldContainer[CorrectionMove]
-    overage_nanos: int
-    def __init__(self, result: _Optional[_Union[CorrectionResult, str]] = ..., amount_nanos: _Optional[int] = ..., event_id: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[CorrectionMove, _Mapping]]] = ..., overage_nanos: _Optional[int] = ...) -> None: ...
+    uncovered_nanos: int
+    def __init__(self, result: _Optional[_Union[CorrectionResult, str]] = ..., amount_nanos: _Optional[int] = ..., event_id: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[CorrectionMove, _Mapping]]] = ..., uncovered_nanos: _Optional[int] = ...) -> None: ...
 
 class AdjustResponse(_message.Message):
     __slots__ = ("result", "amount_nanos", "moves")

@@ -1,7 +1,7 @@
 -- 0011: a refund returns a call's overage too (what no credit covered), after its credits.
--- corrections.overage_nanos: the part of amount_nanos that went back to no grant, and that the
+-- corrections.uncovered_nanos: the part of amount_nanos that went back to no grant, and that the
 -- invoice owes back; its ledger entry is a refund of no credit type and no grant.
-ALTER TABLE corrections ADD COLUMN overage_nanos BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE corrections ADD COLUMN uncovered_nanos BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_check;
 ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_credit_type CHECK (
     (credit_type IS NULL) = (kind = 'overage' OR (kind = 'refund' AND grant_id IS NULL))
