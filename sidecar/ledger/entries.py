@@ -54,7 +54,7 @@ def entries_of(event: Event) -> list[Entry]:
             )
             for seq, move in enumerate(event.moves)
         ]  # fmt: skip
-        if event.uncovered_nanos > 0:
+        if event.uncovered_nanos:
             moved.append(
                 Entry(
                     event_id=event.event_id, seq=len(moved), customer=event.customer,

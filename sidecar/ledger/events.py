@@ -184,8 +184,9 @@ class Correction(msgspec.Struct, frozen=True, kw_only=True):
     moves: tuple[Burn, ...]
     """What each grant's bucket got back (or gave), signed."""
     moves_json: str
-    uncovered_nanos: int
-    """Of a refund's amount, what went back to no grant: of the call's uncovered cost."""
+    uncovered_nanos: int | None
+    """Of a refund's amount, what went back to no grant: of the call's uncovered cost. None on
+    an entry from before refunds gave budgets back (and so gave no uncovered cost back)."""
     ts_ms: int
 
 
@@ -416,7 +417,7 @@ def _correction(stream: StreamId, f: Fields) -> Correction:
         amount_nanos=int(f[b"amount"]),
         moves=moves,
         moves_json=msgspec.json.encode(list(moves)).decode(),
-        uncovered_nanos=int(f.get(b"uncovered", "0")),
+        uncovered_nanos=int(f[b"uncovered"]) if b"uncovered" in f else None,
         ts_ms=int(f[b"ts"]),
     )
 

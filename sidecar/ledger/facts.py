@@ -50,11 +50,13 @@ ORDER BY scope, period, stream_ms DESC, stream_seq DESC
 """
 _REFUNDED = """
 LEFT JOIN (SELECT corrects, sum(amount_nanos) AS amount, sum(uncovered_nanos) AS uncovered
-           FROM corrections WHERE customer = $1 AND kind = 'refund' GROUP BY corrects) r
+           FROM corrections
+           WHERE customer = $1 AND kind = 'refund' AND uncovered_nanos IS NOT NULL
+           GROUP BY corrects) r
        ON r.corrects = e.event_id
 """
 """A call's refunds, which gave its budgets (and its uncovered cost) back: ``r.amount``,
-``r.uncovered``."""
+``r.uncovered`` (not those from before 0011, which left the budgets' counters as they were)."""
 _MONEY = f"""
 SELECT p.period, s.scope, sum(e.cost_nanos - coalesce(r.amount, 0)) AS cost,
        sum(e.uncovered_nanos - coalesce(r.uncovered, 0)) AS uncovered, max(e.reserved_at) AS last

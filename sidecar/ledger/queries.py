@@ -324,7 +324,7 @@ async def invoice(
                 corrects=r["corrects"],
                 reason=r["reason"],
                 amount=format_credits(int(r["amount_nanos"])),
-                uncovered=format_credits(int(r["uncovered_nanos"])),
+                uncovered=format_credits(int(r["uncovered_nanos"] or 0)),
             )
             for r in fixed
         ]
@@ -336,7 +336,7 @@ async def invoice(
         units=units,
         credits=credits,
         overage_nanos=overage,
-        overage_refunded_nanos=sum(int(r["uncovered_nanos"]) for r in fixed),
+        overage_refunded_nanos=sum(int(r["uncovered_nanos"] or 0) for r in fixed),
         changes=changes,
         catalogs=catalogs,
         current=current,

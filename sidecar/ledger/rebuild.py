@@ -185,29 +185,16 @@ ORDER BY namespace, credential_id, revoked DESC, stream_ms DESC, stream_seq DESC
 """Each credential's last state: revoked once revoked."""
 
 
-def _revoked(record: bytes | str) -> bool:
-    try:
-        return msgspec.json.decode(record, type=dict[str, Any]).get("revoked_ms") is not None
-    except msgspec.DecodeError:
-        return False  # not a record: the ledger's replaces it
-
-
 async def restore_credentials(
     client: Client, keys: Layout, connection: Connection, customer: str
-) -> int:
-    """Write back the customer's proxy keys and admin tokens as the ledger has them, unless
-    Redis has one revoked that the ledger has not stored revoked yet (a revocation is never
-    undone); the number written."""
-    written = 0
+) -> None:
+    """Write back the customer's proxy keys and admin tokens as the ledger has them. A revoked
+    one is written over whatever Redis holds; one the ledger has unrevoked only where Redis has
+    none (SET NX), so that a revocation Redis holds, or makes meanwhile, is never undone."""
     for row in await connection.fetch(_CREDENTIALS, customer):
         key = keys.credential_key(row["namespace"], row["credential_id"])
-        held = await client.get(key)
-        if not row["revoked"] and held is not None and _revoked(held):
-            continue
-        await client.set(key, row["record"])
+        await client.set(key, row["record"], nx=not row["revoked"])
         await client.sadd(keys.credentials_key(row["namespace"], customer), row["credential_id"])
-        written += 1
-    return written
 
 
 async def rebuild_customer(

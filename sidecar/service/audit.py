@@ -32,9 +32,10 @@ def audit_fields(
 ) -> dict[str, str]:
     """The stream entry of one change. ``once``: the id of a change that happens only once
     (an issue, a revoke), so that its retries name the same entry; else the entry is this
-    request's (its time is part of the id)."""
+    request's (its customer and time are part of the id: the same change made for two
+    customers in one millisecond is two entries)."""
     text = _encode(detail).decode()
-    basis = once if once is not None else f"{caller.actor}\0{text}\0{now_ms}"
+    basis = once if once is not None else f"{customer}\0{caller.actor}\0{text}\0{now_ms}"
     digest = hashlib.sha256(f"{action}\0{basis}".encode()).hexdigest()[:32]
     return {
         "kind": "audit",

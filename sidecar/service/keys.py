@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from cachetools import TTLCache
 
 from sidecar.access import Caller
 from sidecar.customers import CustomerDirectory
-from sidecar.errors import NotFound, Unauthenticated
+from sidecar.errors import NotFound, StoreError, Unauthenticated
 from sidecar.store import layout
 from sidecar.store.redis_store import RedisStore
 from sidecar.times import format_time
@@ -46,6 +47,8 @@ __all__ = [
     "token_view",
     "verify",
 ]
+
+log = logging.getLogger(__name__)
 
 CACHE_TTL_S = 30.0
 CREDENTIAL_EVENT = "credential"
@@ -192,15 +195,16 @@ class Keyring:
         issued = msgspec.structs.replace(record, hash=_hash(token))
         namespace = self.kind.namespace
         if await self.store.add_credential(namespace, record.id, record.customer, _encode(issued)):
-            await self._ship(issued)
+            await self._ship(issued, must=False)  # the secret is shown now or never
             return issued, token
         first = await self.store.credential(namespace, record.id)
         assert first is not None  # ids are never deleted
         await self._ship(_decode(first))  # an issue interrupted before it shipped completes
         return _decode(first), None
 
-    async def _ship(self, record: KeyRecord) -> None:
-        """Send ``record`` to the ledger, in the state it is in."""
+    async def _ship(self, record: KeyRecord, *, must: bool = True) -> None:
+        """Send ``record`` to the ledger, in the state it is in. Not ``must``: a failure is
+        logged, not raised (a retried issue or the revoke ships it)."""
         revoked = record.revoked_ms is not None
         fields = {
             "kind": CREDENTIAL_EVENT,
@@ -210,7 +214,12 @@ class Keyring:
             "record": _encode(record).decode(),
             "ts": str(record.revoked_ms if revoked else record.created_ms),
         }
-        await self.store.append_event(record.customer, fields)
+        try:
+            await self.store.append_event(record.customer, fields)
+        except StoreError as error:
+            if must:
+                raise
+            log.warning("%s %s is not in the ledger yet: %s", self.kind.what, record.id, error)
 
     async def listed(self, customer: str) -> list[KeyRecord]:
         return [_decode(raw) for raw in await self.store.credentials(self.kind.namespace, customer)]
@@ -226,18 +235,19 @@ class Keyring:
         return record
 
     async def revoke(self, record: KeyRecord, now_ms: int) -> tuple[KeyRecord, bool]:
-        """``record`` revoked, and whether this call revoked it."""
-        if record.revoked_ms is not None:
-            await self._ship(record)  # a revoke interrupted before it shipped completes
-            return record, False
-        revoked = msgspec.structs.replace(record, revoked_ms=now_ms)
-        await self.store.replace_credential(self.kind.namespace, record.id, _encode(revoked))
-        await self._ship(revoked)
+        """``record`` revoked, and whether this call revoked it. Every sidecar is told first,
+        then the ledger; a retry (already revoked) repeats both, to complete a revoke that was
+        interrupted."""
+        done = record.revoked_ms is not None
+        revoked = record if done else msgspec.structs.replace(record, revoked_ms=now_ms)
+        if not done:
+            await self.store.replace_credential(self.kind.namespace, record.id, _encode(revoked))
         self._cache.pop(record.id, None)
         await self.store.publish(
             self.store.layout.changes_channel, self._changed_prefix + record.id
         )
-        return revoked, True
+        await self._ship(revoked)
+        return revoked, not done
 
     async def check(self, header: str, now_ms: int) -> KeyRecord:
         """The credential of an ``Authorization: Bearer <token>`` header; Unauthenticated

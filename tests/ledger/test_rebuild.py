@@ -204,6 +204,18 @@ async def test_a_rebuild_gives_back_credentials_and_alert_rules_and_revoked_stay
         )  # fmt: skip
     assert report.differences == []
 
+    # Revoked in Redis, and not yet in the ledger: a rebuild over it does not undo that.
+    await fresh.revoke_proxy_key("acme", app.key.id)
+    async with pool.acquire() as db:
+        await rebuild_customer(
+            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
+            catalog=ledger_catalog, now_ms=clock.now_ms, force=True,
+        )  # fmt: skip
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await Service(store, service.catalog, clock=clock).keyring.check(
+            f"Bearer {app.secret}", clock.now_ms
+        )
+
 
 async def test_a_threshold_fired_before_a_rebuild_does_not_fire_again_in_its_period(
     store: RedisStore, pool: Pool, service: Service, clock: Clock, call: Call,
