@@ -30,7 +30,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _operate(args: argparse.Namespace) -> int:
-    """reconcile or rebuild: both read the ledger and Redis, named by flags or environment."""
+    """reconcile, rebuild or backfill-credentials: they read the ledger and Redis, named by
+    flags or environment."""
 
     import msgspec  # noqa: PLC0415
 
@@ -39,7 +40,11 @@ async def _operate(args: argparse.Namespace) -> int:
     from sidecar.ledger.db import load_catalogs, open_pool  # noqa: PLC0415
     from sidecar.ledger.facts import ledger_customers  # noqa: PLC0415
     from sidecar.ledger.generation import status as generation_status  # noqa: PLC0415
-    from sidecar.ledger.rebuild import rebuild_customer, resume_serving  # noqa: PLC0415
+    from sidecar.ledger.rebuild import (  # noqa: PLC0415
+        backfill_credentials,
+        rebuild_customer,
+        resume_serving,
+    )
     from sidecar.ledger.reconcile import reconcile  # noqa: PLC0415
     from sidecar.settings import SettingsError  # noqa: PLC0415
     from sidecar.store.topology import agree_layout, make_client  # noqa: PLC0415
@@ -83,6 +88,12 @@ async def _operate(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                     )
                 return 1 if report.differences or report.lost else 0
+            if args.ledger_command == "backfill-credentials":
+                stored = 0
+                for customer in customers:
+                    stored += await backfill_credentials(client, keys, connection, customer)
+                print(f"{len(customers)} customers, {stored} credentials stored in the ledger")
+                return 0
             if not args.customer and not args.all:
                 raise SettingsError("name --customer ID (repeatable) or --all")
             lost = await generation_status(client, keys, connection)
@@ -192,6 +203,13 @@ def add_ledger_commands(commands: Any) -> None:
         f"(default {IDEMPOTENCY_WINDOW_MS})",
     )  # fmt: skip
     rebuild.set_defaults(run=_run_operation)
+    backfill = sub.add_parser(
+        "backfill-credentials",
+        help="store in the ledger the proxy keys and admin tokens issued before it kept them "
+        "(once, after upgrading), so that rebuild restores them",
+    )
+    _common(backfill)
+    backfill.set_defaults(run=_run_operation)
     hooks = sub.add_parser("webhooks", help="alert webhook endpoints (ledger/webhooks.py)")
     hook_commands = hooks.add_subparsers(dest="webhooks_command", required=True)
     again = hook_commands.add_parser(

@@ -197,6 +197,39 @@ async def restore_credentials(
         await client.sadd(keys.credentials_key(row["namespace"], customer), row["credential_id"])
 
 
+_BACKFILL = """
+INSERT INTO credentials (event_id, customer, namespace, credential_id, record, revoked, ts,
+                         stream_ms, stream_seq)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'epoch'::timestamptz + $7 * interval '1 millisecond', 0, 0)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+async def backfill_credentials(
+    client: Client, keys: Layout, connection: Connection, customer: str
+) -> int:
+    """Store the customer's proxy keys and admin tokens that Redis has and the ledger has not
+    (issued before credentials were shipped to it), so that a rebuild can write them back;
+    the number stored. Idempotent: a record already stored is left as it is."""
+    stored = 0
+    for namespace in (names.PROXY_KEYS, names.ADMIN_TOKENS):
+        for member in await client.smembers(keys.credentials_key(namespace, customer)):
+            credential_id = member.decode() if isinstance(member, bytes) else member
+            raw = await client.get(keys.credential_key(namespace, credential_id))
+            if raw is None:
+                continue
+            record = msgspec.json.decode(raw, type=dict[str, Any])
+            revoked = record.get("revoked_ms") is not None
+            state = "revoked" if revoked else "issued"
+            at = record["revoked_ms"] if revoked else record["created_ms"]
+            status = await connection.execute(
+                _BACKFILL, f"cr_{credential_id}_{state}", customer, namespace, credential_id,
+                raw.decode() if isinstance(raw, bytes) else raw, revoked, at,
+            )  # fmt: skip
+            stored += status.endswith(" 1")
+    return stored
+
+
 async def rebuild_customer(
     client: Client,
     keys: Layout,

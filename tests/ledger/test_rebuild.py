@@ -11,7 +11,7 @@ from sidecar.catalog import Catalog
 from sidecar.errors import Unauthenticated
 from sidecar.ledger.corrections import RefundRequest, refund
 from sidecar.ledger.db import Pool, load_catalogs
-from sidecar.ledger.rebuild import rebuild_customer, resume_serving
+from sidecar.ledger.rebuild import backfill_credentials, rebuild_customer, resume_serving
 from sidecar.ledger.reconcile import reconcile
 from sidecar.service import Service
 from sidecar.store.layout import CUSTOMERS
@@ -255,3 +255,29 @@ async def test_a_threshold_fired_before_a_rebuild_does_not_fire_again_in_its_per
     await call("acme", units={"input_tokens": 200_000})  # 0.6: crosses 50% once more
     await drain(worker(store, pool, "w2"))
     assert await fired() == [("customer", "day", "p50")]  # once in the day, all the same
+
+
+async def test_keys_issued_before_the_ledger_kept_them_are_backfilled_then_rebuilt(
+    store: RedisStore, pool: Pool, service: Service, clock: Clock, ledger_catalog: Catalog
+) -> None:
+    """A proxy key an older sidecar issued never reached the ledger (no credential event):
+    ``backfill_credentials`` stores it once, and a rebuild after a flush gives it back."""
+    await service.upsert_customer("acme", UpsertCustomerRequest(plan="test"))
+    await drain(worker(store, pool))
+    old = await service.issue_proxy_key("acme", IssueProxyKeyRequest(idempotency_key="old"))
+    stream = store.layout.stream_of("acme")
+    shipped = [i for i, f in await store.client.xrange(stream) if f[b"kind"] == b"credential"]
+    await store.client.xdel(stream, *shipped)  # as an older sidecar: only in Redis
+    await drain(worker(store, pool, "w2"))
+    async with pool.acquire() as db:
+        assert await db.fetchval("SELECT count(*) FROM credentials") == 0
+        assert await backfill_credentials(store.client, store.layout, db, "acme") == 1
+        assert await backfill_credentials(store.client, store.layout, db, "acme") == 0  # once
+        await store.client.flushall()
+        await rebuild_customer(
+            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
+            catalog=ledger_catalog, now_ms=clock.now_ms,
+        )  # fmt: skip
+    fresh = Service(store, service.catalog, clock=clock)
+    key = await fresh.keyring.check(f"Bearer {old.secret}", clock.now_ms)
+    assert key.id == old.key.id
