@@ -4,8 +4,10 @@ a second time in its period. Pure: the ledger's alerts and the money state in, h
 ``commit.lua`` marks each threshold it fires: a budget's in a hash beside the period's
 counter (``<counter>:alerted``, field ``<scope>|<period>|<rule>|<threshold>``, living as long
 as the counter), the balance's in ``alerted`` (field: the threshold), which ``grant.lua``
-clears once a grant lifts the balance back above it. A budget marker comes back while its
-counter does. A balance marker comes back while the balance is at or below its threshold:
+clears once a grant lifts the balance back above it. A budget marker comes back with its
+counter's TTL, or, where the counter is not rebuilt (refunded down to 0), for as long as a
+counter of that period lives after the call that fired it. A balance marker comes back while
+the balance is at or below its threshold:
 above it, a grant may have cleared it (it is left out, so the alert may fire again rather
 than never).
 """
@@ -44,10 +46,10 @@ def _counter(alert: FiredAlert) -> str | None:
 
 
 def expected_markers(
-    alerts: Iterable[FiredAlert], state: RedisState
+    alerts: Iterable[FiredAlert], state: RedisState, now_ms: int
 ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
-    """The marker hashes of ``alerts`` under ``state`` (the customer's rebuilt money state),
-    and the TTL of each (its counter's)."""
+    """The marker hashes of ``alerts`` under ``state`` (the customer's rebuilt money state)
+    at ``now_ms``, and the TTL of each."""
     hashes: dict[str, dict[str, str]] = {}
     ttl: dict[str, int] = {}
     balance = sum(int(v) for v in state.hashes.get(layout.BUCKET, {}).values())
@@ -57,12 +59,21 @@ def expected_markers(
                 hashes.setdefault(layout.ALERTED, {})[str(alert.threshold_nanos)] = "1"
             continue
         counter = _counter(alert)
-        if counter is None or counter not in state.hashes:
+        if counter is None:
+            continue
+        marks = counter + layout.ALERTED_SUFFIX
+        if counter in state.ttl_ms:
+            left: int | None = state.ttl_ms[counter]
+        elif counter in state.hashes:
+            left = None  # a counter for ever (the lifetime's)
+        else:
+            lifetime = layout.counter_ttl_ms(counter)
+            left = None if lifetime is None else alert.reserved_ms + lifetime - now_ms
+        if left is not None and left <= 0:
             continue  # its period is over: the counter, and its markers, are gone
         name = layout.budget_field(alert.scope, alert.period or "lifetime")
         field = layout.SEP.join((name, alert.rule, str(alert.threshold_nanos)))
-        marks = counter + layout.ALERTED_SUFFIX
         hashes.setdefault(marks, {})[field] = "1"
-        if counter in state.ttl_ms:
-            ttl[marks] = state.ttl_ms[counter]
+        if left is not None:
+            ttl[marks] = min(left, ttl.get(marks, left))
     return hashes, ttl

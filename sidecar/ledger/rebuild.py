@@ -257,7 +257,7 @@ async def rebuild_customer(
     records, ttl = commit_records(
         await _commits(connection, customer, now_ms, window_ms), now_ms, window_ms
     )
-    marks, marks_ttl = expected_markers(await _fired(connection, customer), state)
+    marks, marks_ttl = expected_markers(await _fired(connection, customer), state, now_ms)
     await write_state(
         client, keys, state, replace=force, records=(records | marks, ttl | marks_ttl)
     )
