@@ -20,6 +20,7 @@ import msgspec
 
 from sidecar.ids import is_id
 from sidecar.reservations import reserved_ms
+from sidecar.service.keys import CREDENTIAL_EVENT
 from sidecar.store.layout import Layout, idem_name, shard_of_stream
 
 __all__ = [
@@ -440,7 +441,7 @@ def _credential(stream: StreamId, f: Fields) -> Credential:
 
 
 _DECODERS: dict[str, Callable[[StreamId, Fields], Parsed]] = {
-    "credential": _credential,
+    CREDENTIAL_EVENT: _credential,
     "correction": _correction,
     "alert": _alert,
     "audit": _audit,
