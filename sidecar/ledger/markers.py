@@ -7,9 +7,8 @@ as the counter), the balance's in ``alerted`` (field: the threshold), which ``gr
 clears once a grant lifts the balance back above it. A budget marker comes back with its
 counter's TTL, or, where the counter is not rebuilt (refunded down to 0), for as long as a
 counter of that period lives after the call that fired it. A balance marker comes back while
-the balance is at or below its threshold:
-above it, a grant may have cleared it (it is left out, so the alert may fire again rather
-than never).
+the balance is at or below its threshold: above it, a grant may have cleared it (it is left
+out, so the alert may fire again rather than never).
 """
 
 from __future__ import annotations
@@ -23,9 +22,6 @@ from sidecar.ledger.state import RedisState
 from sidecar.store import layout
 
 __all__ = ["FiredAlert", "expected_markers"]
-
-BALANCE_SCOPE = "balance"
-"""The scope an alert on the balance is recorded with (commit.lua)."""
 
 
 class FiredAlert(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,7 +50,7 @@ def expected_markers(
     ttl: dict[str, int] = {}
     balance = sum(int(v) for v in state.hashes.get(layout.BUCKET, {}).values())
     for alert in alerts:
-        if alert.scope == BALANCE_SCOPE:
+        if alert.scope == layout.ALERT_BALANCE:  # the scope commit.lua records it with
             if balance <= alert.threshold_nanos:
                 hashes.setdefault(layout.ALERTED, {})[str(alert.threshold_nanos)] = "1"
             continue
