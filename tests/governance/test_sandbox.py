@@ -475,6 +475,14 @@ async def _grpc_sandbox_only(sandbox: Sidecar, ledger: Ledger, live: Live) -> No
                                          idempotency_key="sb-grpc"),
                 metadata=(("authorization", f"Bearer {live.pricing_token}"),)),
              grpc.StatusCode.UNAUTHENTICATED),
+            (pb_grpc.CreditgatePricingServiceStub(corrections).ApproveProposal(
+                pb.ApproveProposalRequest(id="cp_live"),
+                metadata=(("authorization", f"Bearer {live.pricing_token}"),)),
+             grpc.StatusCode.UNAUTHENTICATED),
+            (pb_grpc.CreditgatePricingServiceStub(corrections).RollbackCatalog(
+                pb.RollbackCatalogRequest(idempotency_key="sb-grpc"),
+                metadata=(("authorization", f"Bearer {live.pricing_token}"),)),
+             grpc.StatusCode.UNAUTHENTICATED),
         ]  # fmt: skip
         for call, refused in calls:
             if refused is None:
