@@ -92,7 +92,10 @@ async def _operate(args: argparse.Namespace) -> int:
                 stored = 0
                 for customer in customers:
                     stored += await backfill_credentials(client, keys, connection, customer)
-                print(f"{len(customers)} customers, {stored} credentials stored in the ledger")
+                print(
+                    f"{len(customers)} customers, {stored} credentials stored in the ledger "
+                    "(those it had already are left as they are)"
+                )
                 return 0
             if not args.customer and not args.all:
                 raise SettingsError("name --customer ID (repeatable) or --all")

@@ -57,7 +57,8 @@ async def test_reconcile_and_rebuild_from_the_command_line(
     assert (code, out) == (0, "")
     assert "1 customers, 0 differences" in err
     code, out, _ = await creditgate("ledger", "backfill-credentials", *where)
-    assert (code, out) == (0, "1 customers, 0 credentials stored in the ledger\n")
+    assert code == 0
+    assert out.startswith("1 customers, 0 credentials stored in the ledger")
 
     before = await money_state(store, "acme")
     await store.client.hincrby(store.layout.key("acme", "u:life"), "team:eng|used", 1)
