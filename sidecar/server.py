@@ -8,6 +8,7 @@ Shutdown is graceful: stop accepting, let requests in flight finish (up to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -23,7 +24,7 @@ from sidecar.http.api import readiness
 from sidecar.http.environment import name_environment
 from sidecar.http.probes import probes_app
 from sidecar.lifecycle import stop_on_signals
-from sidecar.logs import redacted
+from sidecar.logs import redacted, safe_url
 from sidecar.proxy.app import proxy_app
 from sidecar.proxy.upstreams import Upstream, load_upstreams
 from sidecar.reload import CatalogWatcher
@@ -34,11 +35,18 @@ from sidecar.settings import Settings
 from sidecar.store.memory import watch_memory
 from sidecar.store.redis_store import RedisStore
 
-__all__ = ["SHUTDOWN_TIMEOUT_S", "Sidecar", "catalog_watcher", "serve"]
+__all__ = ["SHUTDOWN_TIMEOUT_S", "Sidecar", "StoppedWaiting", "catalog_watcher", "serve"]
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 10.0
 FEED_TIMEOUT_S = 5.0
+CONNECT_RETRY_S = 0.2
+CONNECT_RETRY_MAX_S = 5.0
+"""While Redis does not answer at start, the wait between tries grows to this."""
+
+
+class StoppedWaiting(Exception):
+    """SIGTERM or SIGINT came while the sidecar waited for Redis to start."""
 
 
 def catalog_watcher(service: Service, path: str, *, interval_s: float) -> CatalogWatcher:
@@ -108,26 +116,51 @@ class Sidecar:
         await web.TCPSite(runner, host or self.settings.host, port).start()
         return int(runner.addresses[0][1])
 
-    async def start(self) -> None:
+    async def _connect(self) -> None:
+        """Adopt the layout, open the connections and follow the change feed; StoreError
+        when Redis does not answer (nothing is left running then)."""
+        await self.store.agree_layout(self.settings.shards)
+        await self.store.warm()
+        subscribed = asyncio.Event()
+        feed = asyncio.create_task(self.customers.follow_changes(subscribed))
+        waiter = asyncio.create_task(subscribed.wait())
+        await asyncio.wait(
+            {waiter, feed}, timeout=FEED_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        if not subscribed.is_set():
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await feed  # what stopped it, if it stopped
+            raise StoreError(f"no change feed from Redis in {FEED_TIMEOUT_S:.0f} s")
+        self._feed = feed
+
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Start every listener. While Redis does not answer, wait for it (logged, backing off
+        to CONNECT_RETRY_MAX_S) rather than fail: a sidecar restarted during an outage serves
+        as soon as Redis does. ``stop`` set meanwhile: StoppedWaiting."""
         if self.settings.spool_dir is None:
             log.warning(
                 "no --spool-dir: calls answered in fallback and commits Redis never answered "
                 "are kept in memory only, and lost if this process dies"
             )
         await self.service.fallback.load()  # what a killed predecessor left is replayed
-        await self.store.agree_layout(self.settings.shards)
-        await self.store.warm()
-        subscribed = asyncio.Event()
-        self._feed = asyncio.create_task(self.customers.follow_changes(subscribed))
-        waiter = asyncio.create_task(subscribed.wait())
-        await asyncio.wait(
-            {waiter, self._feed}, timeout=FEED_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        waiter.cancel()
-        if self._feed.done():
-            self._feed.result()  # raises what stopped the feed
-        if not subscribed.is_set():
-            raise StoreError(f"no answer from {self.settings.redis} in {FEED_TIMEOUT_S:.0f} s")
+        delay = CONNECT_RETRY_S
+        while True:
+            try:
+                await self._connect()
+                break
+            except StoreError as error:
+                log.warning(
+                    "waiting for Redis at %s (%s); trying again in %.1f s",
+                    safe_url(self.settings.redis), error, delay,
+                )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                if stop is not None:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    raise StoppedWaiting
+                await asyncio.sleep(delay)
+            delay = min(2 * delay, CONNECT_RETRY_MAX_S)
         settings = self.settings
         if settings.catalog_reload_ms:
             self._tasks.append(asyncio.create_task(self.watcher.run()))
@@ -190,7 +223,10 @@ async def serve(
     sidecar = Sidecar(settings)
     stop = stop_on_signals()
     try:
-        await sidecar.start()
+        try:
+            await sidecar.start(stop)
+        except StoppedWaiting:
+            return
         log.info(
             "sidecar started",
             extra={
