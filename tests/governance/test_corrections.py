@@ -38,11 +38,11 @@ async def _ledger(deployment: Deployment, path: str, body: Any = None) -> tuple[
     return await deployment.call(method, deployment.ledger_url(path), LEDGER_TOKEN, body)
 
 
-async def _committed(deployment: Deployment, customer: str = "acme") -> str:
-    """One committed call of ``customer``; its event id."""
+async def _committed(deployment: Deployment, customer: str = "acme", **subject: str) -> str:
+    """One committed call of ``customer`` (and ``subject``: team, session...); its event id."""
     base = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1"
     reserve = {"customer": customer, "feature": "chat", "model": "gpt-4o-mini", "units": UNITS,
-               "idempotency_key": f"call-{customer}"}  # fmt: skip
+               "idempotency_key": f"call-{customer}", **subject}  # fmt: skip
     async with deployment.http.post(f"{base}/reserve", json=reserve) as response:
         rid = str((await response.json())["reservation_id"])
     async with deployment.http.post(
@@ -163,15 +163,8 @@ async def test_a_whole_refund_gives_back_credits_then_overage_and_the_budgets_ro
              "reason": "leave 0.0001 of the 500 included"}  # fmt: skip
     status, answer = await _ledger(deployment, "/customers/initech/adjustments", drain)
     assert status == 200, answer
+    rid = await _committed(deployment, "initech", team="eng", session="s1")
     base = f"http://127.0.0.1:{deployment.sidecars[0].port}/v1"
-    reserve = {"customer": "initech", "feature": "chat", "model": "gpt-4o-mini", "units": UNITS,
-               "team": "eng", "session": "s1", "idempotency_key": "call"}  # fmt: skip
-    async with deployment.http.post(f"{base}/reserve", json=reserve) as response:
-        rid = str((await response.json())["reservation_id"])
-    async with deployment.http.post(
-        f"{base}/commit", json={"reservation_id": rid, "units": UNITS}
-    ) as response:
-        assert (await response.json())["result"] == "committed"
     session = store.layout.key("initech", layout.session_key("s1"))
 
     async def state() -> tuple[Decimal, Decimal, Decimal, Decimal]:

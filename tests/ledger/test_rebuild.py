@@ -10,7 +10,7 @@ from sidecar.access import OPERATOR
 from sidecar.catalog import Catalog
 from sidecar.errors import Unauthenticated
 from sidecar.ledger.corrections import RefundRequest, refund
-from sidecar.ledger.db import Pool, load_catalogs
+from sidecar.ledger.db import Connection, Pool, load_catalogs
 from sidecar.ledger.rebuild import backfill_credentials, rebuild_customer, resume_serving
 from sidecar.ledger.reconcile import reconcile
 from sidecar.service import Service
@@ -152,6 +152,15 @@ async def test_a_rebuild_restores_the_month_counter_graduated_tiers_are_read_fro
     assert after.cost == "0.000100000"  # past the first tier: 1 per million, not 2
 
 
+async def _rebuild_acme(
+    store: RedisStore, db: Connection, catalog: Catalog, clock: Clock, *, force: bool = False
+) -> None:
+    await rebuild_customer(
+        store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
+        catalog=catalog, now_ms=clock.now_ms, force=force,
+    )  # fmt: skip
+
+
 async def test_a_rebuild_gives_back_credentials_and_alert_rules_and_revoked_stay_revoked(
     store: RedisStore, pool: Pool, service: Service, clock: Clock, ledger_catalog: Catalog
 ) -> None:
@@ -182,10 +191,7 @@ async def test_a_rebuild_gives_back_credentials_and_alert_rules_and_revoked_stay
 
     await store.client.flushall()
     async with pool.acquire() as db:
-        await rebuild_customer(
-            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
-            catalog=ledger_catalog, now_ms=clock.now_ms,
-        )  # fmt: skip
+        await _rebuild_acme(store, db, ledger_catalog, clock)
     fresh = Service(store, service.catalog, clock=clock)  # nothing cached
     key = await fresh.keyring.check(f"Bearer {app.secret}", clock.now_ms)
     assert (key.id, key.customer, key.team, key.agent) == (app.key.id, "acme", "eng", "bot")
@@ -207,10 +213,7 @@ async def test_a_rebuild_gives_back_credentials_and_alert_rules_and_revoked_stay
     # Revoked in Redis, and not yet in the ledger: a rebuild over it does not undo that.
     await fresh.revoke_proxy_key("acme", app.key.id)
     async with pool.acquire() as db:
-        await rebuild_customer(
-            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
-            catalog=ledger_catalog, now_ms=clock.now_ms, force=True,
-        )  # fmt: skip
+        await _rebuild_acme(store, db, ledger_catalog, clock, force=True)
     with pytest.raises(Unauthenticated, match="revoked"):
         await Service(store, service.catalog, clock=clock).keyring.check(
             f"Bearer {app.secret}", clock.now_ms
@@ -239,10 +242,7 @@ async def test_a_threshold_fired_before_a_rebuild_does_not_fire_again_in_its_per
     assert await fired() == [("customer", "day", "p50")]
     await store.client.flushall()
     async with pool.acquire() as db:
-        await rebuild_customer(
-            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
-            catalog=ledger_catalog, now_ms=clock.now_ms,
-        )  # fmt: skip
+        await _rebuild_acme(store, db, ledger_catalog, clock)
         await resume_serving(store.client, store.layout, db)
         event = await db.fetchval("SELECT event_id FROM usage_events WHERE customer = 'acme'")
         back = RefundRequest(idempotency_key="r", event_id=event, reason="x", amount="0.2")
@@ -274,10 +274,7 @@ async def test_keys_issued_before_the_ledger_kept_them_are_backfilled_then_rebui
         assert await backfill_credentials(store.client, store.layout, db, "acme") == 1
         assert await backfill_credentials(store.client, store.layout, db, "acme") == 0  # once
         await store.client.flushall()
-        await rebuild_customer(
-            store.client, store.layout, db, "acme", catalogs=await load_catalogs(db),
-            catalog=ledger_catalog, now_ms=clock.now_ms,
-        )  # fmt: skip
+        await _rebuild_acme(store, db, ledger_catalog, clock)
     fresh = Service(store, service.catalog, clock=clock)
     key = await fresh.keyring.check(f"Bearer {old.secret}", clock.now_ms)
     assert key.id == old.key.id
